@@ -1,0 +1,228 @@
+/*
+ * The epoll backend: the only file that calls epoll_*().
+ *
+ * Registrations carry a handle (slot index | generation << 32) instead of a
+ * pointer: a thread that collected an event before another thread deleted
+ * the registration finds a different generation and drops the event.
+ *
+ * Coalescing: kq_backend_update() only marks a registration dirty; the flush
+ * before each wait issues at most one epoll_ctl per dirty registration, and
+ * none when what epoll has already equals what is wanted.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+_Atomic unsigned long kq_stat_ctl_calls;
+
+static int
+ctl(struct kq_kqueue *kq, int op, int fd, uint32_t events, uint64_t handle)
+{
+	struct epoll_event ev = { .events = events, .data.u64 = handle };
+
+	atomic_fetch_add_explicit(&kq_stat_ctl_calls, 1, memory_order_relaxed);
+	return epoll_ctl(kq->fd, op, fd, &ev) == 0 ? 0 : errno;
+}
+
+static inline uint64_t
+handle_of(const struct kq_poll *p)
+{
+	return (uint64_t)p->gen << 32 | p->slot;
+}
+
+int
+kq_backend_init(struct kq_kqueue *kq, bool cloexec)
+{
+	kq->fd = epoll_create1(cloexec ? EPOLL_CLOEXEC : 0);
+	if (kq->fd < 0)
+		return errno;
+	TAILQ_INIT(&kq->dirty);
+	return 0;
+}
+
+void
+kq_backend_close(struct kq_kqueue *kq)
+{
+	free(kq->slots);
+	free(kq->slot_gen);
+	free(kq->slot_next_free);
+	kq->slots = NULL;
+	kq->slot_gen = kq->slot_next_free = NULL;
+	kq->nslots = 0;
+}
+
+int
+kq_poll_register(struct kq_kqueue *kq, struct kq_poll *p)
+{
+	uint32_t i;
+
+	if (kq->slot_free == 0) {
+		/* slot 0 is never used, so 0 can mean "empty free list" */
+		uint32_t n = kq->nslots ? kq->nslots * 2 : 64;
+		struct kq_poll **s = realloc(kq->slots, n * sizeof *s);
+		if (s == NULL)
+			return ENOMEM;
+		kq->slots = s;
+		uint32_t *g = realloc(kq->slot_gen, n * sizeof *g);
+		if (g == NULL)
+			return ENOMEM;
+		kq->slot_gen = g;
+		uint32_t *f = realloc(kq->slot_next_free, n * sizeof *f);
+		if (f == NULL)
+			return ENOMEM;
+		kq->slot_next_free = f;
+		for (i = kq->nslots; i < n; i++) {
+			s[i] = NULL;
+			g[i] = 0;
+			f[i] = (i + 1 < n) ? i + 1 : 0;
+		}
+		kq->slot_free = kq->nslots ? kq->nslots : 1;
+		kq->nslots = n;
+	}
+	i = kq->slot_free;
+	kq->slot_free = kq->slot_next_free[i];
+	kq->slots[i] = p;
+	p->slot = i;
+	p->gen = ++kq->slot_gen[i];
+	p->in_backend = false;
+	p->dirty = false;
+	p->armed = 0;
+	return 0;
+}
+
+void
+kq_poll_unregister(struct kq_kqueue *kq, struct kq_poll *p)
+{
+	if (p->slot == 0 || p->slot >= kq->nslots || kq->slots[p->slot] != p)
+		return;
+	if (p->dirty) {
+		TAILQ_REMOVE(&kq->dirty, p, dirty_link);
+		p->dirty = false;
+	}
+	kq->slots[p->slot] = NULL;
+	kq->slot_gen[p->slot]++;
+	kq->slot_next_free[p->slot] = kq->slot_free;
+	kq->slot_free = p->slot;
+	p->slot = 0;
+}
+
+struct kq_poll *
+kq_poll_lookup(struct kq_kqueue *kq, uint64_t handle)
+{
+	uint32_t slot = (uint32_t)handle, gen = (uint32_t)(handle >> 32);
+
+	if (slot == 0 || slot >= kq->nslots)
+		return NULL;
+	struct kq_poll *p = kq->slots[slot];
+	return p != NULL && p->gen == gen ? p : NULL;
+}
+
+int
+kq_backend_attach(struct kq_kqueue *kq, struct kq_poll *p)
+{
+	int err = ctl(kq, EPOLL_CTL_ADD, p->fd, p->want, handle_of(p));
+	if (err == 0) {
+		p->in_backend = true;
+		p->armed = p->want;
+	}
+	return err;
+}
+
+void
+kq_backend_update(struct kq_kqueue *kq, struct kq_poll *p)
+{
+	if (!p->dirty) {
+		p->dirty = true;
+		TAILQ_INSERT_TAIL(&kq->dirty, p, dirty_link);
+	}
+}
+
+void
+kq_backend_detach(struct kq_kqueue *kq, struct kq_poll *p)
+{
+	if (p->dirty) {
+		TAILQ_REMOVE(&kq->dirty, p, dirty_link);
+		p->dirty = false;
+	}
+	if (p->in_backend) {
+		if (p->userfd)
+			kq_fdreg_lock(p->fd);
+		ctl(kq, EPOLL_CTL_DEL, p->fd, 0, 0);
+		if (p->userfd)
+			kq_fdreg_unlock(p->fd);
+		p->in_backend = false;
+		p->armed = 0;
+	}
+}
+
+void
+kq_backend_forget_fd(struct kq_kqueue *kq, int fd)
+{
+	ctl(kq, EPOLL_CTL_DEL, fd, 0, 0);
+}
+
+/* One registration: bring epoll to p->want with at most one call. */
+static void
+flush_one(struct kq_kqueue *kq, struct kq_poll *p)
+{
+	uint32_t want = p->want;
+
+	if (want == p->armed && (p->in_backend || want == 0))
+		return;
+	if (p->userfd) {
+		kq_fdreg_lock(p->fd);
+		/* The close path already removed it: never re-add a dead fd. */
+		struct kq_fdnode *fdn = p->owner;
+		if (atomic_load(&fdn->closed)) {
+			kq_fdreg_unlock(p->fd);
+			return;
+		}
+	}
+	if (want == 0) {
+		if (p->in_backend)
+			ctl(kq, EPOLL_CTL_DEL, p->fd, 0, 0);
+		p->in_backend = false;
+	} else if (p->in_backend) {
+		if (ctl(kq, EPOLL_CTL_MOD, p->fd, want, handle_of(p)) == ENOENT)
+			ctl(kq, EPOLL_CTL_ADD, p->fd, want, handle_of(p));
+	} else {
+		if (ctl(kq, EPOLL_CTL_ADD, p->fd, want, handle_of(p)) == 0)
+			p->in_backend = true;
+	}
+	p->armed = want;
+	if (p->userfd)
+		kq_fdreg_unlock(p->fd);
+}
+
+void
+kq_backend_flush(struct kq_kqueue *kq)
+{
+	struct kq_poll *p;
+
+	while ((p = TAILQ_FIRST(&kq->dirty)) != NULL) {
+		TAILQ_REMOVE(&kq->dirty, p, dirty_link);
+		p->dirty = false;
+		flush_one(kq, p);
+	}
+}
+
+int
+kq_backend_wait(struct kq_kqueue *kq, struct kq_ready *out, int max,
+    const struct timespec *ts)
+{
+	struct epoll_event ev[KQ_READY_MAX];
+	int n, i;
+
+	if (max > KQ_READY_MAX)
+		max = KQ_READY_MAX;
+	n = epoll_pwait2(kq->fd, ev, max, ts, NULL);
+	if (n < 0)
+		return -errno;
+	for (i = 0; i < n; i++) {
+		out[i].handle = ev[i].data.u64;
+		out[i].revents = ev[i].events;
+	}
+	return n;
+}

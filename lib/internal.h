@@ -1,0 +1,399 @@
+/*
+ * libkqfree private contracts.  Read this before touching any lib/ file.
+ *
+ * LAYERS (every arrow points down)
+ *   kqueue.c   kqueue()/kqueuex(), kqfree_release(), teardown, fork
+ *   kevent.c   kevent(): changelist (EV_ERROR, RECEIPT, coalescing), scan, copy-out
+ *   fdreg.c    process-wide fd registry + close/dup2/close_range/fclose/closedir
+ *              interposition; the only code that reacts to a close
+ *   knote.c    knote tree, activation queue, THE release function, free notices
+ *   filter_*.c one struct kq_filterops each; the core never switches on filter
+ *   backend_epoll.c  the only file that calls epoll_*(); same interface could
+ *              be provided by an io_uring backend
+ *
+ * OBJECTS
+ *   struct kq_kqueue  one per kqueue(); its fd IS the epoll fd, so it is
+ *                     pollable.  One mutex (kq->lock) guards everything in it.
+ *   struct kq_knote   one per (filter, ident) in a kqueue; RB tree kq->knotes.
+ *   struct kq_poll    anything registered in the epoll set: a watched user fd
+ *                     (inside struct kq_fdnode), the wake eventfd, the timerfd,
+ *                     a pidfd...  epoll's data is a HANDLE (slot index and
+ *                     generation), never a pointer, so a stale epoll event that
+ *                     another thread collected before a delete can never touch
+ *                     freed memory: kq_poll_lookup() returns NULL for it.
+ *   struct kq_fdnode  per (kqueue, user fd): the fd's epoll registration plus
+ *                     every knote whose ident is that fd (filterops.isfd).  It
+ *                     is what the fd registry links, and what a close() kills.
+ *
+ * KNOTE LIFECYCLE
+ *   kq_knote_create -> fop->attach -> (activate / scan / touch)* ->
+ *   kq_knote_release(kq, kn, reason, fired)   <- the ONE place a knote dies.
+ *   release: fop->detach, unlink from tree/queue/fdnode, and, if the knote
+ *   holds an EV_FREEWATCH reference: either marks the event being returned
+ *   (fired != NULL: flags |= EV_FREEWATCH) or turns the knote's memory into a
+ *   free notice on kq->notices (no allocation, so it cannot fail).  Notices
+ *   are returned first by the next scan, in order.
+ *
+ * ACTIVATION / SCAN (FreeBSD's model)
+ *   A source that sees readiness calls kq_knote_activate(kn): the knote goes
+ *   on kq->active once (KN_QUEUED).  The scan pops it, calls fop->event() to
+ *   fill data/fflags/EOF (0 = not ready after all: dropped), copies it out,
+ *   then: ONESHOT -> release(fired); DISPATCH -> disable; CLEAR -> fop->clear
+ *   / counters reset; otherwise a level knote is requeued only if its source
+ *   will not report again by itself (KN_REQUEUE: regular files, USER without
+ *   EV_CLEAR, level knotes on an edge-triggered fd).  Level knotes on a
+ *   level-triggered epoll registration are not requeued: epoll re-reports.
+ *   While kq->active or kq->notices is non-empty the wake eventfd is kept
+ *   readable, so the kqueue (epoll) fd polls readable.
+ *
+ * CHANGE COALESCING
+ *   Filters say what they want from epoll by setting kq_poll.want and calling
+ *   kq_backend_update(); nothing reaches the kernel until kq_backend_flush(),
+ *   which runs once after the changelist and before waiting, and issues at most
+ *   one epoll_ctl per dirty registration (none if want == armed).  A new user
+ *   fd is added at once (kq_backend_attach) because epoll's answer (EBADF,
+ *   EPERM for regular files) decides the knote's mode.
+ *
+ * CLOSE TRACKING
+ *   fdreg.c interposes every libc call that closes or replaces an fd.  For a
+ *   watched fd it takes the fd's registry lock, and for each kqueue's fdnode:
+ *   marks it closed, removes the epoll registration (kq_backend_forget_fd) and
+ *   pushes the fdnode on the kqueue's lock-free closed stack, then kicks the
+ *   kqueue.  It never takes kq->lock, so it is safe from a signal handler and
+ *   while another thread blocks in kevent().  kevent() drains the stack under
+ *   kq->lock (kq_drain_closed) and releases the knotes with NOTE_FREE_CLOSE.
+ *   Any epoll_ctl on a user fd is done under that fd's registry lock
+ *   (kq_fdreg_lock), so a registration can never be re-added after close.
+ *
+ * LOCK ORDER
+ *   kq_global_lock (kqueue list, fork)  ->  kq->lock  ->  fd registry lock.
+ *   The close path takes only fd registry locks.  No lock is held while
+ *   waiting in the backend.
+ *
+ * NAMING: everything internal is kq_ prefixed and hidden (-fvisibility=hidden);
+ * only the symbols in libkqfree.map are exported.
+ */
+#ifndef KQ_INTERNAL_H
+#define KQ_INTERNAL_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include <bsd/sys/tree.h>
+
+#include "sys/event.h"
+
+#define KQ_API __attribute__((visibility("default")))
+
+struct kq_kqueue;
+struct kq_knote;
+struct kq_poll;
+struct kq_fdnode;
+
+/* ---------------------------------------------------------------- filters */
+
+struct kq_filterops {
+	short filter;
+	bool isfd;		/* ident is an fd: knote joins the fd's fdnode */
+	/* New knote (kn->kev, kn->sfflags, kn->sdata set).  Return 0 or an
+	 * errno for the EV_ERROR entry; on error the core frees the knote
+	 * without calling detach. */
+	int (*attach)(struct kq_kqueue *, struct kq_knote *);
+	/* Undo attach.  Must not fail. */
+	void (*detach)(struct kq_kqueue *, struct kq_knote *);
+	/* Fill ev->data, ev->fflags, EV_EOF in ev->flags for a knote popped
+	 * from the active queue.  Return 1 to report it, 0 to drop it. */
+	int (*event)(struct kq_kqueue *, struct kq_knote *, struct kevent *ev);
+	/* EV_ADD on an existing knote (kn->sfflags/sdata already updated, or
+	 * NOTE_TRIGGER etc. for touch-style filters).  Return 0 or errno.
+	 * May be NULL. */
+	int (*touch)(struct kq_kqueue *, struct kq_knote *, const struct kevent *change);
+	/* Knote became enabled/disabled or its flags changed: update the
+	 * source (epoll interest, timer arming).  May be NULL. */
+	void (*rearm)(struct kq_kqueue *, struct kq_knote *);
+	/* After an EV_CLEAR (or implied-clear) knote was delivered: reset
+	 * accumulated state.  May be NULL (core zeroes kn->data/kn->fflags). */
+	void (*clear)(struct kq_kqueue *, struct kq_knote *);
+	/* isfd filters that use the fd's own epoll registration (READ, WRITE,
+	 * EMPTY, PROCDESC): the KQ_POLL* events this knote needs now (0 when
+	 * disabled).  The fdnode's registration is the union; when epoll
+	 * reports any of them (or ERR/HUP) the knote is activated. */
+	uint32_t (*pollevents)(struct kq_kqueue *, struct kq_knote *);
+};
+
+extern const struct kq_filterops kq_filt_read, kq_filt_write, kq_filt_empty,
+    kq_filt_timer, kq_filt_user, kq_filt_signal, kq_filt_proc,
+    kq_filt_procdesc, kq_filt_vnode;
+
+/* ------------------------------------------------------------------ knote */
+
+/* kn->status */
+#define KN_ACTIVE	0x0001	/* triggered, waiting to be scanned */
+#define KN_QUEUED	0x0002	/* on kq->active */
+#define KN_DISABLED	0x0004	/* EV_DISABLE / EV_DISPATCH fired */
+#define KN_FREEWATCH	0x0008	/* holds an EV_FREEWATCH reference to udata */
+#define KN_REQUEUE	0x0010	/* level knote whose source won't re-report */
+#define KN_NOTICE	0x0020	/* dead: this memory is a free notice */
+#define KN_FORCED	0x0040	/* EV_FORCEONESHOT: report even if event() says not ready */
+
+/* The flags a knote remembers and reports (FreeBSD strips these on add). */
+#define KN_STORED_FLAGS_MASK \
+	(~(EV_ADD | EV_DELETE | EV_ENABLE | EV_DISABLE | EV_FORCEONESHOT | \
+	   EV_FREEWATCH | EV_SYSFLAGS))
+
+struct kq_timer_state {		/* filter_timer.c */
+	int64_t expiry_ns;	/* CLOCK_MONOTONIC */
+	int64_t period_ns;	/* 0 for oneshot/abstime */
+	size_t heap_index;	/* position in kq's timer heap, SIZE_MAX if not armed */
+};
+
+struct kq_signal_state {	/* filter_signal.c */
+	uint64_t seen;		/* global delivery counter already accounted */
+};
+
+struct kq_proc_state {		/* filter_proc.c */
+	struct kq_poll *pidpoll;/* pidfd registration (NULL for PROCDESC) */
+	int pidfd;
+};
+
+struct kq_vnode_state {		/* filter_vnode.c; also READ on a regular file */
+	int wd;			/* inotify watch descriptor, -1 if none */
+	LIST_ENTRY(kq_knote) wdlink;	/* knotes sharing wd (filter_vnode.c) */
+	int64_t size;
+	nlink_t nlink;
+};
+
+struct kq_user_state {		/* filter_user.c */
+	bool triggered;
+};
+
+struct kq_knote {
+	RB_ENTRY(kq_knote) tree;	/* kq->knotes, key (filter, ident) */
+	TAILQ_ENTRY(kq_knote) link;	/* kq->active while KN_QUEUED; kq->notices while KN_NOTICE */
+	LIST_ENTRY(kq_knote) fdlink;	/* fdn->knotes (isfd filters) */
+	struct kevent kev;		/* ident, filter, stored flags, udata; fflags/data unused */
+	const struct kq_filterops *fop;
+	struct kq_fdnode *fdn;		/* isfd filters */
+	unsigned status;		/* KN_* */
+	unsigned sfflags;		/* fflags as registered */
+	int64_t sdata;			/* data as registered */
+	unsigned fflags;		/* fflags accumulated for the next report */
+	int64_t data;			/* data accumulated for the next report */
+	union {
+		struct kq_timer_state timer;
+		struct kq_signal_state sig;
+		struct kq_proc_state proc;
+		struct kq_vnode_state vnode;
+		struct kq_user_state user;
+	} u;
+};
+
+RB_HEAD(kq_knote_tree, kq_knote);
+TAILQ_HEAD(kq_knote_list, kq_knote);
+
+/* knote.c */
+struct kq_knote *kq_knote_find(struct kq_kqueue *kq, short filter, uintptr_t ident);
+struct kq_knote *kq_knote_alloc(void);
+void kq_knote_insert(struct kq_kqueue *kq, struct kq_knote *kn);
+void kq_knote_free_unattached(struct kq_kqueue *kq, struct kq_knote *kn);
+void kq_knote_activate(struct kq_kqueue *kq, struct kq_knote *kn);
+void kq_knote_deactivate(struct kq_kqueue *kq, struct kq_knote *kn);
+void kq_knote_release(struct kq_kqueue *kq, struct kq_knote *kn,
+    unsigned reason, struct kevent *fired);
+void kq_knote_queue_notice(struct kq_kqueue *kq, struct kq_knote *note,
+    const struct kevent *ev);
+int kq_notices_copyout(struct kq_kqueue *kq, struct kevent *out, int max);
+void kq_release_all(struct kq_kqueue *kq, unsigned reason, bool notify);
+
+/* ------------------------------------------------------------------- poll */
+
+/* kq_poll.want / armed bits (epoll values are used directly) */
+#define KQ_POLLIN	0x001u		/* EPOLLIN */
+#define KQ_POLLOUT	0x004u		/* EPOLLOUT */
+#define KQ_POLLRDHUP	0x2000u		/* EPOLLRDHUP */
+#define KQ_POLLET	(1u << 31)	/* EPOLLET */
+#define KQ_POLLONESHOT	(1u << 30)	/* EPOLLONESHOT */
+#define KQ_POLLERR	0x008u
+#define KQ_POLLHUP	0x010u
+
+struct kq_poll {
+	int fd;
+	uint32_t slot;			/* handle: index in kq->slots */
+	uint32_t gen;			/* handle: generation */
+	uint32_t want;			/* events wanted, 0 = not registered */
+	uint32_t armed;			/* what the backend has (0 = none) */
+	bool in_backend;
+	bool dirty;
+	bool userfd;			/* a user fd: ctl under its registry lock */
+	bool shared;			/* fd not owned by this kqueue (not closed on fork) */
+	TAILQ_ENTRY(kq_poll) dirty_link;
+	/* Called under kq->lock with the events epoll reported. */
+	void (*ready)(struct kq_kqueue *kq, struct kq_poll *p, uint32_t revents);
+	void *owner;			/* for the ready callback */
+};
+
+TAILQ_HEAD(kq_poll_list, kq_poll);
+
+/* backend_epoll.c: the only code that talks to epoll */
+struct kq_ready {
+	uint64_t handle;
+	uint32_t revents;
+};
+#define KQ_READY_MAX 256
+
+int kq_backend_init(struct kq_kqueue *kq, bool cloexec);	/* sets kq->fd */
+void kq_backend_close(struct kq_kqueue *kq);
+/* Give p a handle.  Must precede attach. */
+int kq_poll_register(struct kq_kqueue *kq, struct kq_poll *p);
+void kq_poll_unregister(struct kq_kqueue *kq, struct kq_poll *p);
+struct kq_poll *kq_poll_lookup(struct kq_kqueue *kq, uint64_t handle);
+/* Add p->fd with p->want now; returns 0 or errno (EBADF, EPERM...). */
+int kq_backend_attach(struct kq_kqueue *kq, struct kq_poll *p);
+/* p->want changed: apply at the next flush. */
+void kq_backend_update(struct kq_kqueue *kq, struct kq_poll *p);
+/* Remove p from epoll now (p->fd must still be open) and from the dirty list. */
+void kq_backend_detach(struct kq_kqueue *kq, struct kq_poll *p);
+/* Close path: remove fd from epoll without touching kq state (no kq->lock). */
+void kq_backend_forget_fd(struct kq_kqueue *kq, int fd);
+/* Apply pending updates; at most one epoll_ctl per dirty registration. */
+void kq_backend_flush(struct kq_kqueue *kq);
+/* Wait (called WITHOUT kq->lock).  ts NULL = forever.  Returns count or -errno. */
+int kq_backend_wait(struct kq_kqueue *kq, struct kq_ready *out, int max,
+    const struct timespec *ts);
+/* Tests: number of epoll_ctl calls made by this process. */
+extern _Atomic unsigned long kq_stat_ctl_calls;
+
+/* ----------------------------------------------------------------- fdnode */
+
+#define KQ_FD_POLL	1	/* epoll accepted the fd */
+#define KQ_FD_NOPOLL	2	/* epoll refused it (regular file, /dev/null): always ready */
+
+struct kq_fdnode {
+	struct kq_poll poll;		/* the fd's registration (READ/WRITE/EMPTY/PROCDESC) */
+	struct kq_kqueue *kq;
+	int fd;
+	int kind;			/* KQ_FD_POLL, KQ_FD_NOPOLL, 0 = not yet probed */
+	/* What filter_read.c learned about the file, lazily (typed). */
+	bool typed;
+	mode_t fmt;			/* st_mode & S_IFMT (0: anon inode) */
+	int sotype;			/* SO_TYPE for sockets */
+	bool listening;			/* SO_ACCEPTCONN */
+	int sofamily;
+	uint32_t revents;		/* what epoll reported last (EOF/HUP state) */
+	LIST_HEAD(, kq_knote) knotes;	/* every knote with ident == fd */
+	struct kq_fdnode *reg_next;	/* fdreg chain for this fd (under its lock) */
+	struct kq_fdnode *closed_next;	/* kq->closed stack */
+	_Atomic bool closed;		/* set by the close path */
+	bool idle;			/* no knotes: on kq->idle, reaped after flush */
+	TAILQ_ENTRY(kq_fdnode) idle_link;
+};
+TAILQ_HEAD(kq_fdnode_list, kq_fdnode);
+
+/* kqueue.c / fdnode helpers */
+struct kq_fdnode *kq_fdnode_get(struct kq_kqueue *kq, int fd, int *err);
+struct kq_fdnode *kq_fdnode_find(struct kq_kqueue *kq, int fd);
+void kq_fdnode_put(struct kq_kqueue *kq, struct kq_fdnode *fdn);	/* free if no knotes */
+/* Recompute fdn->poll.want from its knotes' pollevents() and schedule it. */
+void kq_fdnode_update(struct kq_kqueue *kq, struct kq_fdnode *fdn);
+/* Probe fdn->fd with epoll once (sets fdn->kind); 0 or errno (EBADF). */
+int kq_fdnode_probe(struct kq_kqueue *kq, struct kq_fdnode *fdn);
+void kq_drain_closed(struct kq_kqueue *kq);
+/* Free idle fdnodes that epoll no longer holds (after a flush). */
+void kq_fdnode_reap(struct kq_kqueue *kq);
+
+/* fdreg.c */
+int kq_fdreg_reserve(int fd);			/* make fd's slot exist: 0 or ENOMEM */
+void kq_fdreg_lock(int fd);
+void kq_fdreg_unlock(int fd);
+int kq_fdreg_link(struct kq_fdnode *fdn);	/* under kq_fdreg_lock(fdn->fd) */
+void kq_fdreg_unlink(struct kq_fdnode *fdn);	/* under kq_fdreg_lock(fdn->fd) */
+void kq_fdreg_set_kqueue(int fd, struct kq_kqueue *kq);
+struct kq_kqueue *kq_fdreg_get_kqueue(int fd);	/* takes a reference */
+void kq_fdreg_reset_after_fork(void);
+/* Detach fd's watchers as a close would (returns a kqueue living there). */
+struct kq_kqueue *kq_fdreg_forget(int fd);
+int kq_real_close(int fd);			/* libc's close, bypassing tracking */
+void kq_fdreg_check_new_objects(void);		/* re-run the GOT patch if dlopen() added objects */
+
+/* gotpatch.c: point other objects' GOT entries for the close family at ours,
+ * for code that symbol interposition cannot reach (RTLD_LOCAL modules). */
+struct kq_interpose {
+	const char *name;
+	void *fn;
+};
+void kq_gotpatch_apply(const struct kq_interpose *tab, size_t n);
+bool kq_gotpatch_stale(void);
+
+/* ----------------------------------------------------------------- kqueue */
+
+struct kq_timer_heap {
+	struct kq_knote **v;
+	size_t n, cap;
+};
+
+struct kq_kqueue {
+	int fd;				/* the epoll fd = the kqueue fd */
+	pthread_mutex_t lock;
+	_Atomic int refs;
+	bool dead;			/* closed; waiters finish, nothing new */
+	pid_t pid;			/* creator; fork children never see it */
+	LIST_ENTRY(kq_kqueue) all;	/* kq_global list */
+
+	struct kq_knote_tree knotes;
+	struct kq_knote_list active;
+	struct kq_knote_list notices;
+	size_t nknotes;
+
+	/* backend */
+	struct kq_poll **slots;
+	uint32_t nslots, slot_free;	/* free list threaded through NULL slots */
+	uint32_t *slot_gen;
+	uint32_t *slot_next_free;
+	struct kq_poll_list dirty;
+
+	/* per-fd nodes */
+	struct kq_fdnode **fds;
+	int nfds;
+	struct kq_fdnode_list idle;
+	_Atomic(struct kq_fdnode *) closed;	/* lock-free stack from the close path */
+
+	/* wake eventfd: readable while active/notices pending or kicked */
+	struct kq_poll wake;
+	_Atomic bool kicked;
+
+	/* mechanisms, created on first use, each one fd for the whole kqueue */
+	struct kq_poll timer;		/* timerfd, filter_timer.c */
+	struct kq_timer_heap theap;
+	struct kq_poll inotify;		/* inotify, filter_vnode.c (+ regular file re-arm) */
+	void *vnode_priv;
+	struct kq_poll sigpoll;		/* global signal eventfd, filter_signal.c */
+	size_t nsigknotes;
+	void *proc_priv;		/* filter_proc.c */
+};
+
+/* filter_vnode.c: the kqueue's one inotify instance, shared with READ on a
+ * regular file (re-armed when the file grows).  On an inotify event for wd,
+ * every knote on that watch is handed to its filter's vnode_event hook... kept
+ * simple: the knote is activated and its fop->event() decides. */
+int kq_inotify_watch(struct kq_kqueue *kq, struct kq_knote *kn, int fd, uint32_t mask);
+void kq_inotify_unwatch(struct kq_kqueue *kq, struct kq_knote *kn);
+
+/* kqueue.c */
+void kq_kick(struct kq_kqueue *kq);		/* make the kq fd readable (signal-safe) */
+void kq_update_wake(struct kq_kqueue *kq);	/* after scan: re-arm/clear the wake fd */
+void kq_put(struct kq_kqueue *kq);		/* drop a reference */
+void kq_destroy(struct kq_kqueue *kq);		/* its fd is being closed */
+int64_t kq_now_ns(clockid_t clk);
+extern pthread_mutex_t kq_global_lock;
+
+/* kevent.c */
+const struct kq_filterops *kq_filterops_lookup(short filter);
+
+#endif /* KQ_INTERNAL_H */

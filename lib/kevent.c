@@ -1,0 +1,388 @@
+/*
+ * kevent(): apply the changelist with FreeBSD's error reporting, then scan.
+ *
+ * Changes: every change goes through apply_change(); a failure (or
+ * EV_RECEIPT) becomes an EV_ERROR entry while the eventlist has room, and
+ * once any entry was produced kevent() returns them at once, as FreeBSD's
+ * kqueue_kevent() does.  No room left: -1 with that errno, and the rest of
+ * the changelist is not applied.
+ *
+ * Scan: free notices first (they are older than any readiness), then the
+ * active queue; when both are empty, flush pending epoll changes and wait
+ * (without kq->lock), hand what epoll reports to each registration's ready
+ * callback, and look again.
+ */
+#include "internal.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+
+/* TEMPORARY while filters land in parallel: a missing filter is EINVAL. */
+#pragma weak kq_filt_vnode
+#pragma weak kq_filt_proc
+#pragma weak kq_filt_signal
+#pragma weak kq_filt_timer
+#pragma weak kq_filt_procdesc
+#pragma weak kq_filt_user
+#pragma weak kq_inotify_watch
+#pragma weak kq_inotify_unwatch
+#pragma weak kq_gotpatch_apply
+#pragma weak kq_gotpatch_stale
+
+static const struct kq_filterops *const filters[EVFILT_SYSCOUNT + 1] = {
+	[-EVFILT_READ] = &kq_filt_read,
+	[-EVFILT_WRITE] = &kq_filt_write,
+	[-EVFILT_VNODE] = &kq_filt_vnode,
+	[-EVFILT_PROC] = &kq_filt_proc,
+	[-EVFILT_SIGNAL] = &kq_filt_signal,
+	[-EVFILT_TIMER] = &kq_filt_timer,
+	[-EVFILT_PROCDESC] = &kq_filt_procdesc,
+	[-EVFILT_USER] = &kq_filt_user,
+	[-EVFILT_EMPTY] = &kq_filt_empty,
+};
+
+const struct kq_filterops *
+kq_filterops_lookup(short filter)
+{
+	if (filter >= 0 || filter < -EVFILT_SYSCOUNT)
+		return NULL;
+	return filters[-filter];
+}
+
+static int
+add_knote(struct kq_kqueue *kq, const struct kq_filterops *fop,
+    const struct kevent *kev)
+{
+	struct kq_knote *kn;
+	int err = 0;
+
+	if (fop->isfd && kev->ident > INT_MAX)
+		return EBADF;
+	if ((kn = kq_knote_alloc()) == NULL)
+		return ENOMEM;
+	kn->kev = *kev;
+	kn->kev.flags &= KN_STORED_FLAGS_MASK;
+	kn->kev.fflags = 0;
+	kn->kev.data = 0;
+	memset(kn->kev.ext, 0, sizeof kn->kev.ext);
+	kn->sfflags = kev->fflags;
+	kn->sdata = kev->data;
+	kn->fop = fop;
+	if (kev->flags & EV_DISABLE)
+		kn->status |= KN_DISABLED;
+	if (fop->isfd) {
+		kn->fdn = kq_fdnode_get(kq, (int)kev->ident, &err);
+		if (kn->fdn == NULL) {
+			free(kn);
+			return err;
+		}
+	}
+	kq_knote_insert(kq, kn);
+	if ((err = fop->attach(kq, kn)) != 0) {
+		kq_knote_free_unattached(kq, kn);
+		return err;
+	}
+	if ((kev->flags & (EV_FREEWATCH | EV_KEEPUDATA)) == EV_FREEWATCH)
+		kn->status |= KN_FREEWATCH;
+	if (kn->fdn != NULL)
+		kq_fdnode_update(kq, kn->fdn);
+	return 0;
+}
+
+/*
+ * Replace udata.  A held EV_FREEWATCH reference comes back as a notice even
+ * when the new pointer is equal, so notices always equal references taken.
+ */
+static int
+replace_udata(struct kq_kqueue *kq, struct kq_knote *kn, const struct kevent *kev)
+{
+	if (kn->status & KN_FREEWATCH) {
+		struct kq_knote *note = kq_knote_alloc();
+		struct kevent ev;
+		if (note == NULL)
+			return ENOMEM;
+		EV_SET(&ev, kn->kev.ident, kn->kev.filter, EV_FREEWATCH | EV_DELETE,
+		    NOTE_FREE_UDATA, 0, kn->kev.udata);
+		kq_knote_queue_notice(kq, note, &ev);
+		kn->status &= ~KN_FREEWATCH;
+	}
+	kn->kev.udata = kev->udata;
+	if ((kev->flags & (EV_ADD | EV_FREEWATCH)) == (EV_ADD | EV_FREEWATCH))
+		kn->status |= KN_FREEWATCH;
+	return 0;
+}
+
+static int
+modify_knote(struct kq_kqueue *kq, struct kq_knote *kn, const struct kevent *kev)
+{
+	const struct kq_filterops *fop = kn->fop;
+	int err = 0;
+
+	if (!(kev->flags & EV_KEEPUDATA) && (err = replace_udata(kq, kn, kev)) != 0)
+		return err;
+	if (kev->flags & EV_FORCEONESHOT) {
+		kn->kev.flags |= EV_ONESHOT;
+		kn->status |= KN_FORCED;
+		kq_knote_activate(kq, kn);
+	}
+	if (kev->flags & EV_ENABLE) {
+		kn->status &= ~KN_DISABLED;
+		if (kn->status & KN_ACTIVE)
+			kq_knote_activate(kq, kn);
+	} else if (kev->flags & EV_DISABLE) {
+		kn->status |= KN_DISABLED;
+		if (kn->status & KN_QUEUED) {
+			TAILQ_REMOVE(&kq->active, kn, link);
+			kn->status &= ~KN_QUEUED;
+		}
+	}
+	if (fop->touch != NULL) {
+		err = fop->touch(kq, kn, kev);
+	} else {
+		kn->sfflags = kev->fflags;
+		kn->sdata = kev->data;
+	}
+	if (fop->rearm != NULL)
+		fop->rearm(kq, kn);
+	if (kn->fdn != NULL)
+		kq_fdnode_update(kq, kn->fdn);
+	return err;
+}
+
+static int
+apply_change(struct kq_kqueue *kq, const struct kevent *kev)
+{
+	const struct kq_filterops *fop = kq_filterops_lookup(kev->filter);
+	struct kq_knote *kn;
+
+	if (fop == NULL)
+		return EINVAL;
+	kn = kq_knote_find(kq, kev->filter, kev->ident);
+	if (kn == NULL) {
+		if (kev->flags & EV_ADD)
+			return add_knote(kq, fop, kev);
+		/* FreeBSD looks the fd up before the knote */
+		if (fop->isfd && (kev->ident > INT_MAX ||
+		    fcntl((int)kev->ident, F_GETFD) < 0))
+			return EBADF;
+		return ENOENT;
+	}
+	if (kev->flags & EV_DELETE) {
+		kq_knote_release(kq, kn, NOTE_FREE_DELETE, NULL);
+		return 0;
+	}
+	return modify_knote(kq, kn, kev);
+}
+
+/* Pop queued knotes into out[]; each queued knote is looked at once. */
+static int
+collect(struct kq_kqueue *kq, struct kevent *out, int max)
+{
+	struct kq_knote *kn, *last = TAILQ_LAST(&kq->active, kq_knote_list);
+	int n = 0;
+
+	while (n < max && (kn = TAILQ_FIRST(&kq->active)) != NULL) {
+		bool was_last = kn == last;
+		struct kevent *ev = &out[n];
+
+		TAILQ_REMOVE(&kq->active, kn, link);
+		kn->status &= ~KN_QUEUED;
+		ev->ident = kn->kev.ident;
+		ev->filter = kn->kev.filter;
+		ev->flags = kn->kev.flags;
+		ev->fflags = 0;
+		ev->data = 0;
+		ev->udata = kn->kev.udata;
+		memset(ev->ext, 0, sizeof ev->ext);
+		if (!kn->fop->event(kq, kn, ev) && !(kn->status & KN_FORCED)) {
+			kn->status &= ~KN_ACTIVE;
+		} else {
+			n++;
+			kn->status &= ~KN_FORCED;
+			ev->flags |= kn->kev.flags & EV_ONESHOT;
+			if (kn->kev.flags & EV_ONESHOT) {
+				kq_knote_release(kq, kn, 0, ev);
+			} else {
+				if (kn->kev.flags & EV_CLEAR) {
+					if (kn->fop->clear != NULL)
+						kn->fop->clear(kq, kn);
+					else
+						kn->data = 0, kn->fflags = 0;
+					kn->status &= ~KN_ACTIVE;
+				}
+				if (kn->kev.flags & EV_DISPATCH) {
+					kn->status |= KN_DISABLED;
+					if (kn->fop->rearm != NULL)
+						kn->fop->rearm(kq, kn);
+					if (kn->fdn != NULL)
+						kq_fdnode_update(kq, kn->fdn);
+				}
+				if (!(kn->kev.flags & EV_CLEAR)) {
+					if (kn->status & KN_REQUEUE) {
+						if (!(kn->status & KN_DISABLED)) {
+							kn->status |= KN_QUEUED;
+							TAILQ_INSERT_TAIL(&kq->active, kn, link);
+						}
+					} else {
+						kn->status &= ~KN_ACTIVE;
+					}
+				}
+			}
+		}
+		if (was_last)
+			break;
+	}
+	return n;
+}
+
+static void
+dispatch_ready(struct kq_kqueue *kq, const struct kq_ready *r, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		struct kq_poll *p = kq_poll_lookup(kq, r[i].handle);
+		if (p != NULL)
+			p->ready(kq, p, r[i].revents);
+	}
+}
+
+static int64_t
+ts_ns(const struct timespec *ts)
+{
+	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+static int
+scan(struct kq_kqueue *kq, struct kevent *out, int max,
+    const struct timespec *timeout)
+{
+	struct kq_ready ready[KQ_READY_MAX];
+	struct timespec zero = { 0, 0 }, left, *tsp;
+	int64_t deadline = 0;
+	int n = 0, r;
+
+	if (max == 0)
+		return 0;
+	if (timeout != NULL) {
+		if (timeout->tv_sec < 0 || timeout->tv_nsec < 0 ||
+		    timeout->tv_nsec >= 1000000000)
+			return -EINVAL;
+		if (timeout->tv_sec || timeout->tv_nsec) {
+			int64_t t = ts_ns(timeout), now = kq_now_ns(CLOCK_MONOTONIC);
+			deadline = t > INT64_MAX - now ? INT64_MAX : now + t;
+		}
+	}
+	/* Something left from before: pick up what epoll has too, so
+	 * always-ready knotes cannot starve sockets. */
+	if (!TAILQ_EMPTY(&kq->active)) {
+		kq_backend_flush(kq);
+		r = kq_backend_wait(kq, ready, max < KQ_READY_MAX ? max : KQ_READY_MAX, &zero);
+		if (r > 0)
+			dispatch_ready(kq, ready, r);
+	}
+	for (;;) {
+		kq_drain_closed(kq);
+		n += kq_notices_copyout(kq, out + n, max - n);
+		if (n < max)
+			n += collect(kq, out + n, max - n);
+		if (n > 0)
+			return n;
+		if (timeout == NULL) {
+			tsp = NULL;
+		} else if (deadline == 0) {
+			tsp = &zero;
+		} else {
+			int64_t d = deadline - kq_now_ns(CLOCK_MONOTONIC);
+			if (d < 0)
+				d = 0;
+			left.tv_sec = d / 1000000000;
+			left.tv_nsec = d % 1000000000;
+			tsp = &left;
+		}
+		kq_backend_flush(kq);
+		kq_fdnode_reap(kq);
+		kq_update_wake(kq);
+		pthread_mutex_unlock(&kq->lock);
+		r = kq_backend_wait(kq, ready, max < KQ_READY_MAX ? max : KQ_READY_MAX, tsp);
+		pthread_mutex_lock(&kq->lock);
+		if (kq->dead)
+			return -EBADF;
+		if (r < 0)
+			return r;
+		dispatch_ready(kq, ready, r);
+		if (r == 0 && tsp != NULL && tsp->tv_sec == 0 && tsp->tv_nsec == 0) {
+			/* timed out: one last look, no more waiting */
+			kq_drain_closed(kq);
+			n = kq_notices_copyout(kq, out, max);
+			if (n < max)
+				n += collect(kq, out + n, max - n);
+			return n;
+		}
+	}
+}
+
+KQ_API int
+kevent(int fd, const struct kevent *changelist, int nchanges,
+    struct kevent *eventlist, int nevents, const struct timespec *timeout)
+{
+	struct kq_kqueue *kq;
+	int i, nerrors = 0, ret;
+
+	if (nchanges < 0 || nevents < 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	if ((nchanges > 0 && changelist == NULL) ||
+	    (nevents > 0 && eventlist == NULL)) {
+		errno = EFAULT;
+		return -1;
+	}
+	if ((kq = kq_fdreg_get_kqueue(fd)) == NULL) {
+		errno = EBADF;
+		return -1;
+	}
+	pthread_mutex_lock(&kq->lock);
+	if (kq->dead) {
+		ret = -EBADF;
+		goto out;
+	}
+	kq_drain_closed(kq);
+	for (i = 0; i < nchanges; i++) {
+		struct kevent kev = changelist[i];
+		int err;
+
+		if (kev.filter == 0)
+			continue;
+		kev.flags &= ~EV_SYSFLAGS;
+		err = apply_change(kq, &kev);
+		if (err == 0 && !(kev.flags & EV_RECEIPT))
+			continue;
+		if (nevents == 0) {
+			ret = err ? -err : 0;
+			goto out;
+		}
+		kev.flags = EV_ERROR;
+		kev.data = err;
+		eventlist[nerrors++] = kev;
+		nevents--;
+	}
+	if (nerrors > 0) {
+		ret = nerrors;
+		goto out;
+	}
+	ret = scan(kq, eventlist, nevents, timeout);
+out:
+	kq_backend_flush(kq);
+	kq_fdnode_reap(kq);
+	kq_update_wake(kq);
+	pthread_mutex_unlock(&kq->lock);
+	kq_put(kq);
+	if (ret < 0) {
+		errno = -ret;
+		return -1;
+	}
+	return ret;
+}

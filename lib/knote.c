@@ -1,0 +1,171 @@
+/*
+ * The knote: per-kqueue tree, activation queue, and the ONE release function
+ * that every death goes through, so EV_FREEWATCH cannot miss a path.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int
+knote_cmp(const struct kq_knote *a, const struct kq_knote *b)
+{
+	if (a->kev.filter != b->kev.filter)
+		return a->kev.filter < b->kev.filter ? -1 : 1;
+	if (a->kev.ident != b->kev.ident)
+		return a->kev.ident < b->kev.ident ? -1 : 1;
+	return 0;
+}
+
+/* <bsd/sys/tree.h> spells its attribute the BSD way */
+#define __unused __attribute__((__unused__))
+RB_GENERATE_STATIC(kq_knote_tree, kq_knote, tree, knote_cmp)
+#undef __unused
+
+struct kq_knote *
+kq_knote_find(struct kq_kqueue *kq, short filter, uintptr_t ident)
+{
+	struct kq_knote key;
+
+	key.kev.filter = filter;
+	key.kev.ident = ident;
+	return RB_FIND(kq_knote_tree, &kq->knotes, &key);
+}
+
+struct kq_knote *
+kq_knote_alloc(void)
+{
+	struct kq_knote *kn = calloc(1, sizeof *kn);
+
+	if (kn != NULL)
+		kn->u.vnode.wd = -1;
+	return kn;
+}
+
+void
+kq_knote_insert(struct kq_kqueue *kq, struct kq_knote *kn)
+{
+	RB_INSERT(kq_knote_tree, &kq->knotes, kn);
+	kq->nknotes++;
+	if (kn->fdn != NULL)
+		LIST_INSERT_HEAD(&kn->fdn->knotes, kn, fdlink);
+}
+
+/* Undo kq_knote_insert for a knote whose attach failed. */
+void
+kq_knote_free_unattached(struct kq_kqueue *kq, struct kq_knote *kn)
+{
+	RB_REMOVE(kq_knote_tree, &kq->knotes, kn);
+	kq->nknotes--;
+	if (kn->fdn != NULL) {
+		LIST_REMOVE(kn, fdlink);
+		kq_fdnode_put(kq, kn->fdn);
+	}
+	free(kn);
+}
+
+void
+kq_knote_activate(struct kq_kqueue *kq, struct kq_knote *kn)
+{
+	kn->status |= KN_ACTIVE;
+	if (kn->status & (KN_QUEUED | KN_DISABLED))
+		return;
+	kn->status |= KN_QUEUED;
+	TAILQ_INSERT_TAIL(&kq->active, kn, link);
+	kq_kick(kq);
+}
+
+void
+kq_knote_deactivate(struct kq_kqueue *kq, struct kq_knote *kn)
+{
+	if (kn->status & KN_QUEUED)
+		TAILQ_REMOVE(&kq->active, kn, link);
+	kn->status &= ~(KN_QUEUED | KN_ACTIVE);
+}
+
+/*
+ * The one place a knote dies.  If it holds an EV_FREEWATCH reference the
+ * reference goes back exactly once: in the event being returned (fired), or
+ * as a free notice made from the knote's own memory, so releasing can never
+ * fail for lack of memory.
+ */
+void
+kq_knote_release(struct kq_kqueue *kq, struct kq_knote *kn, unsigned reason,
+    struct kevent *fired)
+{
+	kn->fop->detach(kq, kn);
+	if (kn->status & KN_QUEUED)
+		TAILQ_REMOVE(&kq->active, kn, link);
+	RB_REMOVE(kq_knote_tree, &kq->knotes, kn);
+	kq->nknotes--;
+	if (kn->fdn != NULL) {
+		LIST_REMOVE(kn, fdlink);
+		kq_fdnode_put(kq, kn->fdn);
+		kn->fdn = NULL;
+	}
+	if (!(kn->status & KN_FREEWATCH)) {
+		free(kn);
+		return;
+	}
+	if (fired != NULL) {
+		fired->flags |= EV_FREEWATCH;
+		free(kn);
+		return;
+	}
+	kn->status = KN_NOTICE;
+	kn->kev.flags = EV_FREEWATCH | EV_DELETE;
+	kn->kev.fflags = reason;
+	kn->kev.data = 0;
+	memset(kn->kev.ext, 0, sizeof kn->kev.ext);
+	TAILQ_INSERT_TAIL(&kq->notices, kn, link);
+	kq_kick(kq);
+}
+
+/*
+ * A reference handed back without the knote dying (udata replaced): the
+ * notice needs memory of its own.  The caller allocated it beforehand
+ * (kq_knote_alloc), so this cannot fail either.
+ */
+void
+kq_knote_queue_notice(struct kq_kqueue *kq, struct kq_knote *note,
+    const struct kevent *ev)
+{
+	note->status = KN_NOTICE;
+	note->kev = *ev;
+	memset(note->kev.ext, 0, sizeof note->kev.ext);
+	TAILQ_INSERT_TAIL(&kq->notices, note, link);
+	kq_kick(kq);
+}
+
+int
+kq_notices_copyout(struct kq_kqueue *kq, struct kevent *out, int max)
+{
+	struct kq_knote *kn;
+	int n = 0;
+
+	while (n < max && (kn = TAILQ_FIRST(&kq->notices)) != NULL) {
+		TAILQ_REMOVE(&kq->notices, kn, link);
+		out[n++] = kn->kev;
+		free(kn);
+	}
+	return n;
+}
+
+/* Release every knote (kqfree_release, close of the kqueue). */
+void
+kq_release_all(struct kq_kqueue *kq, unsigned reason, bool notify)
+{
+	struct kq_knote *kn;
+
+	while ((kn = RB_ROOT(&kq->knotes)) != NULL) {
+		if (!notify)
+			kn->status &= ~KN_FREEWATCH;
+		kq_knote_release(kq, kn, reason, NULL);
+	}
+	if (!notify) {
+		while ((kn = TAILQ_FIRST(&kq->notices)) != NULL) {
+			TAILQ_REMOVE(&kq->notices, kn, link);
+			free(kn);
+		}
+	}
+}

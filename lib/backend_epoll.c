@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 _Atomic unsigned long kq_stat_ctl_calls;
+static bool no_pwait2;
 
 static int
 ctl(struct kq_kqueue *kq, int op, int fd, uint32_t events, uint64_t handle)
@@ -217,7 +218,19 @@ kq_backend_wait(struct kq_kqueue *kq, struct kq_ready *out, int max,
 
 	if (max > KQ_READY_MAX)
 		max = KQ_READY_MAX;
-	n = epoll_pwait2(kq->fd, ev, max, ts, NULL);
+	if (ts == NULL || (ts->tv_sec == 0 && ts->tv_nsec == 0))
+		n = epoll_wait(kq->fd, ev, max, ts == NULL ? -1 : 0);
+	else if (!no_pwait2)
+		n = epoll_pwait2(kq->fd, ev, max, ts, NULL);
+	else
+		n = -1, errno = ENOSYS;
+	if (n < 0 && errno == ENOSYS) {
+		/* before Linux 5.11 (or under valgrind 3.19): millisecond
+		 * resolution, rounded up so a timeout never fires early */
+		int64_t ms = ts->tv_sec * 1000 + (ts->tv_nsec + 999999) / 1000000;
+		no_pwait2 = true;
+		n = epoll_wait(kq->fd, ev, max, ms > INT32_MAX ? INT32_MAX : (int)ms);
+	}
 	if (n < 0)
 		return -errno;
 	for (i = 0; i < n; i++) {

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static void resolve_real(void);
@@ -47,6 +48,7 @@ struct fdslot {
 
 static _Atomic(struct fdslot *) chunks[TOP_SIZE];
 static bool tracking = true;
+static pid_t owner_pid;		/* a vfork child shares our memory: not ours */
 
 static int (*real_close)(int);
 static int (*real_dup2)(int, int);
@@ -186,6 +188,7 @@ kq_fdreg_reset_after_fork(void)
 {
 	unsigned i;
 
+	owner_pid = (pid_t)syscall(SYS_getpid);
 	for (i = 0; i < TOP_SIZE; i++) {
 		struct fdslot *c = atomic_load(&chunks[i]);
 		if (c != NULL)
@@ -196,10 +199,12 @@ kq_fdreg_reset_after_fork(void)
 /*
  * fd is about to be closed or replaced (or was, behind our back, and its
  * number is being reused).  Returns the kqueue that lives at that number, if
- * any, detached from the registry: the caller destroys it.
+ * any, detached from the registry: the caller destroys it.  With held, the
+ * slot stays locked (*held) until the caller's real close is done, so no
+ * EV_ADD on another thread can register the dying file in between.
  */
-struct kq_kqueue *
-kq_fdreg_forget(int fd)
+static struct kq_kqueue *
+forget(int fd, struct fdslot **held)
 {
 	struct fdslot *s = slot_peek(fd);
 	struct kq_fdnode *fdn, *next;
@@ -209,6 +214,10 @@ kq_fdreg_forget(int fd)
 		return NULL;
 	if (atomic_load_explicit(&s->head, memory_order_relaxed) == NULL &&
 	    atomic_load_explicit(&s->kq, memory_order_relaxed) == NULL)
+		return NULL;
+	/* a vfork() child shares our memory but not our fd table: its
+	 * close leaves our file open */
+	if ((pid_t)syscall(SYS_getpid) != owner_pid)
 		return NULL;
 	if (!slot_lock(s))
 		return NULL;
@@ -225,18 +234,31 @@ kq_fdreg_forget(int fd)
 			;
 		kq_kick(wkq);
 	}
-	slot_unlock(s);
+	if (held != NULL)
+		*held = s;
+	else
+		slot_unlock(s);
 	return kq;
 }
 
-/* Close of a number that may be a kqueue or watched. */
+struct kq_kqueue *
+kq_fdreg_forget(int fd)
+{
+	return forget(fd, NULL);
+}
+
+/* Close of a number that may be a kqueue or watched (close_range). */
 static void
 before_close(int fd)
 {
-	struct kq_kqueue *kq = kq_fdreg_forget(fd);
+	struct kq_kqueue *kq = forget(fd, NULL);
 	if (kq != NULL)
 		kq_destroy(kq);
 }
+
+/* The close family: detach, destroy a kqueue living there, then do the real
+ * call with the slot still locked. */
+#define CLOSING(fd, call) ({							struct fdslot *held_ = NULL;						struct kq_kqueue *kq_ = forget((fd), &held_);				if (kq_ != NULL)								kq_destroy(kq_);						__typeof__(call) r_ = (call);						int e_ = errno;								if (held_ != NULL)								slot_unlock(held_);						errno = e_;								r_;								})
 
 static void
 before_close_range(unsigned first, unsigned last)
@@ -271,24 +293,23 @@ kq_real_close(int fd)
 KQ_API int
 close(int fd)
 {
-	before_close(fd);
-	return REAL(close)(fd);
+	return CLOSING(fd, REAL(close)(fd));
 }
 
 KQ_API int
 dup2(int oldfd, int newfd)
 {
-	if (oldfd != newfd && fcntl(oldfd, F_GETFD) >= 0)
-		before_close(newfd);
-	return REAL(dup2)(oldfd, newfd);
+	if (oldfd == newfd || fcntl(oldfd, F_GETFD) < 0)
+		return REAL(dup2)(oldfd, newfd);
+	return CLOSING(newfd, REAL(dup2)(oldfd, newfd));
 }
 
 KQ_API int
 dup3(int oldfd, int newfd, int flags)
 {
-	if (oldfd != newfd && fcntl(oldfd, F_GETFD) >= 0)
-		before_close(newfd);
-	return REAL(dup3)(oldfd, newfd, flags);
+	if (oldfd == newfd || fcntl(oldfd, F_GETFD) < 0)
+		return REAL(dup3)(oldfd, newfd, flags);
+	return CLOSING(newfd, REAL(dup3)(oldfd, newfd, flags));
 }
 
 KQ_API int
@@ -311,18 +332,18 @@ KQ_API int
 fclose(FILE *f)
 {
 	int fd = fileno(f);
-	if (fd >= 0)
-		before_close(fd);
-	return REAL(fclose)(f);
+	if (fd < 0)
+		return REAL(fclose)(f);
+	return CLOSING(fd, REAL(fclose)(f));
 }
 
 KQ_API int
 closedir(DIR *d)
 {
 	int fd = dirfd(d);
-	if (fd >= 0)
-		before_close(fd);
-	return REAL(closedir)(d);
+	if (fd < 0)
+		return REAL(closedir)(d);
+	return CLOSING(fd, REAL(closedir)(d));
 }
 
 static const struct kq_interpose interposed[] = {
@@ -369,6 +390,7 @@ fdreg_init(void)
 	const char *e = getenv("KQFREE_CLOSE_TRACKING");
 
 	resolve_real();
+	owner_pid = (pid_t)syscall(SYS_getpid);
 	if (e != NULL && strcmp(e, "0") == 0)
 		tracking = false;
 	kq_fdreg_check_new_objects();

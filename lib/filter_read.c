@@ -1,26 +1,36 @@
 /*
  * EVFILT_READ, EVFILT_WRITE, EVFILT_EMPTY on any fd: sockets, pipes, FIFOs,
- * ttys, eventfds through the fd's epoll registration; regular files,
- * directories and devices epoll refuses (/dev/null) as always-ready knotes.
+ * ttys, eventfds, kqueues through the fd's epoll registration; regular
+ * files, directories and devices epoll refuses (/dev/null) as always-ready
+ * knotes.
  *
  * data is computed when the knote is scanned, so it is exact at copy-out:
- * READ bytes readable (a listening TCP socket: its accept backlog), WRITE
- * free space in the send buffer, EMPTY bytes still queued (reported at 0).
+ * READ bytes readable (a listening socket: its accept backlog; an eventfd:
+ * its counter; a kqueue: its queued events), WRITE free space in the send
+ * buffer, EMPTY bytes still queued (reported at 0).
  */
 #include "internal.h"
 
 #include <fcntl.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
 #include <linux/sockios.h>
+#include <linux/unix_diag.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <linux/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#pragma weak kq_inotify_watch
-#pragma weak kq_inotify_unwatch
+#define EVENTFD_MAX	UINT64_C(0xfffffffffffffffe)
+#define TTY_OUTQ_SIZE	4096	/* N_TTY's output buffer; Linux has no query */
 
 /* Learn what kind of file this is, once per fdnode. */
 static void
@@ -34,6 +44,24 @@ fd_type(struct kq_fdnode *fdn)
 		return;
 	fdn->typed = true;
 	fdn->fmt = fstat(fdn->fd, &st) == 0 ? (st.st_mode & S_IFMT) : 0;
+	if (fdn->fmt == 0) {
+		char path[32], link[32];
+		ssize_t n;
+		snprintf(path, sizeof path, "/proc/self/fd/%d", fdn->fd);
+		n = readlink(path, link, sizeof link - 1);
+		if (n > 0) {
+			link[n] = '\0';
+			fdn->eventfd = strcmp(link, "anon_inode:[eventfd]") == 0;
+		}
+		fdn->kqueue = kq_pending_count(fdn->fd) >= 0;
+		return;
+	}
+	if (fdn->fmt == S_IFIFO) {
+		char path[32], link[8];
+		snprintf(path, sizeof path, "/proc/self/fd/%d", fdn->fd);
+		fdn->anonpipe = readlink(path, link, sizeof link) >= 5 &&
+		    memcmp(link, "pipe:", 5) == 0;
+	}
 	if (fdn->fmt != S_IFSOCK)
 		return;
 	len = sizeof v;
@@ -65,21 +93,152 @@ so_error(int fd)
 	return (unsigned)v;
 }
 
+/* An eventfd's counter, without reading (and so resetting) it. */
+static int64_t
+eventfd_count(int fd)
+{
+	char path[40], buf[256];
+	unsigned long long v = 0;
+	int f;
+	ssize_t n;
+
+	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+	if ((f = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	n = read(f, buf, sizeof buf - 1);
+	kq_real_close(f);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	char *p = strstr(buf, "eventfd-count:");
+	if (p != NULL)
+		v = strtoull(p + 14, NULL, 16);
+	return (int64_t)v;
+}
+
+/* Pending connections of a listening AF_UNIX socket (sock_diag). */
+static int64_t
+unix_backlog(int fd)
+{
+	struct stat st;
+	struct {
+		struct nlmsghdr nlh;
+		struct unix_diag_req req;
+	} q;
+	union {
+		char buf[1024];
+		struct nlmsghdr align;
+	} r;
+	struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
+	int64_t backlog = -1;
+	int nl;
+	ssize_t n;
+
+	if (fstat(fd, &st) < 0)
+		return -1;
+	nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (nl < 0)
+		return -1;
+	memset(&q, 0, sizeof q);
+	q.nlh.nlmsg_len = sizeof q;
+	q.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	q.nlh.nlmsg_flags = NLM_F_REQUEST;
+	q.req.sdiag_family = AF_UNIX;
+	q.req.udiag_ino = st.st_ino;
+	q.req.udiag_states = ~0u;
+	q.req.udiag_show = UDIAG_SHOW_RQLEN;
+	q.req.udiag_cookie[0] = q.req.udiag_cookie[1] = ~0u;
+	if (sendto(nl, &q, sizeof q, 0, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+	    (n = recv(nl, &r, sizeof r, 0)) <= 0)
+		goto out;
+	for (struct nlmsghdr *h = &r.align; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+		if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY)
+			break;
+		struct unix_diag_msg *m = NLMSG_DATA(h);
+		int len = h->nlmsg_len - NLMSG_LENGTH(sizeof *m);
+		for (struct rtattr *a = (struct rtattr *)(m + 1); RTA_OK(a, len);
+		    a = RTA_NEXT(a, len)) {
+			if (a->rta_type == UNIX_DIAG_RQLEN) {
+				struct unix_diag_rqlen *rq = RTA_DATA(a);
+				backlog = rq->udiag_rqueue;
+			}
+		}
+	}
+out:
+	kq_real_close(nl);
+	return backlog;
+}
+
+/*
+ * A stream socket that was never connected polls as hung up on Linux; on
+ * FreeBSD it is simply not ready.  Watch it edge-triggered from then on, so
+ * the constant HUP cannot spin the kqueue; connect() makes the next edge.
+ */
+static bool
+unconnected(struct kq_kqueue *kq, struct kq_fdnode *fdn)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+	int v = 0;
+	socklen_t vl = sizeof v;
+
+	if (fdn->fmt != S_IFSOCK || fdn->listening ||
+	    (fdn->sotype != SOCK_STREAM && fdn->sotype != SOCK_SEQPACKET))
+		return false;
+	if (getpeername(fdn->fd, (struct sockaddr *)&ss, &len) == 0 ||
+	    errno != ENOTCONN)
+		return false;
+	/* reset or refused: that is an EOF with an error, not "not yet" */
+	if (getsockopt(fdn->fd, SOL_SOCKET, SO_ERROR, &v, &vl) == 0 && v != 0) {
+		/* put it back for so_error(): getsockopt cleared it */
+		fdn->sotype = -v;
+		return false;
+	}
+	if (!fdn->force_et) {
+		fdn->force_et = true;
+		kq_fdnode_update(kq, fdn);
+	}
+	return true;
+}
+
+static unsigned
+sock_eof_error(struct kq_fdnode *fdn)
+{
+	if (fdn->sotype < 0) {		/* taken by unconnected() */
+		unsigned e = (unsigned)-fdn->sotype;
+		fdn->typed = false;
+		fd_type(fdn);
+		return e;
+	}
+	return so_error(fdn->fd);
+}
+
 static int
 rw_attach(struct kq_kqueue *kq, struct kq_knote *kn)
 {
 	struct kq_fdnode *fdn = kn->fdn;
 	int err = kq_fdnode_probe(kq, fdn);
 
+	if (err == ELOOP || err == EINVAL)	/* a kqueue watching itself */
+		return EINVAL;
 	if (err != 0)
 		return err;
+	fd_type(fdn);
+	if (fdn->kqueue && kn->kev.filter != EVFILT_READ)
+		return EINVAL;
+	if (fdn->fmt == S_IFIFO && kn->kev.filter == EVFILT_WRITE) {
+		/* FreeBSD: a pipe whose reader is gone cannot be watched */
+		struct pollfd p = { fdn->fd, POLLOUT, 0 };
+		if (poll(&p, 1, 0) == 1 && (p.revents & POLLERR))
+			return EPIPE;
+	}
 	if (fdn->kind == KQ_FD_NOPOLL) {
-		fd_type(fdn);
 		/* Always ready, as poll() reports it: a level knote the scan
 		 * re-checks.  A file at EOF re-arms when it grows (inotify). */
 		kn->status |= KN_REQUEUE;
-		if (is_file(fdn) && kn->kev.filter == EVFILT_READ && kq_inotify_watch)
-			kq_inotify_watch(kq, kn, fdn->fd, IN_MODIFY);
+		if (fdn->fmt == S_IFREG && kn->kev.filter == EVFILT_READ &&
+		    (err = kq_inotify_watch(kq, kn, fdn->fd, IN_MODIFY)) != 0)
+			return err;
 		kq_knote_activate(kq, kn);
 	}
 	return 0;
@@ -88,7 +247,7 @@ rw_attach(struct kq_kqueue *kq, struct kq_knote *kn)
 static void
 rw_detach(struct kq_kqueue *kq, struct kq_knote *kn)
 {
-	if (kn->u.vnode.wd >= 0 && kq_inotify_unwatch)
+	if (kn->u.vnode.wd >= 0)
 		kq_inotify_unwatch(kq, kn);
 }
 
@@ -104,14 +263,19 @@ static uint32_t
 read_pollevents(struct kq_kqueue *kq, struct kq_knote *kn)
 {
 	(void)kq;
-	return (kn->status & KN_DISABLED) ? 0 : KQ_POLLIN | KQ_POLLRDHUP;
+	if (kn->status & KN_DISABLED)
+		return 0;
+	return KQ_POLLIN | KQ_POLLRDHUP |
+	    ((kn->sfflags & NOTE_LOWAT) ? KQ_POLLET : 0);
 }
 
 static uint32_t
 write_pollevents(struct kq_kqueue *kq, struct kq_knote *kn)
 {
 	(void)kq;
-	return (kn->status & KN_DISABLED) ? 0 : KQ_POLLOUT;
+	if (kn->status & KN_DISABLED)
+		return 0;
+	return KQ_POLLOUT | ((kn->sfflags & NOTE_LOWAT) ? KQ_POLLET : 0);
 }
 
 static int
@@ -121,19 +285,29 @@ read_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 	int64_t lowat = (kn->sfflags & NOTE_LOWAT) && kn->sdata > 0 ? kn->sdata : 1;
 	int n = 0;
 
-	(void)kq;
 	fd_type(fdn);
 	if (is_file(fdn)) {
+		/* FreeBSD's vfs read filter: size - offset, even negative */
 		struct stat st;
 		off_t off = lseek(fdn->fd, 0, SEEK_CUR);
 		if (fstat(fdn->fd, &st) < 0 || off < 0)
 			return 0;
-		ev->data = st.st_size > off ? st.st_size - off : 0;
+		ev->data = st.st_size - off;
 		return ev->data != 0 || (kn->sfflags & NOTE_FILE_POLL);
 	}
 	if (fdn->kind == KQ_FD_NOPOLL) {
 		ev->data = 0;
 		return 1;
+	}
+	if (fdn->kqueue) {
+		ev->data = kq_pending_count(fdn->fd);
+		if (ev->data <= 0)
+			ev->data = (fdn->revents & KQ_POLLIN) ? 1 : 0;
+		return ev->data > 0;
+	}
+	if (fdn->eventfd) {
+		ev->data = eventfd_count(fdn->fd);
+		return ev->data > 0;
 	}
 	if (fdn->fmt == S_IFSOCK && fdn->listening) {
 		struct tcp_info ti;
@@ -141,18 +315,23 @@ read_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 		if ((fdn->sofamily == AF_INET || fdn->sofamily == AF_INET6) &&
 		    getsockopt(fdn->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0)
 			ev->data = ti.tcpi_unacked;	/* accept queue length */
-		else
+		else if (fdn->sofamily == AF_UNIX)
+			ev->data = unix_backlog(fdn->fd);
+		if (ev->data <= 0)
 			ev->data = (fdn->revents & KQ_POLLIN) ? 1 : 0;
 		return ev->data > 0;
 	}
 	if (ioctl(fdn->fd, FIONREAD, &n) == 0)
 		ev->data = n;
-	else	/* eventfd, timerfd, signalfd...: one 8-byte record */
-		ev->data = (fdn->revents & KQ_POLLIN) ? (fdn->fmt == 0 ? 8 : 1) : 0;
+	else	/* timerfd, signalfd...: one record */
+		ev->data = (fdn->revents & KQ_POLLIN) ? 1 : 0;
 	if (fdn->revents & (KQ_POLLRDHUP | KQ_POLLHUP)) {
+		if ((fdn->revents & KQ_POLLHUP) && ev->data == 0 &&
+		    unconnected(kq, fdn))
+			return 0;
 		ev->flags |= EV_EOF;
 		if (fdn->fmt == S_IFSOCK)
-			ev->fflags = so_error(fdn->fd);
+			ev->fflags = sock_eof_error(fdn);
 		return 1;
 	}
 	return ev->data >= lowat;
@@ -165,7 +344,6 @@ write_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 	int v = 0, q = 0;
 	socklen_t len = sizeof v;
 
-	(void)kq;
 	fd_type(fdn);
 	if (fdn->kind == KQ_FD_NOPOLL) {
 		ev->data = 0;
@@ -179,11 +357,22 @@ write_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 		v = fcntl(fdn->fd, F_GETPIPE_SZ);
 		if (v > 0 && ioctl(fdn->fd, FIONREAD, &q) == 0)
 			ev->data = v > q ? v - q : 0;
+	} else if (fdn->fmt == S_IFCHR) {
+		if (ioctl(fdn->fd, TIOCOUTQ, &q) == 0)
+			ev->data = q < TTY_OUTQ_SIZE ? TTY_OUTQ_SIZE - q : 0;
+	} else if (fdn->eventfd) {
+		ev->data = (int64_t)(EVENTFD_MAX - (uint64_t)eventfd_count(fdn->fd));
 	}
 	if (fdn->revents & (KQ_POLLHUP | KQ_POLLERR)) {
+		if (unconnected(kq, fdn))
+			return 0;
 		ev->flags |= EV_EOF;
 		if (fdn->fmt == S_IFSOCK)
-			ev->fflags = so_error(fdn->fd);
+			ev->fflags = sock_eof_error(fdn);
+		/* FreeBSD clears a pipe's write knotes when its reader
+		 * closes: reported once, then gone */
+		if (fdn->anonpipe)
+			kn->kev.flags |= EV_ONESHOT;
 		return 1;
 	}
 	if (!(fdn->revents & KQ_POLLOUT))
@@ -191,29 +380,52 @@ write_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 	return (kn->sfflags & NOTE_LOWAT) ? ev->data >= kn->sdata : 1;
 }
 
+/*
+ * EVFILT_EMPTY: Linux wakes nobody when a send queue drains (acks only wake
+ * writers that found the buffer full), so these knotes are polled
+ * (KN_POLLED) while they exist.  With EV_CLEAR only the transition to empty
+ * is reported; u.vnode.size remembers "empty already reported".
+ */
 static int
 empty_attach(struct kq_kqueue *kq, struct kq_knote *kn)
 {
 	int err = rw_attach(kq, kn);
 
-	if (err == 0) {
-		fd_type(kn->fdn);
-		if (kn->fdn->fmt != S_IFSOCK)
-			return EINVAL;
-	}
+	if (err == 0 && kn->fdn->fmt != S_IFSOCK)
+		return EINVAL;
+	if (err == 0)
+		kq_knote_poll(kq, kn);
 	return err;
 }
 
 static int
 empty_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 {
+	struct kq_fdnode *fdn = kn->fdn;
+	int64_t mark = 1;
 	int q = 0;
 
 	(void)kq;
-	if (ioctl(kn->fdn->fd, SIOCOUTQ, &q) != 0)
+	if (!fdn->listening && ioctl(fdn->fd, SIOCOUTQ, &q) != 0)
 		return 0;
 	ev->data = q;
-	return q == 0;
+	if (q != 0) {
+		kn->u.vnode.size = 0;
+		return 0;
+	}
+	/* TCP: an ack that emptied the queue between two polls still counts
+	 * as a new transition: the acked byte counter moved */
+	if (!fdn->listening && (fdn->sofamily == AF_INET || fdn->sofamily == AF_INET6)) {
+		struct tcp_info ti;
+		socklen_t len = sizeof ti;
+		if (getsockopt(fdn->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+		    len >= offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof ti.tcpi_bytes_acked)
+			mark = (int64_t)ti.tcpi_bytes_acked + 1;
+	}
+	if ((kn->kev.flags & EV_CLEAR) && kn->u.vnode.size == mark)
+		return 0;
+	kn->u.vnode.size = mark;
+	return 1;
 }
 
 const struct kq_filterops kq_filt_read = {
@@ -242,6 +454,4 @@ const struct kq_filterops kq_filt_empty = {
 	.attach = empty_attach,
 	.detach = rw_detach,
 	.event = empty_event,
-	.rearm = rw_rearm,
-	.pollevents = write_pollevents,
 };

@@ -124,7 +124,10 @@ struct kq_filterops {
 	/* isfd filters that use the fd's own epoll registration (READ, WRITE,
 	 * EMPTY, PROCDESC): the KQ_POLL* events this knote needs now (0 when
 	 * disabled).  The fdnode's registration is the union; when epoll
-	 * reports any of them (or ERR/HUP) the knote is activated. */
+	 * reports any of them (or ERR/HUP) the knote is activated.  KQ_POLLET
+	 * asks for edge-triggered wake-ups (NOTE_LOWAT: a level registration
+	 * would wake the kqueue for every byte below the mark); the knote is
+	 * then re-checked by the scan (KN_REQUEUE) instead of by epoll. */
 	uint32_t (*pollevents)(struct kq_kqueue *, struct kq_knote *);
 };
 
@@ -142,6 +145,11 @@ extern const struct kq_filterops kq_filt_read, kq_filt_write, kq_filt_empty,
 #define KN_REQUEUE	0x0010	/* level knote whose source won't re-report */
 #define KN_NOTICE	0x0020	/* dead: this memory is a free notice */
 #define KN_FORCED	0x0040	/* EV_FORCEONESHOT: report even if event() says not ready */
+#define KN_POLLED	0x0080	/* no wake-up source: re-checked every KQ_POLL_NS (on kq->polled) */
+
+/* How often knotes without a kernel wake-up (EVFILT_EMPTY: Linux does not
+ * wake anyone when a send queue drains) are re-checked while one exists. */
+#define KQ_POLL_NS	(5 * 1000000)
 
 /* The flags a knote remembers and reports (FreeBSD strips these on add). */
 #define KN_STORED_FLAGS_MASK \
@@ -159,8 +167,9 @@ struct kq_signal_state {	/* filter_signal.c */
 };
 
 struct kq_proc_state {		/* filter_proc.c */
-	struct kq_poll *pidpoll;/* pidfd registration (NULL for PROCDESC) */
-	int pidfd;
+	struct kq_poll *pidpoll;/* pidfd registration (NULL for PROCDESC);
+				 * after exit only a marker */
+	int pidfd;		/* after exit: the wait status */
 };
 
 struct kq_vnode_state {		/* filter_vnode.c; also READ on a regular file */
@@ -177,6 +186,7 @@ struct kq_user_state {		/* filter_user.c */
 struct kq_knote {
 	RB_ENTRY(kq_knote) tree;	/* kq->knotes, key (filter, ident) */
 	TAILQ_ENTRY(kq_knote) link;	/* kq->active while KN_QUEUED; kq->notices while KN_NOTICE */
+	TAILQ_ENTRY(kq_knote) plink;	/* kq->polled while KN_POLLED */
 	LIST_ENTRY(kq_knote) fdlink;	/* fdn->knotes (isfd filters) */
 	struct kevent kev;		/* ident, filter, stored flags, udata; fflags/data unused */
 	const struct kq_filterops *fop;
@@ -205,6 +215,7 @@ void kq_knote_insert(struct kq_kqueue *kq, struct kq_knote *kn);
 void kq_knote_free_unattached(struct kq_kqueue *kq, struct kq_knote *kn);
 void kq_knote_activate(struct kq_kqueue *kq, struct kq_knote *kn);
 void kq_knote_deactivate(struct kq_kqueue *kq, struct kq_knote *kn);
+void kq_knote_poll(struct kq_kqueue *kq, struct kq_knote *kn);	/* make KN_POLLED */
 void kq_knote_release(struct kq_kqueue *kq, struct kq_knote *kn,
     unsigned reason, struct kevent *fired);
 void kq_knote_queue_notice(struct kq_kqueue *kq, struct kq_knote *note,
@@ -287,6 +298,10 @@ struct kq_fdnode {
 	bool listening;			/* SO_ACCEPTCONN */
 	int sofamily;
 	uint32_t revents;		/* what epoll reported last (EOF/HUP state) */
+	bool eventfd;			/* anon_inode:[eventfd] */
+	bool kqueue;			/* one of our kqueues */
+	bool anonpipe;			/* pipe(2), not a named FIFO */
+	bool force_et;			/* edge-triggered even without EV_CLEAR */
 	LIST_HEAD(, kq_knote) knotes;	/* every knote with ident == fd */
 	struct kq_fdnode *reg_next;	/* fdreg chain for this fd (under its lock) */
 	struct kq_fdnode *closed_next;	/* kq->closed stack */
@@ -349,6 +364,7 @@ struct kq_kqueue {
 	struct kq_knote_tree knotes;
 	struct kq_knote_list active;
 	struct kq_knote_list notices;
+	struct kq_knote_list polled;	/* KN_POLLED knotes */
 	size_t nknotes;
 
 	/* backend */
@@ -379,9 +395,13 @@ struct kq_kqueue {
 };
 
 /* filter_vnode.c: the kqueue's one inotify instance, shared with READ on a
- * regular file (re-armed when the file grows).  On an inotify event for wd,
- * every knote on that watch is handed to its filter's vnode_event hook... kept
- * simple: the knote is activated and its fop->event() decides. */
+ * regular file (re-armed when the file grows).  mask = IN_* bits this knote
+ * needs, added to the inode's shared watch and kept while the watch lives;
+ * calling again for the same knote is cheap.  kn->u.vnode.wd > 0 while
+ * watched, -1 otherwise.  Every knote on the watch is activated on any event
+ * about the inode itself (not its directory entries), and on overflow.
+ * Detach must call kq_inotify_unwatch.  u.vnode.size/nlink belong to VNODE
+ * knotes only. */
 int kq_inotify_watch(struct kq_kqueue *kq, struct kq_knote *kn, int fd, uint32_t mask);
 void kq_inotify_unwatch(struct kq_kqueue *kq, struct kq_knote *kn);
 
@@ -390,10 +410,17 @@ void kq_kick(struct kq_kqueue *kq);		/* make the kq fd readable (signal-safe) */
 void kq_update_wake(struct kq_kqueue *kq);	/* after scan: re-arm/clear the wake fd */
 void kq_put(struct kq_kqueue *kq);		/* drop a reference */
 void kq_destroy(struct kq_kqueue *kq);		/* its fd is being closed */
+int64_t kq_pending_count(int fd);		/* queued events of kqueue fd, -1 if none */
 int64_t kq_now_ns(clockid_t clk);
 extern pthread_mutex_t kq_global_lock;
 
 /* kevent.c */
 const struct kq_filterops *kq_filterops_lookup(short filter);
+
+/* filter_signal.c: was an EINTR only caused by our handler running for a
+ * signal the application ignores?  Thread-local counters, snapshot before
+ * waiting. */
+uint64_t kq_signal_intr_snapshot(void);
+bool kq_signal_phantom_eintr(uint64_t snapshot);
 
 #endif /* KQ_INTERNAL_H */

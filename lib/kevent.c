@@ -146,8 +146,13 @@ modify_knote(struct kq_kqueue *kq, struct kq_knote *kn, const struct kevent *kev
 	}
 	if (fop->rearm != NULL)
 		fop->rearm(kq, kn);
-	if (kn->fdn != NULL)
+	if (kn->fdn != NULL) {
 		kq_fdnode_update(kq, kn->fdn);
+		/* as FreeBSD re-runs f_event after a change: the new fflags or
+		 * data (NOTE_LOWAT) may make it ready now */
+		if (fop->pollevents != NULL && !(kn->status & KN_DISABLED))
+			kq_knote_activate(kq, kn);
+	}
 	return err;
 }
 
@@ -158,6 +163,8 @@ apply_change(struct kq_kqueue *kq, const struct kevent *kev)
 	struct kq_knote *kn;
 
 	if (fop == NULL)
+		return EINVAL;
+	if ((kev->flags & (EV_ENABLE | EV_DISABLE)) == (EV_ENABLE | EV_DISABLE))
 		return EINVAL;
 	kn = kq_knote_find(kq, kev->filter, kev->ident);
 	if (kn == NULL) {
@@ -255,13 +262,24 @@ ts_ns(const struct timespec *ts)
 	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
 }
 
+/* Knotes nothing wakes up for are looked at again on every pass. */
+static void
+poll_due(struct kq_kqueue *kq)
+{
+	struct kq_knote *kn;
+
+	TAILQ_FOREACH(kn, &kq->polled, plink)
+		kq_knote_activate(kq, kn);
+}
+
 static int
 scan(struct kq_kqueue *kq, struct kevent *out, int max,
     const struct timespec *timeout)
 {
 	struct kq_ready ready[KQ_READY_MAX];
-	struct timespec zero = { 0, 0 }, left, *tsp;
+	struct timespec zero = { 0, 0 }, left, capped, *tsp;
 	int64_t deadline = 0;
+	uint64_t intr;
 	int n = 0, r;
 
 	if (max == 0)
@@ -271,20 +289,24 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 		    timeout->tv_nsec >= 1000000000)
 			return -EINVAL;
 		if (timeout->tv_sec || timeout->tv_nsec) {
-			int64_t t = ts_ns(timeout), now = kq_now_ns(CLOCK_MONOTONIC);
-			deadline = t > INT64_MAX - now ? INT64_MAX : now + t;
+			int64_t now = kq_now_ns(CLOCK_MONOTONIC);
+			if (timeout->tv_sec >= (INT64_MAX - now) / 1000000000 - 1)
+				deadline = INT64_MAX;	/* centuries: forever */
+			else
+				deadline = now + ts_ns(timeout);
 		}
 	}
 	/* Something left from before: pick up what epoll has too, so
 	 * always-ready knotes cannot starve sockets. */
 	if (!TAILQ_EMPTY(&kq->active)) {
 		kq_backend_flush(kq);
-		r = kq_backend_wait(kq, ready, max < KQ_READY_MAX ? max : KQ_READY_MAX, &zero);
+		r = kq_backend_wait(kq, ready, KQ_READY_MAX, &zero);
 		if (r > 0)
 			dispatch_ready(kq, ready, r);
 	}
 	for (;;) {
 		kq_drain_closed(kq);
+		poll_due(kq);
 		n += kq_notices_copyout(kq, out + n, max - n);
 		if (n < max)
 			n += collect(kq, out + n, max - n);
@@ -294,6 +316,8 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 			tsp = NULL;
 		} else if (deadline == 0) {
 			tsp = &zero;
+		} else if (deadline == INT64_MAX && TAILQ_EMPTY(&kq->polled)) {
+			tsp = NULL;
 		} else {
 			int64_t d = deadline - kq_now_ns(CLOCK_MONOTONIC);
 			if (d < 0)
@@ -302,18 +326,29 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 			left.tv_nsec = d % 1000000000;
 			tsp = &left;
 		}
+		if (!TAILQ_EMPTY(&kq->polled) && (tsp == NULL || ts_ns(tsp) > KQ_POLL_NS)) {
+			capped.tv_sec = 0;
+			capped.tv_nsec = KQ_POLL_NS;
+			tsp = &capped;
+		}
 		kq_backend_flush(kq);
 		kq_fdnode_reap(kq);
 		kq_update_wake(kq);
+		intr = kq_signal_intr_snapshot();
 		pthread_mutex_unlock(&kq->lock);
-		r = kq_backend_wait(kq, ready, max < KQ_READY_MAX ? max : KQ_READY_MAX, tsp);
+		r = kq_backend_wait(kq, ready, KQ_READY_MAX, tsp);
 		pthread_mutex_lock(&kq->lock);
 		if (kq->dead)
 			return -EBADF;
+		/* our signal handler ran for a signal the application ignores:
+		 * on FreeBSD nothing would have interrupted the wait */
+		if (r == -EINTR && kq_signal_phantom_eintr(intr))
+			continue;
 		if (r < 0)
 			return r;
 		dispatch_ready(kq, ready, r);
-		if (r == 0 && tsp != NULL && tsp->tv_sec == 0 && tsp->tv_nsec == 0) {
+		if (tsp != NULL && tsp->tv_sec == 0 && tsp->tv_nsec == 0 &&
+		    tsp != &capped) {
 			/* timed out: one last look, no more waiting */
 			kq_drain_closed(kq);
 			n = kq_notices_copyout(kq, out, max);
@@ -340,6 +375,10 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 		errno = EFAULT;
 		return -1;
 	}
+	/* a module dlopen()ed since the last call may need the GOT patch;
+	 * never with a kqueue lock held */
+	if (nchanges > 0)
+		kq_fdreg_check_new_objects();
 	if ((kq = kq_fdreg_get_kqueue(fd)) == NULL) {
 		errno = EBADF;
 		return -1;

@@ -72,7 +72,17 @@ kq_knote_activate(struct kq_kqueue *kq, struct kq_knote *kn)
 		return;
 	kn->status |= KN_QUEUED;
 	TAILQ_INSERT_TAIL(&kq->active, kn, link);
-	kq_kick(kq);
+	/* no kick: every path that activates ends in kq_update_wake() */
+}
+
+void
+kq_knote_poll(struct kq_kqueue *kq, struct kq_knote *kn)
+{
+	if (!(kn->status & KN_POLLED)) {
+		kn->status |= KN_POLLED;
+		TAILQ_INSERT_TAIL(&kq->polled, kn, plink);
+	}
+	kq_knote_activate(kq, kn);
 }
 
 void
@@ -96,6 +106,8 @@ kq_knote_release(struct kq_kqueue *kq, struct kq_knote *kn, unsigned reason,
 	kn->fop->detach(kq, kn);
 	if (kn->status & KN_QUEUED)
 		TAILQ_REMOVE(&kq->active, kn, link);
+	if (kn->status & KN_POLLED)
+		TAILQ_REMOVE(&kq->polled, kn, plink);
 	RB_REMOVE(kq_knote_tree, &kq->knotes, kn);
 	kq->nknotes--;
 	if (kn->fdn != NULL) {
@@ -118,7 +130,6 @@ kq_knote_release(struct kq_kqueue *kq, struct kq_knote *kn, unsigned reason,
 	kn->kev.data = 0;
 	memset(kn->kev.ext, 0, sizeof kn->kev.ext);
 	TAILQ_INSERT_TAIL(&kq->notices, kn, link);
-	kq_kick(kq);
 }
 
 /*
@@ -134,7 +145,6 @@ kq_knote_queue_notice(struct kq_kqueue *kq, struct kq_knote *note,
 	note->kev = *ev;
 	memset(note->kev.ext, 0, sizeof note->kev.ext);
 	TAILQ_INSERT_TAIL(&kq->notices, note, link);
-	kq_kick(kq);
 }
 
 int

@@ -141,14 +141,14 @@ fdnode_want(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 		if (m == 0)
 			continue;
 		ev |= m;
-		if (kn->kev.flags & EV_CLEAR)
+		if ((kn->kev.flags & EV_CLEAR) || (m & KQ_POLLET))
 			clear = true;
 		if (!(kn->kev.flags & (EV_ONESHOT | EV_DISPATCH)))
 			oneshot = false;
 	}
 	if (ev == 0)
 		return 0;
-	if (clear)
+	if (clear || fdn->force_et)
 		ev |= KQ_POLLET;
 	if (oneshot)
 		ev |= KQ_POLLONESHOT;
@@ -168,6 +168,9 @@ kq_fdnode_probe(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 	kq_fdreg_unlock(fdn->fd);
 	if (err == 0) {
 		fdn->kind = KQ_FD_POLL;
+		/* registered with no events epoll still reports HUP/ERR */
+		if (fdn->poll.want == 0)
+			kq_backend_detach(kq, &fdn->poll);
 	} else if (err == EPERM) {
 		/* epoll refuses regular files and devices without poll:
 		 * they are always ready, as poll() says. */
@@ -195,8 +198,12 @@ fdnode_ready(struct kq_kqueue *kq, struct kq_poll *p, uint32_t revents)
 	struct kq_knote *kn;
 	bool edge = (p->armed & KQ_POLLET) != 0;
 
-	if (p->armed & KQ_POLLONESHOT)
-		p->armed = 0;	/* the kernel disarmed it */
+	if (p->armed & KQ_POLLONESHOT) {
+		/* the kernel disarmed it; the flush re-arms it if a knote
+		 * still wants events after this scan */
+		p->armed = 0;
+		kq_backend_update(kq, p);
+	}
 	fdn->revents = revents;
 	LIST_FOREACH(kn, &fdn->knotes, fdlink) {
 		if (kn->fop->pollevents == NULL)
@@ -305,6 +312,7 @@ kq_create(bool cloexec)
 	RB_INIT(&kq->knotes);
 	TAILQ_INIT(&kq->active);
 	TAILQ_INIT(&kq->notices);
+	TAILQ_INIT(&kq->polled);
 	TAILQ_INIT(&kq->idle);
 	kq->wake.fd = kq->timer.fd = kq->inotify.fd = kq->sigpoll.fd = -1;
 	if ((err = kq_backend_init(kq, cloexec)) != 0)
@@ -415,6 +423,11 @@ kq_destroy(struct kq_kqueue *kq)
 	}
 	/* no close path can push any more; what it pushed is in kq->fds */
 	atomic_store(&kq->closed, NULL);
+	/* as FreeBSD's kqueue_close, wake threads sleeping in kevent() on it:
+	 * they return EBADF */
+	uint64_t one = 1;
+	ssize_t r = write(kq->wake.fd, &one, sizeof one);
+	(void)r;
 	pthread_mutex_unlock(&kq->lock);
 	kq_put(kq);
 }
@@ -437,6 +450,31 @@ kqfree_release(int fd)
 	pthread_mutex_unlock(&kq->lock);
 	kq_put(kq);
 	return 0;
+}
+
+/*
+ * EVFILT_READ on a kqueue fd: how many events it has queued, like FreeBSD's
+ * kq_count.  -1 if fd is not one of ours.  Only a try-lock: the caller holds
+ * its own kqueue's lock and must not wait for another's.
+ */
+int64_t
+kq_pending_count(int fd)
+{
+	struct kq_kqueue *kq = kq_fdreg_get_kqueue(fd);
+	struct kq_knote *kn;
+	int64_t n = 0;
+
+	if (kq == NULL)
+		return -1;
+	if (pthread_mutex_trylock(&kq->lock) == 0) {
+		TAILQ_FOREACH(kn, &kq->active, link)
+			n++;
+		TAILQ_FOREACH(kn, &kq->notices, link)
+			n++;
+		pthread_mutex_unlock(&kq->lock);
+	}
+	kq_put(kq);
+	return n;
 }
 
 /* ------------------------------------------------------------------ fork */

@@ -1,0 +1,324 @@
+/*
+ * EVFILT_TIMER: every timer of a kqueue lives in one binary heap
+ * (kq->theap) and the whole heap is driven by ONE timerfd (kq->timer,
+ * CLOCK_MONOTONIC), programmed for the earliest deadline.  A million timers
+ * therefore cost a million heap slots, not a million descriptors.
+ *
+ * FreeBSD 14 semantics followed here:
+ *  - data is in NOTE_SECONDS / NOTE_MSECONDS (default) / NOTE_USECONDS /
+ *    NOTE_NSECONDS; more than one unit, any other fflags bit, or a negative
+ *    data is EINVAL.
+ *  - periodic unless EV_ONESHOT or NOTE_ABSTIME; a periodic timer with data 0
+ *    runs with a period of 1 unit, a oneshot one with data 0 fires at once.
+ *  - EV_CLEAR is set on the knote (and so shows in returned flags) for every
+ *    timer except NOTE_ABSTIME ones; an NOTE_ABSTIME timer without
+ *    EV_ONESHOT/EV_CLEAR therefore stays triggered (data 1) until deleted.
+ *  - data returned = expirations since the last retrieval, late periods
+ *    included.  Expirations keep being counted while the knote is disabled
+ *    (EV_DISABLE / EV_DISPATCH disable the event, not the filter) and are
+ *    reported when it is enabled again.
+ *  - EV_ADD on an existing timer throws away undelivered expirations and
+ *    restarts it with the new data/fflags.  Deviation: an invalid re-add
+ *    fails with EINVAL and leaves the running timer untouched (FreeBSD
+ *    reports success and leaves a dead timer).
+ *  - NOTE_ABSTIME: data is a CLOCK_REALTIME time since the Epoch.  It is
+ *    converted to a CLOCK_MONOTONIC deadline when the timer is armed, so
+ *    later steps of the wall clock do not move it; a time already passed
+ *    fires at once.
+ *
+ * The timerfd is opened with the first armed timer and closed when a timer
+ * knote dies leaving the heap empty, so a kqueue without timers holds no
+ * timerfd, and re-arming one timer again and again reuses the same fd.
+ *
+ * Invariant that keeps syscalls rare: while the heap is not empty the
+ * timerfd is armed no later than the earliest deadline.  Removing the
+ * earliest timer (delete, fire) does not re-program it: the early wake-up
+ * finds nothing due and re-programs then, so deleting many timers costs no
+ * timerfd_settime at all.
+ */
+#include "internal.h"
+#include "timerheap.h"
+
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#define NOTE_TIMER_UNITS \
+	(NOTE_SECONDS | NOTE_MSECONDS | NOTE_USECONDS | NOTE_NSECONDS)
+
+static int64_t
+sat_add(int64_t a, int64_t b)		/* a, b >= 0 */
+{
+	int64_t r;
+
+	return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
+static int64_t
+sat_mul(int64_t a, int64_t b)		/* a, b >= 0 */
+{
+	int64_t r;
+
+	return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
+/*
+ * Validate (fflags, data) for kn and compute the first deadline and the
+ * period (0: fires once).  Huge values saturate ("never") instead of
+ * wrapping into the past.
+ */
+static int
+timer_params(const struct kq_knote *kn, unsigned fflags, int64_t data,
+    int64_t now, int64_t *expiry, int64_t *period)
+{
+	int64_t unit, ns;
+
+	if (fflags & ~(NOTE_TIMER_UNITS | NOTE_ABSTIME))
+		return EINVAL;
+	switch (fflags & NOTE_TIMER_UNITS) {
+	case NOTE_SECONDS:
+		unit = 1000000000;
+		break;
+	case 0:
+	case NOTE_MSECONDS:
+		unit = 1000000;
+		break;
+	case NOTE_USECONDS:
+		unit = 1000;
+		break;
+	case NOTE_NSECONDS:
+		unit = 1;
+		break;
+	default:
+		return EINVAL;
+	}
+	if (data < 0)
+		return EINVAL;
+	if (data == 0 && !(kn->kev.flags & EV_ONESHOT))
+		data = 1;
+	ns = sat_mul(data, unit);
+	if (fflags & NOTE_ABSTIME) {
+		/* Wall clock read first: the deadline can only come out late. */
+		int64_t left = ns - kq_now_ns(CLOCK_REALTIME);
+		*expiry = left <= 0 ? now :
+		    sat_add(kq_now_ns(CLOCK_MONOTONIC), left);
+		*period = 0;
+	} else {
+		*expiry = sat_add(now, ns);
+		*period = (kn->kev.flags & EV_ONESHOT) ? 0 : ns;
+	}
+	return 0;
+}
+
+static void timer_ready(struct kq_kqueue *, struct kq_poll *, uint32_t);
+
+static int
+timerfd_open(struct kq_kqueue *kq)
+{
+	struct kq_poll *p = &kq->timer;
+	int fd, err;
+
+	if (p->fd >= 0)
+		return 0;
+	fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (fd < 0)
+		return errno;
+	*p = (struct kq_poll){
+		.fd = fd,
+		.want = KQ_POLLIN,
+		.ready = timer_ready,
+		.owner = kq,
+	};
+	if ((err = kq_poll_register(kq, p)) != 0) {
+		kq_real_close(fd);
+		p->fd = -1;
+		return err;
+	}
+	if ((err = kq_backend_attach(kq, p)) != 0) {
+		kq_poll_unregister(kq, p);
+		kq_real_close(fd);
+		p->fd = -1;
+		return err;
+	}
+	return 0;
+}
+
+static void
+timerfd_shut(struct kq_kqueue *kq)
+{
+	struct kq_poll *p = &kq->timer;
+
+	if (p->fd < 0)
+		return;
+	/* A fork child: the core already closed our fd and the epoll fd. */
+	if (kq->pid == getpid()) {
+		kq_backend_detach(kq, p);
+		kq_real_close(p->fd);
+	}
+	kq_poll_unregister(kq, p);
+	p->fd = -1;
+	p->ready = NULL;
+	kq_theap_free(&kq->theap);
+}
+
+/* Program the timerfd for the earliest deadline (heap not empty). */
+static void
+timerfd_program(struct kq_kqueue *kq)
+{
+	int64_t t = kq_theap_min(&kq->theap)->u.timer.expiry_ns;
+	struct itimerspec its = { .it_interval = { 0, 0 } };
+
+	if (t < 1)
+		t = 1;			/* {0, 0} would disarm it */
+	its.it_value.tv_sec = t / 1000000000;
+	its.it_value.tv_nsec = t % 1000000000;
+	(void)timerfd_settime(kq->timer.fd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+/*
+ * kn is due at now: count its expirations and move or disarm it.  activate
+ * is false when called from the scan, which already holds the knote.
+ */
+static void
+timer_expire(struct kq_kqueue *kq, struct kq_knote *kn, int64_t now,
+    bool activate)
+{
+	struct kq_timer_state *t = &kn->u.timer;
+	int64_t n = 1;
+
+	if (t->period_ns == 0) {
+		if (t->heap_index != KQ_THEAP_NONE)
+			kq_theap_remove(&kq->theap, kn);
+	} else {
+		n = (now - t->expiry_ns) / t->period_ns + 1;
+		t->expiry_ns = sat_add(t->expiry_ns, sat_mul(n, t->period_ns));
+		kq_theap_update(&kq->theap, kn);
+	}
+	kn->data = sat_add(kn->data, n);
+	if (activate)
+		kq_knote_activate(kq, kn);
+}
+
+/* The timerfd fired (or fired early, see the invariant above). */
+static void
+timer_ready(struct kq_kqueue *kq, struct kq_poll *p, uint32_t revents)
+{
+	struct kq_knote *kn;
+	uint64_t ticks;
+	int64_t now;
+
+	(void)revents;
+	(void)!read(p->fd, &ticks, sizeof ticks);	/* level-triggered: drain */
+	now = kq_now_ns(CLOCK_MONOTONIC);
+	while ((kn = kq_theap_min(&kq->theap)) != NULL &&
+	    kn->u.timer.expiry_ns <= now)
+		timer_expire(kq, kn, now, true);
+	if (kq_theap_min(&kq->theap) != NULL)
+		timerfd_program(kq);
+}
+
+/* Start kn from (fflags, data): fire now or arm it in the heap. */
+static int
+timer_start(struct kq_kqueue *kq, struct kq_knote *kn, int64_t expiry,
+    int64_t period, int64_t now)
+{
+	struct kq_timer_state *t = &kn->u.timer;
+	int err;
+
+	t->expiry_ns = expiry;
+	t->period_ns = period;
+	if (expiry <= now && period == 0) {
+		timer_expire(kq, kn, now, true);
+		return 0;
+	}
+	if ((err = timerfd_open(kq)) != 0)
+		return err;
+	if (t->heap_index == KQ_THEAP_NONE) {
+		if ((err = kq_theap_insert(&kq->theap, kn)) != 0) {
+			if (kq->theap.n == 0)
+				timerfd_shut(kq);
+			return err;
+		}
+	} else {
+		kq_theap_update(&kq->theap, kn);
+	}
+	if (t->heap_index == 0)
+		timerfd_program(kq);
+	return 0;
+}
+
+static int
+filt_timer_attach(struct kq_kqueue *kq, struct kq_knote *kn)
+{
+	int64_t now = kq_now_ns(CLOCK_MONOTONIC), expiry, period;
+	int err;
+
+	kn->u.timer.heap_index = KQ_THEAP_NONE;
+	err = timer_params(kn, kn->sfflags, kn->sdata, now, &expiry, &period);
+	if (err != 0)
+		return err;
+	if (!(kn->sfflags & NOTE_ABSTIME))
+		kn->kev.flags |= EV_CLEAR;
+	/* Only matters without EV_CLEAR (NOTE_ABSTIME): stays triggered. */
+	kn->status |= KN_REQUEUE;
+	kn->data = 0;
+	return timer_start(kq, kn, expiry, period, now);
+}
+
+static void
+filt_timer_detach(struct kq_kqueue *kq, struct kq_knote *kn)
+{
+	if (kn->u.timer.heap_index != KQ_THEAP_NONE)
+		kq_theap_remove(&kq->theap, kn);
+	if (kq->theap.n == 0)
+		timerfd_shut(kq);
+}
+
+static int
+filt_timer_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
+{
+	struct kq_timer_state *t = &kn->u.timer;
+
+	/*
+	 * Count periods that elapsed since the timerfd was last read, so data
+	 * is exact at retrieval even if the backend was not polled first.
+	 */
+	if (t->heap_index != KQ_THEAP_NONE) {
+		int64_t now = kq_now_ns(CLOCK_MONOTONIC);
+		if (t->expiry_ns <= now)
+			timer_expire(kq, kn, now, false);
+	}
+	ev->fflags = 0;
+	ev->data = kn->data;
+	return kn->data != 0;
+}
+
+/* EV_ADD on an existing timer: restart it; other changes leave it alone. */
+static int
+filt_timer_touch(struct kq_kqueue *kq, struct kq_knote *kn,
+    const struct kevent *change)
+{
+	int64_t now, expiry, period;
+	int err;
+
+	if (!(change->flags & EV_ADD))
+		return 0;
+	now = kq_now_ns(CLOCK_MONOTONIC);
+	err = timer_params(kn, change->fflags, change->data, now, &expiry,
+	    &period);
+	if (err != 0)
+		return err;
+	kn->sfflags = change->fflags;
+	kn->sdata = change->data;
+	kq_knote_deactivate(kq, kn);
+	kn->data = 0;
+	return timer_start(kq, kn, expiry, period, now);
+}
+
+const struct kq_filterops kq_filt_timer = {
+	.filter = EVFILT_TIMER,
+	.isfd = false,
+	.attach = filt_timer_attach,
+	.detach = filt_timer_detach,
+	.event = filt_timer_event,
+	.touch = filt_timer_touch,
+};

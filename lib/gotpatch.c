@@ -1,0 +1,528 @@
+/*
+ * GOT patching: the close-tracking fallback for code that symbol
+ * interposition cannot reach.
+ *
+ * Interface (for lib/internal.h):
+ *
+ *	struct kq_interpose {
+ *		const char *name;	// imported symbol, e.g. "close"
+ *		void *fn;		// our replacement
+ *	};
+ *	void kq_gotpatch_apply(const struct kq_interpose *tab, size_t n);
+ *	bool kq_gotpatch_stale(void);
+ *
+ * Why: a language runtime (perl, python) dlopen()s a binding module with
+ * RTLD_LOCAL; the module is linked with -lkqfree, so libkqfree is loaded,
+ * but only into the module's local scope.  Every other object - the runtime,
+ * and even the module itself, because the global scope is searched first -
+ * binds close() to libc and our interposed close() never runs.  Here we walk
+ * every loaded object and point its GOT entries for the symbols in tab at
+ * our replacements.
+ *
+ * Rules:
+ *  - Only slots of *imported* symbols (st_shndx == SHN_UNDEF) are touched:
+ *    an object that defines close() itself meant to.
+ *  - A slot is rewritten only if it still goes to libc, or is an unresolved
+ *    lazy-binding slot (it points back into its own object's PLT).  A slot
+ *    already bound to some other interposer (a sanitizer runtime, an
+ *    LD_PRELOAD shim, or libkqfree's own exported close() when libkqfree is
+ *    in the global scope) is left alone.
+ *  - Skipped objects: libkqfree itself (its calls must reach libc), the
+ *    dynamic loader, libc.so.6 and the vDSO.
+ *  - An object on the loader's list may still be in the middle of a dlopen()
+ *    on another thread (mapped, not yet relocated, RELRO not yet applied).
+ *    Writing into it then would be lost, and restoring "read-only" on its
+ *    RELRO page would crash the loader.  So the walk under
+ *    dl_iterate_phdr() only records candidates; each one is then pinned
+ *    with dlopen(RTLD_NOLOAD), which waits for any load in progress and
+ *    keeps the object mapped while we patch it.
+ *  - kq_gotpatch_apply() is idempotent, serialized by one mutex, and does
+ *    nothing if no object was loaded or unloaded since its last run
+ *    (dlpi_adds/dlpi_subs), so it may be called from kqueue() and EV_ADD.
+ *    Do not call it with kq->lock held: it may block on the loader lock,
+ *    and a constructor running under the loader lock may call kevent().
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE		/* dladdr, dlinfo, dl_iterate_phdr */
+#endif
+#include <dlfcn.h>
+#include <elf.h>
+#include <link.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#ifdef __GLIBC__
+#include <gnu/libc-version.h>
+#endif
+
+#include "internal.h"
+
+#if defined(__x86_64__) && !defined(__ILP32__)
+#define GP_SUPPORTED	1
+#define GP_JUMP_SLOT	R_X86_64_JUMP_SLOT
+#define GP_GLOB_DAT	R_X86_64_GLOB_DAT
+#elif defined(__aarch64__) && !defined(__ILP32__)
+#define GP_SUPPORTED	1
+#define GP_JUMP_SLOT	R_AARCH64_JUMP_SLOT
+#define GP_GLOB_DAT	R_AARCH64_GLOB_DAT
+#elif defined(__i386__)
+#define GP_SUPPORTED	1
+#define GP_JUMP_SLOT	R_386_JMP_SLOT
+#define GP_GLOB_DAT	R_386_GLOB_DAT
+#else
+#define GP_SUPPORTED	0
+#endif
+
+#if __ELF_NATIVE_CLASS == 64
+#define GP_R_SYM(i)	ELF64_R_SYM(i)
+#define GP_R_TYPE(i)	ELF64_R_TYPE(i)
+#else
+#define GP_R_SYM(i)	ELF32_R_SYM(i)
+#define GP_R_TYPE(i)	ELF32_R_TYPE(i)
+#endif
+
+/* An address range [lo, hi) in this process. */
+struct gp_range {
+	uintptr_t lo, hi;
+};
+
+/* One loaded object, as seen by the walk. */
+struct gp_obj {
+	char *name;			/* "" for the main program */
+	ElfW(Addr) bias;
+	const ElfW(Phdr) *phdr;
+	ElfW(Half) phnum;
+};
+
+struct gp_walk {
+	/* in: addresses identifying the objects we never patch */
+	uintptr_t self_addr, libc_addr, ldso_base, vdso_base;
+	/* out */
+	struct gp_range libc;
+	struct gp_obj *objs;
+	size_t nobjs, cap;
+	bool oom;
+	unsigned long long adds, subs;
+	bool have_counts;
+};
+
+static pthread_mutex_t gp_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t gp_once = PTHREAD_ONCE_INIT;
+/* A walk completed at (gp_adds, gp_subs); read without the lock by
+ * kq_gotpatch_stale(). */
+static _Atomic bool gp_done;
+static _Atomic unsigned long long gp_adds, gp_subs;
+static const struct kq_interpose *gp_tab;
+static size_t gp_n;
+
+/* Lowest and highest mapped address of an object (its PT_LOAD segments). */
+static struct gp_range
+obj_range(ElfW(Addr) bias, const ElfW(Phdr) *phdr, ElfW(Half) phnum)
+{
+	struct gp_range r = { UINTPTR_MAX, 0 };
+
+	for (ElfW(Half) i = 0; i < phnum; i++) {
+		if (phdr[i].p_type != PT_LOAD)
+			continue;
+		uintptr_t lo = bias + phdr[i].p_vaddr;
+		uintptr_t hi = lo + phdr[i].p_memsz;
+		if (lo < r.lo)
+			r.lo = lo;
+		if (hi > r.hi)
+			r.hi = hi;
+	}
+	if (r.lo > r.hi)
+		r.lo = r.hi = 0;
+	return r;
+}
+
+static bool
+in_range(const struct gp_range *r, uintptr_t a)
+{
+	return a >= r->lo && a < r->hi;
+}
+
+static int
+walk_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct gp_walk *w = arg;
+
+	if (size >= offsetof(struct dl_phdr_info, dlpi_subs) +
+	    sizeof(info->dlpi_subs)) {
+		w->adds = info->dlpi_adds;
+		w->subs = info->dlpi_subs;
+		w->have_counts = true;
+	}
+	if (w->objs == NULL && w->cap == 0)
+		return 1;		/* kq_gotpatch_stale(): counters only */
+
+	struct gp_range r = obj_range(info->dlpi_addr, info->dlpi_phdr,
+	    info->dlpi_phnum);
+	if (r.hi == 0)
+		return 0;
+	if (in_range(&r, w->libc_addr)) {
+		w->libc = r;
+		return 0;
+	}
+	if (in_range(&r, w->self_addr))
+		return 0;
+	if (w->vdso_base != 0 && in_range(&r, w->vdso_base))
+		return 0;
+	if (w->ldso_base != 0 ? info->dlpi_addr == w->ldso_base :
+	    (info->dlpi_name != NULL && strstr(info->dlpi_name, "/ld-") != NULL))
+		return 0;
+
+	if (w->nobjs == w->cap) {
+		size_t ncap = w->cap * 2;
+		struct gp_obj *v = realloc(w->objs, ncap * sizeof(*v));
+		if (v == NULL) {
+			w->oom = true;
+			return 1;
+		}
+		w->objs = v;
+		w->cap = ncap;
+	}
+	char *name = strdup(info->dlpi_name != NULL ? info->dlpi_name : "");
+	if (name == NULL) {
+		w->oom = true;
+		return 1;
+	}
+	w->objs[w->nobjs++] = (struct gp_obj){
+		.name = name,
+		.bias = info->dlpi_addr,
+		.phdr = info->dlpi_phdr,
+		.phnum = info->dlpi_phnum,
+	};
+	return 0;
+}
+
+#if GP_SUPPORTED
+
+/* Everything we need from one object to patch it. */
+struct gp_image {
+	ElfW(Addr) bias;
+	const ElfW(Phdr) *phdr;
+	ElfW(Half) phnum;
+	struct gp_range range;		/* mapped extent */
+	struct gp_range relro;		/* page-aligned, read-only after load */
+	const ElfW(Sym) *symtab;
+	const char *strtab;
+	size_t strsz;
+	const struct gp_range *libc;
+	const struct kq_interpose *tab;
+	size_t n;
+	unsigned patched;
+};
+
+/*
+ * A d_ptr from PT_DYNAMIC.  glibc rewrites these to absolute addresses when
+ * the dynamic section is writable; musl, the vDSO and read-only dynamic
+ * sections keep them as link-time addresses.  Tell the two apart by which
+ * one falls inside the object.
+ */
+static uintptr_t
+dyn_addr(const struct gp_image *im, ElfW(Addr) v)
+{
+	if (in_range(&im->range, v))
+		return v;
+	if (in_range(&im->range, v + im->bias))
+		return v + im->bias;
+	return 0;
+}
+
+/* Protection of the page holding addr once the loader has finished. */
+static int
+page_prot(const struct gp_image *im, uintptr_t addr, uintptr_t page)
+{
+	if (page >= im->relro.lo && page < im->relro.hi)
+		return PROT_READ;
+	for (ElfW(Half) i = 0; i < im->phnum; i++) {
+		const ElfW(Phdr) *ph = &im->phdr[i];
+		if (ph->p_type != PT_LOAD)
+			continue;
+		uintptr_t lo = im->bias + ph->p_vaddr;
+		if (addr >= lo && addr < lo + ph->p_memsz) {
+			int prot = 0;
+			if (ph->p_flags & PF_R)
+				prot |= PROT_READ;
+			if (ph->p_flags & PF_W)
+				prot |= PROT_WRITE;
+			if (ph->p_flags & PF_X)
+				prot |= PROT_EXEC;
+			return prot;
+		}
+	}
+	return PROT_READ;
+}
+
+static void
+patch_slot(struct gp_image *im, void **slot, void *fn)
+{
+	long pagesz = sysconf(_SC_PAGESIZE);
+	uintptr_t page = (uintptr_t)slot & ~((uintptr_t)pagesz - 1);
+	int prot = page_prot(im, (uintptr_t)slot, page);
+
+	if (!(prot & PROT_WRITE) &&
+	    mprotect((void *)page, pagesz, prot | PROT_READ | PROT_WRITE) != 0)
+		return;		/* cannot patch (e.g. a security policy): degrade */
+	/* Other threads may be calling through this slot right now. */
+	__atomic_store_n(slot, fn, __ATOMIC_RELEASE);
+	if (!(prot & PROT_WRITE))
+		(void)mprotect((void *)page, pagesz, prot);
+	im->patched++;
+}
+
+static void
+patch_relocs(struct gp_image *im, uintptr_t rel, size_t size, bool rela)
+{
+	size_t ent = rela ? sizeof(ElfW(Rela)) : sizeof(ElfW(Rel));
+
+	if (rel == 0)
+		return;
+	for (size_t off = 0; off + ent <= size; off += ent) {
+		ElfW(Addr) r_offset;
+		ElfW(Xword) r_info;
+
+		if (rela) {
+			const ElfW(Rela) *r = (const void *)(rel + off);
+			r_offset = r->r_offset;
+			r_info = r->r_info;
+		} else {
+			const ElfW(Rel) *r = (const void *)(rel + off);
+			r_offset = r->r_offset;
+			r_info = r->r_info;
+		}
+		unsigned type = GP_R_TYPE(r_info);
+		if (type != GP_JUMP_SLOT && type != GP_GLOB_DAT)
+			continue;
+		size_t symi = GP_R_SYM(r_info);
+		if (symi == 0)
+			continue;
+		const ElfW(Sym) *sym = &im->symtab[symi];
+		if (sym->st_shndx != SHN_UNDEF || sym->st_name >= im->strsz)
+			continue;
+		const char *name = im->strtab + sym->st_name;
+		for (size_t i = 0; i < im->n; i++) {
+			if (name[0] != im->tab[i].name[0] ||
+			    strcmp(name, im->tab[i].name) != 0)
+				continue;
+			void **slot = (void **)(im->bias + r_offset);
+			if (!in_range(&im->range, (uintptr_t)slot) ||
+			    ((uintptr_t)slot & (sizeof(void *) - 1)) != 0)
+				break;
+			uintptr_t cur = (uintptr_t)__atomic_load_n(slot,
+			    __ATOMIC_ACQUIRE);
+			if (cur == (uintptr_t)im->tab[i].fn)
+				break;
+			/* Bound to libc, or lazy and not yet bound. */
+			if (in_range(im->libc, cur) || in_range(&im->range, cur))
+				patch_slot(im, slot, im->tab[i].fn);
+			break;
+		}
+	}
+}
+
+static unsigned
+patch_object(const struct gp_obj *o, const struct gp_range *libc,
+    const struct kq_interpose *tab, size_t n)
+{
+	struct gp_image im = {
+		.bias = o->bias,
+		.phdr = o->phdr,
+		.phnum = o->phnum,
+		.libc = libc,
+		.tab = tab,
+		.n = n,
+	};
+	const ElfW(Dyn) *dyn = NULL;
+	long pagesz = sysconf(_SC_PAGESIZE);
+
+	im.range = obj_range(o->bias, o->phdr, o->phnum);
+	for (ElfW(Half) i = 0; i < o->phnum; i++) {
+		const ElfW(Phdr) *ph = &o->phdr[i];
+		if (ph->p_type == PT_DYNAMIC)
+			dyn = (const void *)(o->bias + ph->p_vaddr);
+		else if (ph->p_type == PT_GNU_RELRO) {
+			/* The loader protects whole pages only. */
+			uintptr_t lo = o->bias + ph->p_vaddr;
+			uintptr_t hi = lo + ph->p_memsz;
+			im.relro.lo = lo & ~((uintptr_t)pagesz - 1);
+			im.relro.hi = hi & ~((uintptr_t)pagesz - 1);
+		}
+	}
+	if (dyn == NULL)
+		return 0;
+
+	ElfW(Addr) jmprel = 0, rela = 0, rel = 0;
+	size_t pltrelsz = 0, relasz = 0, relsz = 0;
+#if defined(__i386__)
+	ElfW(Sxword) pltrel = DT_REL;
+#else
+	ElfW(Sxword) pltrel = DT_RELA;
+#endif
+	for (; dyn->d_tag != DT_NULL; dyn++) {
+		switch (dyn->d_tag) {
+		case DT_SYMTAB:
+			im.symtab = (const void *)dyn_addr(&im, dyn->d_un.d_ptr);
+			break;
+		case DT_STRTAB:
+			im.strtab = (const void *)dyn_addr(&im, dyn->d_un.d_ptr);
+			break;
+		case DT_STRSZ:
+			im.strsz = dyn->d_un.d_val;
+			break;
+		case DT_JMPREL:
+			jmprel = dyn_addr(&im, dyn->d_un.d_ptr);
+			break;
+		case DT_PLTRELSZ:
+			pltrelsz = dyn->d_un.d_val;
+			break;
+		case DT_PLTREL:
+			pltrel = dyn->d_un.d_val;
+			break;
+		case DT_RELA:
+			rela = dyn_addr(&im, dyn->d_un.d_ptr);
+			break;
+		case DT_RELASZ:
+			relasz = dyn->d_un.d_val;
+			break;
+		case DT_REL:
+			rel = dyn_addr(&im, dyn->d_un.d_ptr);
+			break;
+		case DT_RELSZ:
+			relsz = dyn->d_un.d_val;
+			break;
+		}
+	}
+	if (im.symtab == NULL || im.strtab == NULL || im.strsz == 0)
+		return 0;
+
+	/* PLT slots (lazy or -z now), then GLOB_DAT slots (-fno-plt calls,
+	 * and code that takes the function's address). */
+	patch_relocs(&im, jmprel, pltrelsz, pltrel == DT_RELA);
+	patch_relocs(&im, rela, relasz, true);
+	patch_relocs(&im, rel, relsz, false);
+	return im.patched;
+}
+
+#endif /* GP_SUPPORTED */
+
+static void
+gp_atfork_child(void)
+{
+	/* The parent's walker thread does not exist here. */
+	pthread_mutex_init(&gp_lock, NULL);
+}
+
+/* Any address inside libkqfree, to recognize (and skip) ourselves. */
+static uintptr_t gp_self;
+
+static void
+gp_init(void)
+{
+	Dl_info self;
+
+	/* &kq_gotpatch_apply could be a PLT stub in another object; dladdr
+	 * names the object that really contains the code. */
+	gp_self = (uintptr_t)&kq_gotpatch_apply;
+	if (dladdr((void *)&kq_gotpatch_apply, &self) != 0 &&
+	    self.dli_fbase != NULL)
+		gp_self = (uintptr_t)self.dli_fbase;
+	(void)pthread_atfork(NULL, NULL, gp_atfork_child);
+}
+
+static void
+walk_free(struct gp_walk *w)
+{
+	for (size_t i = 0; i < w->nobjs; i++)
+		free(w->objs[i].name);
+	free(w->objs);
+}
+
+static void *
+libc_marker(void)
+{
+#ifdef __GLIBC__
+	return (void *)&gnu_get_libc_version;
+#else
+	return (void *)&abort;
+#endif
+}
+
+void
+kq_gotpatch_apply(const struct kq_interpose *tab, size_t n)
+{
+	pthread_once(&gp_once, gp_init);
+	pthread_mutex_lock(&gp_lock);
+	if (!GP_SUPPORTED || (tab == gp_tab && n == gp_n &&
+	    !kq_gotpatch_stale())) {
+		pthread_mutex_unlock(&gp_lock);
+		return;
+	}
+
+	struct gp_walk w = {
+		.self_addr = gp_self,
+		.libc_addr = (uintptr_t)libc_marker(),
+		.ldso_base = (uintptr_t)getauxval(AT_BASE),
+		.vdso_base = (uintptr_t)getauxval(AT_SYSINFO_EHDR),
+	};
+	w.cap = 16;
+	w.objs = malloc(w.cap * sizeof(*w.objs));
+	if (w.objs == NULL) {
+		pthread_mutex_unlock(&gp_lock);
+		return;
+	}
+	dl_iterate_phdr(walk_cb, &w);
+
+#if GP_SUPPORTED
+	for (size_t i = 0; i < w.nobjs; i++) {
+		const struct gp_obj *o = &w.objs[i];
+		/* Wait for a load in progress and pin the object; give up on
+		 * it if it went away or was replaced meanwhile. */
+		void *h = dlopen(o->name[0] != '\0' ? o->name : NULL,
+		    RTLD_LAZY | RTLD_NOLOAD);
+		if (h == NULL) {
+			(void)dlerror();	/* not the application's error */
+			continue;
+		}
+		struct link_map *lm = NULL;
+		if (dlinfo(h, RTLD_DI_LINKMAP, &lm) == 0 && lm != NULL &&
+		    lm->l_addr == o->bias)
+			(void)patch_object(o, &w.libc, tab, n);
+		dlclose(h);
+	}
+#endif
+
+	/* A failed walk (no memory) must be retried by the next call. */
+	atomic_store_explicit(&gp_adds, w.adds, memory_order_relaxed);
+	atomic_store_explicit(&gp_subs, w.subs, memory_order_relaxed);
+	atomic_store_explicit(&gp_done, !w.oom && w.have_counts,
+	    memory_order_release);
+	gp_tab = tab;
+	gp_n = n;
+	walk_free(&w);
+	pthread_mutex_unlock(&gp_lock);
+}
+
+/*
+ * True if an object was loaded or unloaded since the last completed
+ * kq_gotpatch_apply() (or none ran yet).  Costs one dl_iterate_phdr()
+ * callback.
+ */
+bool
+kq_gotpatch_stale(void)
+{
+	struct gp_walk w = { 0 };
+
+	dl_iterate_phdr(walk_cb, &w);
+	if (!atomic_load_explicit(&gp_done, memory_order_acquire))
+		return true;
+	return !w.have_counts ||
+	    w.adds != atomic_load_explicit(&gp_adds, memory_order_relaxed) ||
+	    w.subs != atomic_load_explicit(&gp_subs, memory_order_relaxed);
+}

@@ -1,0 +1,275 @@
+/*
+ * test_empty.c: EVFILT_EMPTY as FreeBSD 14's filt_soempty defines it:
+ * ready when the socket's send buffer holds nothing (for TCP: everything
+ * sent was acknowledged), data = bytes still in the send buffer, i.e. 0
+ * whenever it fires; a listening socket is always "empty".  Only sockets
+ * have it: pipe_kqfilter and vfs_kqfilter answer EINVAL.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define UD(x)	((void *)(uintptr_t)(x))
+
+static int
+xkqueue(void)
+{
+	int kq = kqueue();
+
+	ck_assert_int_ge(kq, 0);
+	return kq;
+}
+
+static void
+expect_quiet(int kq, long ms)
+{
+	struct kevent ev;
+	int n = kev_wait(kq, &ev, 1, ms);
+
+	ck_assert_msg(n == 0, "expected no event in %ld ms, got %d: ident %lu "
+	    "filter %d flags 0x%x data %lld", ms, n, (unsigned long)ev.ident,
+	    ev.filter, ev.flags, (long long)ev.data);
+}
+
+static void
+set_nonblock(int fd)
+{
+	ck_assert_int_eq(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+}
+
+static int
+tcp_listener(struct sockaddr_in *sin)
+{
+	socklen_t len = sizeof *sin;
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+	ck_assert_int_ge(l, 0);
+	ck_assert_int_eq(setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), 0);
+	memset(sin, 0, sizeof *sin);
+	sin->sin_family = AF_INET;
+	sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(l, (struct sockaddr *)sin, sizeof *sin), 0);
+	ck_assert_int_eq(listen(l, 8), 0);
+	ck_assert_int_eq(getsockname(l, (struct sockaddr *)sin, &len), 0);
+	return l;
+}
+
+static void
+tcp_pair(int *client, int *server)
+{
+	struct sockaddr_in sin;
+	int l = tcp_listener(&sin);
+
+	*client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(*client, 0);
+	ck_assert_int_eq(connect(*client, (struct sockaddr *)&sin, sizeof sin), 0);
+	*server = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	ck_assert_int_ge(*server, 0);
+	close(l);
+	set_nonblock(*client);
+	set_nonblock(*server);
+}
+
+/* Write until EAGAIN (twice, to take what loopback acks in between). */
+static size_t
+fill(int fd)
+{
+	static char buf[65536];
+	size_t total = 0;
+	ssize_t n;
+	int round;
+
+	for (round = 0; round < 2; round++) {
+		while ((n = write(fd, buf, sizeof buf)) > 0)
+			total += (size_t)n;
+		ck_assert_int_eq(errno, EAGAIN);
+		usleep(50000);
+	}
+	return total;
+}
+
+static size_t
+drain(int fd, size_t want)
+{
+	static char buf[65536];
+	size_t total = 0;
+	ssize_t n;
+	int idle = 0;
+
+	while (total < want && idle < 200) {
+		n = read(fd, buf, sizeof buf);
+		if (n > 0) {
+			total += (size_t)n;
+			idle = 0;
+		} else {
+			ck_assert_int_eq(errno, EAGAIN);
+			usleep(5000);
+			idle++;
+		}
+	}
+	return total;
+}
+
+START_TEST(tcp_empty_fires_on_idle_connection)
+{
+	int kq = xkqueue(), c, s;
+
+	tcp_pair(&c, &s);
+	kev_ok(kq, c, EVFILT_EMPTY, EV_ADD, 0, 0, UD(1));
+	kev_expect(kq, 1000, c, EVFILT_EMPTY, 0, 0, 0, UD(1));
+	/* level: still empty, still reported */
+	kev_expect(kq, 1000, c, EVFILT_EMPTY, 0, 0, 0, UD(1));
+	close(c);
+	close(s);
+	close(kq);
+}
+END_TEST
+
+START_TEST(tcp_empty_fires_once_small_write_is_acked)
+{
+	int kq = xkqueue(), c, s;
+
+	tcp_pair(&c, &s);
+	kev_ok(kq, c, EVFILT_EMPTY, EV_ADD | EV_CLEAR, 0, 0, UD(2));
+	kev_expect(kq, 1000, c, EVFILT_EMPTY, EV_CLEAR, 0, 0, UD(2));
+	expect_quiet(kq, 50);
+	/* the peer does not read, but loopback acks at once */
+	ck_assert_int_eq(write(c, "0123456789", 10), 10);
+	kev_expect(kq, 2000, c, EVFILT_EMPTY, EV_CLEAR, 0, 0, UD(2));
+	close(c);
+	close(s);
+	close(kq);
+}
+END_TEST
+
+START_TEST(tcp_empty_waits_until_peer_reads_everything)
+{
+	int kq = xkqueue(), c, s;
+	size_t n;
+
+	tcp_pair(&c, &s);
+	n = fill(c);
+	ck_assert_uint_gt(n, 0);
+	/* the peer's window is closed: data stays unacknowledged */
+	kev_ok(kq, c, EVFILT_EMPTY, EV_ADD, 0, 0, UD(3));
+	expect_quiet(kq, 200);
+	ck_assert_uint_eq(drain(s, n), n);
+	kev_expect(kq, 3000, c, EVFILT_EMPTY, 0, 0, 0, UD(3));
+	close(c);
+	close(s);
+	close(kq);
+}
+END_TEST
+
+START_TEST(empty_and_write_are_independent)
+{
+	int kq = xkqueue(), c, s;
+	size_t n;
+	struct kevent ev;
+
+	tcp_pair(&c, &s);
+	kev_ok(kq, c, EVFILT_EMPTY, EV_ADD | EV_ONESHOT, 0, 0, UD(4));
+	kev_ok(kq, c, EVFILT_WRITE, EV_ADD | EV_DISABLE, 0, 0, UD(5));
+	kev_expect(kq, 1000, c, EVFILT_EMPTY, EV_ONESHOT, 0, 0, UD(4));
+	ck_assert_errno(kev_change(kq, c, EVFILT_EMPTY, EV_DELETE, 0, 0, NULL),
+	    ENOENT);
+	/* the WRITE knote on the same socket is untouched */
+	kev_ok(kq, c, EVFILT_WRITE, EV_ENABLE, 0, 0, UD(5));
+	memset(&ev, 0, sizeof ev);
+	ck_assert_int_eq(kev_wait(kq, &ev, 1, 1000), 1);
+	ck_assert_int_eq(ev.filter, EVFILT_WRITE);
+	ck_assert_ptr_eq(ev.udata, UD(5));
+	ck_assert_int_gt(ev.data, 0);
+	kev_ok(kq, c, EVFILT_WRITE, EV_DELETE, 0, 0, NULL);
+	/* EMPTY added while data is in flight stays quiet */
+	n = fill(c);
+	kev_ok(kq, c, EVFILT_EMPTY, EV_ADD, 0, 0, UD(6));
+	expect_quiet(kq, 100);
+	ck_assert_uint_eq(drain(s, n), n);
+	kev_expect(kq, 3000, c, EVFILT_EMPTY, 0, 0, 0, UD(6));
+	close(c);
+	close(s);
+	close(kq);
+}
+END_TEST
+
+START_TEST(listening_socket_is_always_empty)
+{
+	struct sockaddr_in sin;
+	int kq = xkqueue(), l = tcp_listener(&sin);
+
+	kev_ok(kq, l, EVFILT_EMPTY, EV_ADD, 0, 0, UD(7));
+	kev_expect(kq, 1000, l, EVFILT_EMPTY, 0, 0, 0, UD(7));
+	close(l);
+	close(kq);
+}
+END_TEST
+
+START_TEST(udp_empty_fires)
+{
+	int kq = xkqueue(), u = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+
+	ck_assert_int_ge(u, 0);
+	kev_ok(kq, u, EVFILT_EMPTY, EV_ADD | EV_ONESHOT, 0, 0, UD(8));
+	kev_expect(kq, 1000, u, EVFILT_EMPTY, EV_ONESHOT, 0, 0, UD(8));
+	close(u);
+	close(kq);
+}
+END_TEST
+
+START_TEST(empty_on_non_socket_is_einval)
+{
+	char path[] = "/tmp/kqempty.XXXXXX";
+	int kq = xkqueue(), p[2], f = mkstemp(path);
+	struct kevent ch, ev;
+
+	ck_assert_int_ge(f, 0);
+	unlink(path);
+	ck_assert_int_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+	EV_SET(&ch, p[1], EVFILT_EMPTY, EV_ADD, 0, 0, UD(9));
+	memset(&ev, 0, sizeof ev);
+	ck_assert_int_eq(kevent(kq, &ch, 1, &ev, 1, &(struct timespec){ 2, 0 }), 1);
+	ck_assert_uint_eq(ev.ident, (uintptr_t)p[1]);
+	ck_assert_int_eq(ev.filter, EVFILT_EMPTY);
+	ck_assert_uint_eq(ev.flags, EV_ERROR);
+	ck_assert_int_eq(ev.data, EINVAL);
+	ck_assert_ptr_eq(ev.udata, UD(9));
+	ck_assert_errno(kev_change(kq, f, EVFILT_EMPTY, EV_ADD, 0, 0, NULL), EINVAL);
+	/* and a bad descriptor is still EBADF */
+	ck_assert_errno(kev_change(kq, (uintptr_t)-1, EVFILT_EMPTY, EV_ADD, 0, 0,
+	    NULL), EBADF);
+	close(f);
+	close(p[0]);
+	close(p[1]);
+	close(kq);
+}
+END_TEST
+
+static Suite *
+empty_suite(void)
+{
+	Suite *s = suite_create("empty");
+	TCase *tc = tcase_create("empty");
+
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, tcp_empty_fires_on_idle_connection);
+	tcase_add_test(tc, tcp_empty_fires_once_small_write_is_acked);
+	tcase_add_test(tc, tcp_empty_waits_until_peer_reads_everything);
+	tcase_add_test(tc, empty_and_write_are_independent);
+	tcase_add_test(tc, listening_socket_is_always_empty);
+	tcase_add_test(tc, udp_empty_fires);
+	tcase_add_test(tc, empty_on_non_socket_is_einval);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+KQ_TEST_MAIN(empty_suite)

@@ -1,0 +1,333 @@
+/*
+ * test_fork.c: kqueues are not inherited (kqueue.2: "The queue is not
+ * inherited by a child created with fork(2)"): in the child kevent() on the
+ * parent's kqueue fails with EBADF, and nothing the child does - using or
+ * closing that number, closing watched fds, making its own kqueue, exiting -
+ * disturbs the parent's kqueue, which is shared with the child at the Linux
+ * level (the epoll and wake descriptors are inherited).
+ *
+ * Check already runs each case in a forked process; these cases fork again
+ * and report the child's findings through its exit status (0 = all good,
+ * otherwise the number of the first failed check).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define UD(x)	((void *)(uintptr_t)(x))
+
+/* In the child: fail with code c unless cond. */
+#define CHILD_CHECK(c, cond) do {					\
+	if (!(cond))							\
+		_exit(c);						\
+} while (0)
+
+static int
+xkqueue(void)
+{
+	int kq = kqueue();
+
+	ck_assert_int_ge(kq, 0);
+	return kq;
+}
+
+static void
+xpipe(int p[2])
+{
+	ck_assert_int_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+}
+
+static void
+expect_child_ok(pid_t pid)
+{
+	int status;
+
+	ck_assert_int_gt(pid, 0);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status), "child died (status 0x%x)", status);
+	ck_assert_msg(WEXITSTATUS(status) == 0, "child check %d failed",
+	    WEXITSTATUS(status));
+}
+
+/* The child's view of the parent's kqueue number. */
+static void
+child_sees_no_kqueue(int kq, int watched)
+{
+	struct kevent ch, ev;
+	struct timespec zero = { 0, 0 };
+	int r;
+
+	errno = 0;
+	r = kevent(kq, NULL, 0, &ev, 1, &zero);
+	CHILD_CHECK(10, r == -1 && errno == EBADF);
+	EV_SET(&ch, watched, EVFILT_READ, EV_ADD, 0, 0, NULL);
+	errno = 0;
+	r = kevent(kq, &ch, 1, NULL, 0, &zero);
+	CHILD_CHECK(11, r == -1 && errno == EBADF);
+	EV_SET(&ch, watched, EVFILT_READ, EV_DELETE, 0, 0, NULL);
+	errno = 0;
+	r = kevent(kq, &ch, 1, &ev, 1, &zero);
+	CHILD_CHECK(12, r == -1 && errno == EBADF);
+}
+
+START_TEST(child_kevent_on_parent_kqueue_is_ebadf)
+{
+	int kq = xkqueue(), p[2];
+	pid_t pid;
+
+	xpipe(p);
+	kev_ok(kq, p[0], EVFILT_READ, EV_ADD, 0, 0, UD(1));
+	ck_assert_int_eq(write(p[1], "ab", 2), 2);
+	pid = fork();
+	if (pid == 0) {
+		child_sees_no_kqueue(kq, p[0]);
+		exit(0);
+	}
+	expect_child_ok(pid);
+	kev_expect(kq, 1000, p[0], EVFILT_READ, 0, 0, 2, UD(1));
+	close(p[0]);
+	close(p[1]);
+	close(kq);
+}
+END_TEST
+
+/* Sort two events by filter: READ (-1) first, then WRITE (-2). */
+static void
+order_read_write(struct kevent ev[2])
+{
+	if (ev[0].filter != EVFILT_READ) {
+		struct kevent t = ev[0];
+		ev[0] = ev[1];
+		ev[1] = t;
+	}
+}
+
+START_TEST(child_closing_kqueue_and_watched_fds_leaves_parent_alone)
+{
+	int kq = xkqueue(), p[2], q[2], cap;
+	struct kevent ev[2];
+	pid_t pid;
+
+	xpipe(p);
+	xpipe(q);
+	cap = fcntl(q[1], F_GETPIPE_SZ);
+	/* level knotes: they fire again without any epoll_ctl, so a
+	 * registration the child removed from the shared epoll shows */
+	kev_ok(kq, p[0], EVFILT_READ, EV_ADD, 0, 0, UD(1));
+	kev_ok(kq, q[1], EVFILT_WRITE, EV_ADD, 0, 0, UD(2));
+	kev_expect(kq, 1000, q[1], EVFILT_WRITE, 0, 0, cap, UD(2));
+	pid = fork();
+	if (pid == 0) {
+		int r;
+
+		child_sees_no_kqueue(kq, p[0]);
+		/* FreeBSD: the number is not open in the child (EBADF); a
+		 * Linux library may still hold it: 0 is accepted too */
+		errno = 0;
+		r = close(kq);
+		CHILD_CHECK(20, r == 0 || (r == -1 && errno == EBADF));
+		/* closing the parent's watched fds in the child is the
+		 * child's business only */
+		CHILD_CHECK(21, close(p[0]) == 0);
+		CHILD_CHECK(22, close(q[1]) == 0);
+		exit(0);	/* atexit handlers and destructors run */
+	}
+	expect_child_ok(pid);
+	ck_assert_int_eq(write(p[1], "xyz", 3), 3);
+	memset(ev, 0, sizeof ev);
+	ck_assert_int_eq(kev_wait(kq, ev, 2, 1000), 2);
+	order_read_write(ev);
+	ck_assert_uint_eq(ev[0].ident, (uintptr_t)p[0]);
+	ck_assert_int_eq(ev[0].filter, EVFILT_READ);
+	ck_assert_int_eq(ev[0].data, 3);
+	ck_assert_ptr_eq(ev[0].udata, UD(1));
+	ck_assert_uint_eq(ev[1].ident, (uintptr_t)q[1]);
+	ck_assert_int_eq(ev[1].filter, EVFILT_WRITE);
+	ck_assert_int_eq(ev[1].data, cap);
+	ck_assert_ptr_eq(ev[1].udata, UD(2));
+	/* and new changes work */
+	kev_ok(kq, p[0], EVFILT_READ, EV_DELETE, 0, 0, NULL);
+	kev_ok(kq, q[1], EVFILT_WRITE, EV_DELETE, 0, 0, NULL);
+	kev_ok(kq, q[0], EVFILT_READ, EV_ADD, 0, 0, UD(3));
+	ck_assert_int_eq(write(q[1], "v", 1), 1);
+	kev_expect(kq, 1000, q[0], EVFILT_READ, 0, 0, 1, UD(3));
+	close(p[0]);
+	close(p[1]);
+	close(q[0]);
+	close(q[1]);
+	close(kq);
+}
+END_TEST
+
+START_TEST(child_does_not_consume_parent_pending_events)
+{
+	int kq = xkqueue(), p[2];
+	pid_t pid;
+
+	xpipe(p);
+	kev_ok(kq, 3, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, UD(3));
+	kev_ok(kq, 3, EVFILT_USER, 0, NOTE_TRIGGER, 0, UD(3));
+	kev_ok(kq, p[0], EVFILT_READ, EV_ADD, 0, 0, UD(4));
+	ck_assert_int_eq(write(p[1], "a", 1), 1);
+	ck_assert_int_eq(poll(&(struct pollfd){ .fd = kq, .events = POLLIN }, 1,
+	    1000), 1);
+	pid = fork();
+	if (pid == 0) {
+		struct kevent ev;
+		int kq2;
+
+		child_sees_no_kqueue(kq, p[0]);
+		/* a kqueue of the child's own, with the same kinds of work */
+		kq2 = kqueue();
+		CHILD_CHECK(30, kq2 >= 0);
+		/* (FreeBSD's EV_ADD ignores NOTE_TRIGGER: trigger apart) */
+		EV_SET(&ev, 3, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, NULL);
+		CHILD_CHECK(31, kevent(kq2, &ev, 1, NULL, 0, NULL) == 0);
+		EV_SET(&ev, 3, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
+		CHILD_CHECK(31, kevent(kq2, &ev, 1, NULL, 0, NULL) == 0);
+		CHILD_CHECK(33, kev_wait(kq2, &ev, 1, 1000) == 1);
+		CHILD_CHECK(34, ev.filter == EVFILT_USER && ev.ident == 3);
+		EV_SET(&ev, p[0], EVFILT_READ, EV_ADD, 0, 0, NULL);
+		CHILD_CHECK(32, kevent(kq2, &ev, 1, NULL, 0, NULL) == 0);
+		CHILD_CHECK(37, kev_wait(kq2, &ev, 1, 1000) == 1);
+		CHILD_CHECK(38, ev.filter == EVFILT_READ && ev.data == 1);
+		/* drain the shared pipe: level knotes in the parent see it */
+		CHILD_CHECK(35, read(p[0], &ev, 1) == 1);
+		CHILD_CHECK(36, close(kq2) == 0);
+		exit(0);
+	}
+	expect_child_ok(pid);
+	/* the USER event is still pending for the parent ... */
+	ck_assert_int_eq(poll(&(struct pollfd){ .fd = kq, .events = POLLIN }, 1,
+	    1000), 1);
+	kev_expect(kq, 1000, 3, EVFILT_USER, EV_CLEAR, 0, 0, UD(3));
+	/* ... and the pipe the child drained is honestly not ready */
+	kev_expect_none(kq);
+	ck_assert_int_eq(write(p[1], "b", 1), 1);
+	kev_expect(kq, 1000, p[0], EVFILT_READ, 0, 0, 1, UD(4));
+	close(p[0]);
+	close(p[1]);
+	close(kq);
+}
+END_TEST
+
+struct waiter {
+	int kq;
+	int n;
+	struct kevent ev;
+};
+
+static void *
+waiter_main(void *arg)
+{
+	struct waiter *w = arg;
+
+	w->n = kev_wait(w->kq, &w->ev, 1, 5000);
+	return NULL;
+}
+
+START_TEST(fork_while_a_thread_waits_in_kevent)
+{
+	int kq = xkqueue(), p[2];
+	struct waiter w = { .kq = kq };
+	pthread_t t;
+	pid_t pid;
+
+	xpipe(p);
+	kev_ok(kq, p[0], EVFILT_READ, EV_ADD, 0, 0, UD(5));
+	ck_assert_int_eq(pthread_create(&t, NULL, waiter_main, &w), 0);
+	usleep(100000);
+	pid = fork();
+	if (pid == 0) {
+		struct kevent ev;
+		int kq2;
+
+		/* no lock left held by the waiting thread */
+		child_sees_no_kqueue(kq, p[0]);
+		kq2 = kqueue();
+		CHILD_CHECK(40, kq2 >= 0);
+		EV_SET(&ev, 1, EVFILT_USER, EV_ADD, 0, 0, NULL);
+		CHILD_CHECK(44, kevent(kq2, &ev, 1, NULL, 0, NULL) == 0);
+		EV_SET(&ev, 1, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
+		CHILD_CHECK(41, kevent(kq2, &ev, 1, &ev, 1,
+		    &(struct timespec){ 2, 0 }) == 1);
+		CHILD_CHECK(42, ev.filter == EVFILT_USER && ev.ident == 1);
+		CHILD_CHECK(43, close(kq2) == 0);
+		exit(0);
+	}
+	expect_child_ok(pid);
+	ck_assert_int_eq(write(p[1], "q", 1), 1);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(w.n, 1);
+	ck_assert_uint_eq(w.ev.ident, (uintptr_t)p[0]);
+	ck_assert_int_eq(w.ev.filter, EVFILT_READ);
+	ck_assert_int_eq(w.ev.data, 1);
+	ck_assert_ptr_eq(w.ev.udata, UD(5));
+	close(p[0]);
+	close(p[1]);
+	close(kq);
+}
+END_TEST
+
+START_TEST(grandchild_sees_no_kqueue_of_child)
+{
+	int p[2];
+	pid_t pid;
+
+	xpipe(p);
+	pid = fork();
+	if (pid == 0) {
+		/* the child's own kqueue is not inherited by its child either */
+		int kq = kqueue(), status;
+		struct kevent ev;
+		pid_t g;
+
+		CHILD_CHECK(50, kq >= 0);
+		EV_SET(&ev, p[0], EVFILT_READ, EV_ADD, 0, 0, NULL);
+		CHILD_CHECK(51, kevent(kq, &ev, 1, NULL, 0, NULL) == 0);
+		g = fork();
+		if (g == 0) {
+			child_sees_no_kqueue(kq, p[0]);
+			exit(0);
+		}
+		CHILD_CHECK(52, waitpid(g, &status, 0) == g);
+		CHILD_CHECK(53, WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		CHILD_CHECK(54, write(p[1], "z", 1) == 1);
+		CHILD_CHECK(55, kev_wait(kq, &ev, 1, 1000) == 1);
+		CHILD_CHECK(56, ev.ident == (uintptr_t)p[0] && ev.data == 1);
+		exit(0);
+	}
+	expect_child_ok(pid);
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
+static Suite *
+fork_suite(void)
+{
+	Suite *s = suite_create("fork");
+	TCase *tc = tcase_create("fork");
+
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, child_kevent_on_parent_kqueue_is_ebadf);
+	tcase_add_test(tc, child_closing_kqueue_and_watched_fds_leaves_parent_alone);
+	tcase_add_test(tc, child_does_not_consume_parent_pending_events);
+	tcase_add_test(tc, fork_while_a_thread_waits_in_kevent);
+	tcase_add_test(tc, grandchild_sees_no_kqueue_of_child);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+KQ_TEST_MAIN(fork_suite)

@@ -1,0 +1,800 @@
+/*
+ * EVFILT_PROC and EVFILT_PROCDESC: NOTE_EXIT with the wait(2) status for
+ * children (not reaped) and for other processes, EV_EOF|EV_ONESHOT on exit,
+ * ESRCH for a pid that does not exist; NOTE_FORK, NOTE_EXEC and NOTE_TRACK
+ * through the proc connector (these suites run as root).
+ */
+#include "util.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/pidfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define WAIT_MS 5000
+#define EXIT_FLAGS (EV_CLEAR | EV_ONESHOT | EV_EOF)
+
+static int
+new_kq(void)
+{
+	int kq = kqueue();
+	ck_assert_int_ge(kq, 0);
+	return kq;
+}
+
+/* A child that exits with `code` once `*release` is written to. */
+static pid_t
+spawn_waiting(int code, int *release)
+{
+	int p[2];
+	pid_t pid;
+	char c;
+
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* Check's SIGTERM handler would kill the whole group */
+		signal(SIGTERM, SIG_DFL);
+		close(p[1]);
+		if (read(p[0], &c, 1) < 0)
+			_exit(100);
+		_exit(code);
+	}
+	close(p[0]);
+	*release = p[1];
+	return pid;
+}
+
+static void
+release_child(int fd)
+{
+	ck_assert_int_eq(write(fd, "x", 1), 1);
+	close(fd);
+}
+
+/* Wait until pid is a zombie, without reaping it. */
+static void
+wait_zombie(pid_t pid)
+{
+	siginfo_t si;
+
+	ck_assert_int_eq(waitid(P_PID, pid, &si, WEXITED | WNOWAIT), 0);
+}
+
+START_TEST(exit_reports_status_without_reaping)
+{
+	int kq = new_kq(), rel, status;
+	pid_t pid = spawn_waiting(7, &rel);
+
+	kev_ok(kq, pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, &rel);
+	kev_expect_none(kq);
+	release_child(rel);
+	kev_expect(kq, WAIT_MS, pid, EVFILT_PROC, EXIT_FLAGS, NOTE_EXIT,
+	    7 << 8, &rel);
+	/* the child is still ours to reap */
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 7);
+	/* and the knote is gone */
+	kev_expect_none(kq);
+	ck_assert_errno(kev_change(kq, pid, EVFILT_PROC, EV_DELETE, 0, 0, NULL),
+	    ENOENT);
+	close(kq);
+}
+END_TEST
+
+START_TEST(exit_reports_killing_signal)
+{
+	int kq = new_kq(), rel, status;
+	pid_t pid = spawn_waiting(0, &rel);
+
+	kev_ok(kq, pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, NULL);
+	ck_assert_int_eq(kill(pid, SIGKILL), 0);
+	kev_expect(kq, WAIT_MS, pid, EVFILT_PROC, EXIT_FLAGS, NOTE_EXIT,
+	    SIGKILL, NULL);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	close(rel);
+	close(kq);
+}
+END_TEST
+
+START_TEST(zombie_reports_exit_at_once)
+{
+	int kq = new_kq(), rel;
+	pid_t pid = spawn_waiting(3, &rel);
+
+	release_child(rel);
+	wait_zombie(pid);
+	kev_ok(kq, pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, NULL);
+	kev_expect(kq, WAIT_MS, pid, EVFILT_PROC, EXIT_FLAGS, NOTE_EXIT,
+	    3 << 8, NULL);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	close(kq);
+}
+END_TEST
+
+/*
+ * A grandchild: not ours.  Its parent (our child) reaps it at once
+ * (reap_now) or only when told to, so we see it as a zombie or as gone.
+ * Returns the grandchild's pid; *ctl releases it ("x") and then, if
+ * !reap_now, lets the middle process reap it (second byte).
+ */
+static pid_t
+spawn_grandchild(int code, bool reap_now, int *ctl, pid_t *middle)
+{
+	int ctlp[2], pidp[2];
+	pid_t mid, gc = 0;
+	char c;
+
+	ck_assert_int_eq(pipe(ctlp), 0);
+	ck_assert_int_eq(pipe(pidp), 0);
+	mid = fork();
+	ck_assert_int_ge(mid, 0);
+	if (mid == 0) {
+		int gp[2];
+
+		close(ctlp[1]);
+		close(pidp[0]);
+		if (pipe(gp) != 0)
+			_exit(100);
+		gc = fork();
+		if (gc == 0) {
+			close(gp[1]);
+			if (read(gp[0], &c, 1) < 0)
+				_exit(100);
+			_exit(code);
+		}
+		close(gp[0]);
+		if (write(pidp[1], &gc, sizeof gc) != sizeof gc)
+			_exit(100);
+		/* first byte: let the grandchild exit */
+		if (read(ctlp[0], &c, 1) != 1 || write(gp[1], "x", 1) != 1)
+			_exit(100);
+		if (!reap_now && read(ctlp[0], &c, 1) != 1)
+			_exit(100);
+		waitpid(gc, NULL, 0);
+		if (read(ctlp[0], &c, 1) < 0)	/* until we close it */
+			_exit(100);
+		_exit(0);
+	}
+	close(ctlp[0]);
+	close(pidp[1]);
+	ck_assert_int_eq(read(pidp[0], &gc, sizeof gc), sizeof gc);
+	close(pidp[0]);
+	*ctl = ctlp[1];
+	*middle = mid;
+	return gc;
+}
+
+START_TEST(exit_status_of_non_child_reaped_by_its_parent)
+{
+	int kq = new_kq(), ctl;
+	pid_t mid, gc = spawn_grandchild(5, true, &ctl, &mid);
+
+	kev_ok(kq, gc, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, NULL);
+	ck_assert_int_eq(write(ctl, "x", 1), 1);
+	kev_expect(kq, WAIT_MS, gc, EVFILT_PROC, EXIT_FLAGS, NOTE_EXIT,
+	    5 << 8, NULL);
+	close(ctl);
+	ck_assert_int_eq(waitpid(mid, NULL, 0), mid);
+	close(kq);
+}
+END_TEST
+
+START_TEST(exit_status_of_non_child_zombie)
+{
+	int kq = new_kq(), ctl;
+	pid_t mid, gc = spawn_grandchild(6, false, &ctl, &mid);
+
+	kev_ok(kq, gc, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, NULL);
+	ck_assert_int_eq(write(ctl, "x", 1), 1);
+	/* its parent does not reap it until the second byte */
+	kev_expect(kq, WAIT_MS, gc, EVFILT_PROC, EXIT_FLAGS, NOTE_EXIT,
+	    6 << 8, NULL);
+	ck_assert_int_eq(write(ctl, "y", 1), 1);
+	close(ctl);
+	ck_assert_int_eq(waitpid(mid, NULL, 0), mid);
+	close(kq);
+}
+END_TEST
+
+START_TEST(missing_pid_esrch)
+{
+	int kq = new_kq();
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(0);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	/* reaped: the pid names nothing now */
+	ck_assert_errno(kev_change(kq, pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0,
+	    NULL), ESRCH);
+	ck_assert_errno(kev_change(kq, 0, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0,
+	    NULL), ESRCH);
+	ck_assert_errno(kev_change(kq, (uintptr_t)INT32_MAX + 1, EVFILT_PROC,
+	    EV_ADD, NOTE_EXIT, 0, NULL), ESRCH);
+	close(kq);
+}
+END_TEST
+
+START_TEST(missing_pid_reported_as_ev_error_entry)
+{
+	struct kevent ch, ev;
+	int kq = new_kq();
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(0);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	EV_SET(&ch, pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, (void *)9);
+	ck_assert_int_eq(kevent(kq, &ch, 1, &ev, 1, NULL), 1);
+	ck_assert_uint_eq(ev.ident, (uintptr_t)pid);
+	ck_assert_int_eq(ev.flags, EV_ERROR);
+	ck_assert_int_eq(ev.data, ESRCH);
+	ck_assert_ptr_eq(ev.udata, (void *)9);
+	close(kq);
+}
+END_TEST
+
+START_TEST(two_kqueues_both_see_exit)
+{
+	int kq1 = new_kq(), kq2 = new_kq(), rel;
+	pid_t pid = spawn_waiting(64, &rel);
+
+	kev_ok(kq1, pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, (void *)1);
+	kev_ok(kq2, pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, (void *)2);
+	release_child(rel);
+	kev_expect(kq1, WAIT_MS, pid, EVFILT_PROC, EXIT_FLAGS, NOTE_EXIT,
+	    64 << 8, (void *)1);
+	kev_expect(kq2, WAIT_MS, pid, EVFILT_PROC, EXIT_FLAGS, NOTE_EXIT,
+	    64 << 8, (void *)2);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	close(kq1);
+	close(kq2);
+}
+END_TEST
+
+START_TEST(delete_before_exit_reports_nothing)
+{
+	int kq = new_kq(), rel;
+	pid_t pid = spawn_waiting(1, &rel);
+
+	kev_ok(kq, pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, NULL);
+	kev_ok(kq, pid, EVFILT_PROC, EV_DELETE, 0, 0, NULL);
+	release_child(rel);
+	wait_zombie(pid);
+	{
+		struct kevent ev;
+		ck_assert_int_eq(kev_wait(kq, &ev, 1, 200), 0);
+	}
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	close(kq);
+}
+END_TEST
+
+START_TEST(disabled_exit_reported_when_enabled)
+{
+	int kq = new_kq(), rel;
+	pid_t pid = spawn_waiting(2, &rel);
+
+	kev_ok(kq, pid, EVFILT_PROC, EV_ADD | EV_DISABLE, NOTE_EXIT, 0, NULL);
+	release_child(rel);
+	wait_zombie(pid);
+	{
+		struct kevent ev;
+		ck_assert_int_eq(kev_wait(kq, &ev, 1, 200), 0);
+	}
+	kev_ok(kq, pid, EVFILT_PROC, EV_ENABLE, NOTE_EXIT, 0, NULL);
+	kev_expect(kq, WAIT_MS, pid, EVFILT_PROC, EXIT_FLAGS, NOTE_EXIT,
+	    2 << 8, NULL);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	close(kq);
+}
+END_TEST
+
+START_TEST(exit_not_asked_for_drops_knote_with_notice)
+{
+	int kq = new_kq(), rel, token;
+	pid_t pid = spawn_waiting(0, &rel);
+
+	kev_ok(kq, pid, EVFILT_PROC, EV_ADD | EV_FREEWATCH, 0, 0, &token);
+	release_child(rel);
+	/* FreeBSD's EV_DROP: no exit event, the knote just goes; the
+	 * reference comes back as a NOTE_FREE_DROP notice */
+	kev_expect(kq, WAIT_MS, pid, EVFILT_PROC, EV_FREEWATCH | EV_DELETE,
+	    NOTE_FREE_DROP, 0, &token);
+	kev_expect_none(kq);
+	ck_assert_errno(kev_change(kq, pid, EVFILT_PROC, EV_DELETE, 0, 0, NULL),
+	    ENOENT);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	close(kq);
+}
+END_TEST
+
+START_TEST(exit_fires_with_freewatch_reference)
+{
+	int kq = new_kq(), rel, token;
+	pid_t pid = spawn_waiting(4, &rel);
+
+	kev_ok(kq, pid, EVFILT_PROC, EV_ADD | EV_FREEWATCH, NOTE_EXIT, 0, &token);
+	release_child(rel);
+	kev_expect(kq, WAIT_MS, pid, EVFILT_PROC, EXIT_FLAGS | EV_FREEWATCH,
+	    NOTE_EXIT, 4 << 8, &token);
+	kev_expect_none(kq);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	close(kq);
+}
+END_TEST
+
+/* ------------------------------------------------------ proc connector */
+
+START_TEST(fork_reported)
+{
+	int kq = new_kq(), p[2], status;
+	pid_t pid;
+	char c;
+
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		pid_t gc;
+
+		close(p[1]);
+		if (read(p[0], &c, 1) != 1)
+			_exit(100);
+		gc = fork();
+		if (gc == 0)
+			_exit(0);
+		waitpid(gc, NULL, 0);
+		if (read(p[0], &c, 1) < 0)
+			_exit(100);
+		_exit(9);
+	}
+	close(p[0]);
+	kev_ok(kq, pid, EVFILT_PROC, EV_ADD, NOTE_FORK | NOTE_EXIT, 0, NULL);
+	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	kev_expect(kq, WAIT_MS, pid, EVFILT_PROC, EV_CLEAR, NOTE_FORK, 0, NULL);
+	close(p[1]);
+	kev_expect(kq, WAIT_MS, pid, EVFILT_PROC, EXIT_FLAGS, NOTE_EXIT,
+	    9 << 8, NULL);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	close(kq);
+}
+END_TEST
+
+static void *
+nothing(void *arg)
+{
+	return arg;
+}
+
+START_TEST(thread_creation_is_not_a_fork)
+{
+	int kq = new_kq(), p[2];
+	pid_t pid;
+	char c;
+
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		pthread_t t;
+
+		close(p[1]);
+		if (read(p[0], &c, 1) != 1)
+			_exit(100);
+		if (pthread_create(&t, NULL, nothing, NULL) != 0)
+			_exit(101);
+		pthread_join(t, NULL);
+		_exit(0);
+	}
+	close(p[0]);
+	kev_ok(kq, pid, EVFILT_PROC, EV_ADD, NOTE_FORK | NOTE_EXIT, 0, NULL);
+	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	close(p[1]);
+	/* the kernel's fork event for the thread is not NOTE_FORK */
+	kev_expect(kq, WAIT_MS, pid, EVFILT_PROC, EXIT_FLAGS, NOTE_EXIT, 0, NULL);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	close(kq);
+}
+END_TEST
+
+START_TEST(exec_reported)
+{
+	int kq = new_kq(), go[2], hold[2], status;
+	pid_t pid;
+	char c;
+
+	ck_assert_int_eq(pipe(go), 0);
+	ck_assert_int_eq(pipe(hold), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(go[1]);
+		close(hold[1]);
+		if (read(go[0], &c, 1) != 1)
+			_exit(100);
+		/* after exec: exits with 0 when `hold` closes */
+		dup2(hold[0], 0);
+		execl("/bin/sh", "sh", "-c", "read x; exit 0", (char *)NULL);
+		_exit(101);
+	}
+	close(go[0]);
+	close(hold[0]);
+	kev_ok(kq, pid, EVFILT_PROC, EV_ADD, NOTE_EXEC | NOTE_EXIT, 0, NULL);
+	ck_assert_int_eq(write(go[1], "x", 1), 1);
+	kev_expect(kq, WAIT_MS, pid, EVFILT_PROC, EV_CLEAR, NOTE_EXEC, 0, NULL);
+	close(hold[1]);
+	kev_expect(kq, WAIT_MS, pid, EVFILT_PROC, EXIT_FLAGS, NOTE_EXIT, 0, NULL);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	close(go[1]);
+	close(kq);
+}
+END_TEST
+
+START_TEST(fork_and_exit_together_are_one_report)
+{
+	int kq = new_kq(), p[2];
+	pid_t pid;
+	char c;
+
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(p[1]);
+		if (read(p[0], &c, 1) != 1)
+			_exit(100);
+		if (fork() == 0)
+			_exit(0);
+		_exit(8);
+	}
+	close(p[0]);
+	kev_ok(kq, pid, EVFILT_PROC, EV_ADD, NOTE_FORK | NOTE_EXIT, 0, NULL);
+	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	close(p[1]);
+	wait_zombie(pid);
+	/* the fork happened before the exit, so it is never reported after */
+	kev_expect(kq, WAIT_MS, pid, EVFILT_PROC, EXIT_FLAGS,
+	    NOTE_FORK | NOTE_EXIT, 8 << 8, NULL);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	close(kq);
+}
+END_TEST
+
+START_TEST(track_follows_child)
+{
+	struct kevent ev;
+	int kq = new_kq(), go[2], gcp[2], token, n;
+	pid_t pid, gc;
+	char c;
+
+	ck_assert_int_eq(pipe(go), 0);
+	ck_assert_int_eq(pipe(gcp), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(go[1]);
+		close(gcp[1]);
+		if (read(go[0], &c, 1) != 1)
+			_exit(100);
+		gc = fork();
+		if (gc == 0) {
+			/* exits 3 when gcp closes */
+			if (read(gcp[0], &c, 1) < 0)
+				_exit(100);
+			_exit(3);
+		}
+		waitpid(gc, NULL, 0);
+		_exit(1);
+	}
+	close(go[0]);
+	close(gcp[0]);
+	kev_ok(kq, pid, EVFILT_PROC, EV_ADD | EV_FREEWATCH,
+	    NOTE_TRACK | NOTE_FORK | NOTE_EXIT, 0, &token);
+	ck_assert_int_eq(write(go[1], "x", 1), 1);
+	/* the parent's fork, then the new child with its parent in data */
+	kev_expect(kq, WAIT_MS, pid, EVFILT_PROC, EV_CLEAR, NOTE_FORK, 0, &token);
+	memset(&ev, 0, sizeof ev);
+	n = kev_wait(kq, &ev, 1, WAIT_MS);
+	ck_assert_int_eq(n, 1);
+	gc = (pid_t)ev.ident;
+	ck_assert_int_ne(gc, pid);
+	ck_assert_int_eq(ev.filter, EVFILT_PROC);
+	/* knotes the library makes take no EV_FREEWATCH reference */
+	ck_assert_uint_eq(ev.flags, EV_CLEAR);
+	ck_assert_uint_eq(ev.fflags, NOTE_CHILD);
+	ck_assert_int_eq(ev.data, pid);
+	ck_assert_ptr_eq(ev.udata, &token);
+	/* the child is watched with the same fflags: its exit comes */
+	close(gcp[1]);
+	kev_expect(kq, WAIT_MS, gc, EVFILT_PROC, EXIT_FLAGS, NOTE_EXIT,
+	    3 << 8, &token);
+	kev_expect(kq, WAIT_MS, pid, EVFILT_PROC, EXIT_FLAGS | EV_FREEWATCH,
+	    NOTE_EXIT, 1 << 8, &token);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	close(go[1]);
+	close(kq);
+}
+END_TEST
+
+START_TEST(track_child_exit_before_read_comes_after_note_child)
+{
+	int kq = new_kq(), go[2];
+	pid_t pid;
+	char c;
+
+	ck_assert_int_eq(pipe(go), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		pid_t gc;
+
+		close(go[1]);
+		if (read(go[0], &c, 1) != 1)
+			_exit(100);
+		gc = fork();
+		if (gc == 0)
+			_exit(4);
+		/* reap it only when told: it stays a zombie meanwhile */
+		if (read(go[0], &c, 1) != 1)
+			_exit(100);
+		waitpid(gc, NULL, 0);
+		_exit(0);
+	}
+	close(go[0]);
+	kev_ok(kq, pid, EVFILT_PROC, EV_ADD, NOTE_TRACK | NOTE_EXIT, 0, NULL);
+	ck_assert_int_eq(write(go[1], "x", 1), 1);
+	{
+		struct kevent ev;
+		pid_t gc;
+
+		ck_assert_int_eq(kev_wait(kq, &ev, 1, WAIT_MS), 1);
+		gc = (pid_t)ev.ident;
+		ck_assert_uint_eq(ev.fflags, NOTE_CHILD);
+		ck_assert_int_eq(ev.data, pid);
+		ck_assert_uint_eq(ev.flags, EV_CLEAR);
+		/* NOTE_CHILD (data: parent) and NOTE_EXIT (data: status)
+		 * cannot share an event: the exit follows */
+		kev_expect(kq, WAIT_MS, gc, EVFILT_PROC, EXIT_FLAGS, NOTE_EXIT,
+		    4 << 8, NULL);
+	}
+	ck_assert_int_eq(write(go[1], "y", 1), 1);
+	kev_expect(kq, WAIT_MS, pid, EVFILT_PROC, EXIT_FLAGS, NOTE_EXIT, 0, NULL);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	close(go[1]);
+	close(kq);
+}
+END_TEST
+
+/* --------------------------------------------------------------- PROCDESC */
+
+START_TEST(procdesc_exit_reports_status)
+{
+	int kq = new_kq(), rel, pfd, status;
+	pid_t pid = spawn_waiting(7, &rel);
+
+	pfd = pidfd_open(pid, 0);
+	ck_assert_int_ge(pfd, 0);
+	kev_ok(kq, pfd, EVFILT_PROCDESC, EV_ADD, NOTE_EXIT, 0, &rel);
+	kev_expect_none(kq);
+	release_child(rel);
+	kev_expect(kq, WAIT_MS, pfd, EVFILT_PROCDESC, EXIT_FLAGS, NOTE_EXIT,
+	    7 << 8, &rel);
+	kev_expect_none(kq);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_int_eq(WEXITSTATUS(status), 7);
+	close(pfd);
+	close(kq);
+}
+END_TEST
+
+START_TEST(procdesc_of_exited_process_reports_at_once)
+{
+	int kq = new_kq(), rel, pfd;
+	pid_t pid = spawn_waiting(0, &rel);
+
+	pfd = pidfd_open(pid, 0);
+	ck_assert_int_ge(pfd, 0);
+	ck_assert_int_eq(kill(pid, SIGUSR1), 0);
+	wait_zombie(pid);
+	kev_ok(kq, pfd, EVFILT_PROCDESC, EV_ADD, NOTE_EXIT, 0, NULL);
+	kev_expect(kq, WAIT_MS, pfd, EVFILT_PROCDESC, EXIT_FLAGS, NOTE_EXIT,
+	    SIGUSR1, NULL);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	close(rel);
+	close(pfd);
+	close(kq);
+}
+END_TEST
+
+START_TEST(procdesc_rejects_other_descriptors)
+{
+	int kq = new_kq(), p[2];
+
+	ck_assert_int_eq(pipe(p), 0);
+	ck_assert_errno(kev_change(kq, p[0], EVFILT_PROCDESC, EV_ADD, NOTE_EXIT,
+	    0, NULL), EINVAL);
+	close(p[0]);
+	ck_assert_errno(kev_change(kq, p[0], EVFILT_PROCDESC, EV_ADD, NOTE_EXIT,
+	    0, NULL), EBADF);
+	close(p[1]);
+	close(kq);
+}
+END_TEST
+
+START_TEST(procdesc_close_removes_knote)
+{
+	int kq = new_kq(), rel, pfd, token;
+	pid_t pid = spawn_waiting(0, &rel);
+
+	pfd = pidfd_open(pid, 0);
+	ck_assert_int_ge(pfd, 0);
+	kev_ok(kq, pfd, EVFILT_PROCDESC, EV_ADD | EV_FREEWATCH, NOTE_EXIT, 0,
+	    &token);
+	close(pfd);
+	kev_expect(kq, WAIT_MS, pfd, EVFILT_PROCDESC, EV_FREEWATCH | EV_DELETE,
+	    NOTE_FREE_CLOSE, 0, &token);
+	release_child(rel);
+	wait_zombie(pid);
+	kev_expect_none(kq);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	close(kq);
+}
+END_TEST
+
+START_TEST(procdesc_fork_reports_child_pid)
+{
+	int kq = new_kq(), p[2], pfd;
+	pid_t pid, gc = 0;
+	char c;
+	int gcp[2];
+
+	ck_assert_int_eq(pipe(p), 0);
+	ck_assert_int_eq(pipe(gcp), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(p[1]);
+		close(gcp[0]);
+		if (read(p[0], &c, 1) != 1)
+			_exit(100);
+		gc = fork();
+		if (gc == 0)
+			_exit(0);
+		if (write(gcp[1], &gc, sizeof gc) != sizeof gc)
+			_exit(100);
+		waitpid(gc, NULL, 0);
+		if (read(p[0], &c, 1) < 0)
+			_exit(100);
+		_exit(0);
+	}
+	close(p[0]);
+	close(gcp[1]);
+	pfd = pidfd_open(pid, 0);
+	ck_assert_int_ge(pfd, 0);
+	kev_ok(kq, pfd, EVFILT_PROCDESC, EV_ADD, NOTE_FORK, 0, NULL);
+	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	ck_assert_int_eq(read(gcp[0], &gc, sizeof gc), sizeof gc);
+	/* FreeBSD: data is the pid of the latest child */
+	kev_expect(kq, WAIT_MS, pfd, EVFILT_PROCDESC, EV_CLEAR, NOTE_FORK, gc,
+	    NULL);
+	close(p[1]);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	close(gcp[0]);
+	close(pfd);
+	close(kq);
+}
+END_TEST
+
+/* Without pidfd_open() (Linux < 5.3, valgrind 3.19) the filter says so. */
+START_TEST(add_without_pidfd_is_enosys)
+{
+	int kq = new_kq();
+
+	ck_assert_errno(kev_change(kq, getpid(), EVFILT_PROC, EV_ADD, NOTE_EXIT,
+	    0, NULL), ENOSYS);
+	close(kq);
+}
+END_TEST
+
+/* Outside the initial namespaces (or before Linux 6.6 without
+ * CAP_NET_ADMIN) there is no proc connector: EV_ADD says so. */
+START_TEST(connector_unavailable_is_enotsup)
+{
+	int kq = new_kq();
+
+	ck_assert_errno(kev_change(kq, getpid(), EVFILT_PROC, EV_ADD, NOTE_FORK,
+	    0, NULL), ENOTSUP);
+	ck_assert_errno(kev_change(kq, getpid(), EVFILT_PROC, EV_ADD,
+	    NOTE_EXEC | NOTE_EXIT, 0, NULL), ENOTSUP);
+	ck_assert_errno(kev_change(kq, getpid(), EVFILT_PROC, EV_ADD, NOTE_TRACK,
+	    0, NULL), ENOTSUP);
+	/* NOTE_EXIT alone does not need it */
+	kev_ok(kq, getpid(), EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, NULL);
+	close(kq);
+}
+END_TEST
+
+static bool
+have_connector(void)
+{
+	int kq = kqueue();
+	bool ok = kev_change(kq, getpid(), EVFILT_PROC, EV_ADD, NOTE_FORK, 0,
+	    NULL) == 0 || errno != ENOTSUP;
+
+	close(kq);
+	return ok;
+}
+
+static Suite *
+proc_suite(void)
+{
+	Suite *s = suite_create("proc");
+	TCase *tc = tcase_create("proc");
+	TCase *cn = tcase_create("connector");
+	TCase *pd = tcase_create("procdesc");
+	int fd = pidfd_open(getpid(), 0);
+
+	if (fd < 0 && errno == ENOSYS) {
+		tcase_add_test(tc, add_without_pidfd_is_enosys);
+		suite_add_tcase(s, tc);
+		return s;
+	}
+	close(fd);
+
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, exit_reports_status_without_reaping);
+	tcase_add_test(tc, exit_reports_killing_signal);
+	tcase_add_test(tc, zombie_reports_exit_at_once);
+	tcase_add_test(tc, exit_status_of_non_child_reaped_by_its_parent);
+	tcase_add_test(tc, exit_status_of_non_child_zombie);
+	tcase_add_test(tc, missing_pid_esrch);
+	tcase_add_test(tc, missing_pid_reported_as_ev_error_entry);
+	tcase_add_test(tc, two_kqueues_both_see_exit);
+	tcase_add_test(tc, delete_before_exit_reports_nothing);
+	tcase_add_test(tc, disabled_exit_reported_when_enabled);
+	tcase_add_test(tc, exit_not_asked_for_drops_knote_with_notice);
+	tcase_add_test(tc, exit_fires_with_freewatch_reference);
+	suite_add_tcase(s, tc);
+
+	tcase_set_timeout(cn, 30);
+	if (!have_connector()) {
+		tcase_add_test(cn, connector_unavailable_is_enotsup);
+		suite_add_tcase(s, cn);
+		tcase_add_test(pd, procdesc_exit_reports_status);
+		tcase_add_test(pd, procdesc_of_exited_process_reports_at_once);
+		tcase_add_test(pd, procdesc_rejects_other_descriptors);
+		tcase_add_test(pd, procdesc_close_removes_knote);
+		suite_add_tcase(s, pd);
+		return s;
+	}
+	tcase_add_test(cn, fork_reported);
+	tcase_add_test(cn, thread_creation_is_not_a_fork);
+	tcase_add_test(cn, exec_reported);
+	tcase_add_test(cn, fork_and_exit_together_are_one_report);
+	tcase_add_test(cn, track_follows_child);
+	tcase_add_test(cn, track_child_exit_before_read_comes_after_note_child);
+	suite_add_tcase(s, cn);
+
+	tcase_set_timeout(pd, 30);
+	tcase_add_test(pd, procdesc_exit_reports_status);
+	tcase_add_test(pd, procdesc_of_exited_process_reports_at_once);
+	tcase_add_test(pd, procdesc_rejects_other_descriptors);
+	tcase_add_test(pd, procdesc_close_removes_knote);
+	tcase_add_test(pd, procdesc_fork_reports_child_pid);
+	suite_add_tcase(s, pd);
+	return s;
+}
+
+KQ_TEST_MAIN(proc_suite)

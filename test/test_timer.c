@@ -1,0 +1,759 @@
+/*
+ * EVFILT_TIMER against FreeBSD 14 semantics.
+ *
+ * Timing assertions are two-sided but load tolerant: a timer may never fire
+ * before its deadline (exact, both sides use CLOCK_MONOTONIC), and the
+ * expiration count must lie between what had certainly elapsed before the
+ * retrieving kevent() started and what could have elapsed by its return.
+ */
+#include "util.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MS	1000000LL
+
+static int64_t
+mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int64_t
+real_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void
+sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
+static int
+fd_count(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1;		/* the directory's own fd */
+}
+
+/*
+ * Arm a timer and remember when: the library took its start time somewhere
+ * in [lo, hi].
+ */
+struct armed {
+	int64_t lo, hi;
+};
+
+static struct armed
+arm(int kq, uintptr_t ident, unsigned short flags, unsigned fflags,
+    int64_t data, void *udata)
+{
+	struct armed a;
+
+	a.lo = mono_ns();
+	kev_ok(kq, ident, EVFILT_TIMER, flags, fflags, data, udata);
+	a.hi = mono_ns();
+	return a;
+}
+
+/*
+ * Wait (at most ms) for the next event, which must be this timer with these
+ * flags and udata, fflags 0.  Returns its data, checked against the
+ * periods of period_ns that elapsed since a (total: expirations already
+ * retrieved since a).
+ */
+static int64_t
+expect_timer(int kq, long ms, uintptr_t ident, unsigned short flags,
+    void *udata, struct armed a, int64_t period_ns, int64_t total)
+{
+	struct kevent ev;
+	int64_t before = mono_ns(), after;
+	int n;
+
+	memset(&ev, 0xa5, sizeof ev);
+	n = kev_wait(kq, &ev, 1, ms);
+	after = mono_ns();
+	ck_assert_msg(n == 1, "expected a timer event, kevent returned %d (errno %d)",
+	    n, errno);
+	ck_assert_uint_eq(ev.ident, ident);
+	ck_assert_int_eq(ev.filter, EVFILT_TIMER);
+	ck_assert_uint_eq(ev.flags, flags);
+	ck_assert_uint_eq(ev.fflags, 0);
+	ck_assert_ptr_eq(ev.udata, udata);
+	ck_assert_uint_eq(ev.ext[0] | ev.ext[1] | ev.ext[2] | ev.ext[3], 0);
+	/* never early */
+	ck_assert_msg(after - a.lo >= period_ns,
+	    "timer fired after %lld ns, period %lld ns",
+	    (long long)(after - a.lo), (long long)period_ns);
+	/* exact count window */
+	int64_t lo = before > a.hi ? (before - a.hi) / period_ns : 0;
+	int64_t hi = (after - a.lo) / period_ns;
+	if (lo < total + 1)
+		lo = total + 1;
+	ck_assert_msg(total + ev.data >= lo && total + ev.data <= hi,
+	    "data %lld (after %lld) outside [%lld, %lld]", (long long)ev.data,
+	    (long long)total, (long long)(lo - total), (long long)(hi - total));
+	return ev.data;
+}
+
+static int
+new_kq(void)
+{
+	int kq = kqueue();
+
+	ck_assert_int_ge(kq, 0);
+	return kq;
+}
+
+/* ------------------------------------------------------------ semantics */
+
+START_TEST(timer_periodic_reports_clear_and_counts_expirations)
+{
+	int kq = new_kq(), udata;
+	struct armed a = arm(kq, 1, EV_ADD, 0, 100, &udata);
+	int64_t total;
+
+	total = expect_timer(kq, 3000, 1, EV_CLEAR, &udata, a, 100 * MS, 0);
+	/* it keeps running; five periods later all of them are counted */
+	sleep_ms(500);
+	total += expect_timer(kq, 3000, 1, EV_CLEAR, &udata, a, 100 * MS, total);
+	ck_assert_int_ge(total, 6);
+	/* EV_CLEAR reset the count: nothing is due right now */
+	kev_ok(kq, 1, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	kev_expect_none(kq);
+	close(kq);
+}
+END_TEST
+
+START_TEST(timer_oneshot_fires_once_and_is_deleted)
+{
+	int kq = new_kq();
+	struct armed a = arm(kq, 7, EV_ADD | EV_ONESHOT, 0, 50, NULL);
+	struct kevent ev;
+
+	expect_timer(kq, 3000, 7, EV_ONESHOT | EV_CLEAR, NULL, a, 50 * MS, 0);
+	ck_assert_int_eq(kev_wait(kq, &ev, 1, 200), 0);
+	ck_assert_errno(kev_change(kq, 7, EVFILT_TIMER, EV_DELETE, 0, 0, NULL),
+	    ENOENT);
+	close(kq);
+}
+END_TEST
+
+/* Every unit, all armed at once: each fires no earlier than its period. */
+START_TEST(timer_units_scale_data)
+{
+	static const struct {
+		unsigned fflags;
+		int64_t data, ns;
+	} u[] = {
+		{ NOTE_SECONDS, 1, 1000 * MS },
+		{ NOTE_MSECONDS, 300, 300 * MS },
+		{ 0, 400, 400 * MS },			/* default: ms */
+		{ NOTE_USECONDS, 200000, 200 * MS },
+		{ NOTE_NSECONDS, 100000000, 100 * MS },
+	};
+	int kq = new_kq(), seen = 0;
+	size_t i;
+	int64_t t0 = mono_ns();
+
+	for (i = 0; i < sizeof u / sizeof u[0]; i++)
+		kev_ok(kq, i, EVFILT_TIMER, EV_ADD | EV_ONESHOT, u[i].fflags,
+		    u[i].data, NULL);
+	while (seen != (1 << (sizeof u / sizeof u[0])) - 1) {
+		struct kevent ev;
+		ck_assert_int_eq(kev_wait(kq, &ev, 1, 5000), 1);
+		int64_t t = mono_ns();
+		ck_assert_uint_lt(ev.ident, sizeof u / sizeof u[0]);
+		ck_assert_int_eq(ev.filter, EVFILT_TIMER);
+		ck_assert_uint_eq(ev.flags, EV_ONESHOT | EV_CLEAR);
+		ck_assert_uint_eq(ev.fflags, 0);
+		ck_assert_int_eq(ev.data, 1);
+		ck_assert_msg(t - t0 >= u[ev.ident].ns,
+		    "unit %#x fired after %lld ns", u[ev.ident].fflags,
+		    (long long)(t - t0));
+		ck_assert_int_eq(seen & (1 << ev.ident), 0);
+		seen |= 1 << ev.ident;
+	}
+	kev_expect_none(kq);
+	close(kq);
+}
+END_TEST
+
+START_TEST(timer_abstime_fires_at_realtime_deadline_without_clear)
+{
+	int kq = new_kq();
+	int64_t deadline_us = real_ns() / 1000 + 300000;
+	int64_t deadline_ms = real_ns() / MS + 400;
+	int i;
+
+	kev_ok(kq, 1, EVFILT_TIMER, EV_ADD | EV_ONESHOT,
+	    NOTE_ABSTIME | NOTE_USECONDS, deadline_us, NULL);
+	kev_ok(kq, 2, EVFILT_TIMER, EV_ADD | EV_ONESHOT, NOTE_ABSTIME,
+	    deadline_ms, NULL);
+	for (i = 1; i <= 2; i++) {
+		/* NOTE_ABSTIME timers do not get EV_CLEAR (FreeBSD) */
+		kev_expect(kq, 3000, i, EVFILT_TIMER, EV_ONESHOT, 0, 1, NULL);
+		ck_assert_int_ge(real_ns(),
+		    i == 1 ? deadline_us * 1000 : deadline_ms * MS);
+	}
+	kev_expect_none(kq);
+	close(kq);
+}
+END_TEST
+
+START_TEST(timer_abstime_in_the_past_fires_at_once)
+{
+	int kq = new_kq();
+
+	kev_ok(kq, 1, EVFILT_TIMER, EV_ADD | EV_ONESHOT, NOTE_ABSTIME,
+	    real_ns() / MS - 5000, NULL);
+	kev_expect(kq, 0, 1, EVFILT_TIMER, EV_ONESHOT, 0, 1, NULL);
+	close(kq);
+}
+END_TEST
+
+/* No EV_ONESHOT, no EV_CLEAR: fires once and then stays triggered. */
+START_TEST(timer_abstime_epoch_stays_triggered_until_deleted)
+{
+	int kq = new_kq(), u;
+
+	kev_ok(kq, 3, EVFILT_TIMER, EV_ADD, NOTE_ABSTIME, 0, &u);
+	kev_expect(kq, 0, 3, EVFILT_TIMER, 0, 0, 1, &u);
+	kev_expect(kq, 0, 3, EVFILT_TIMER, 0, 0, 1, &u);
+	kev_ok(kq, 3, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	kev_expect_none(kq);
+	close(kq);
+}
+END_TEST
+
+START_TEST(timer_zero_oneshot_fires_at_once)
+{
+	int kq = new_kq();
+
+	kev_ok(kq, 4, EVFILT_TIMER, EV_ADD | EV_ONESHOT, NOTE_SECONDS, 0, NULL);
+	kev_expect(kq, 0, 4, EVFILT_TIMER, EV_ONESHOT | EV_CLEAR, 0, 1, NULL);
+	kev_expect_none(kq);
+	close(kq);
+}
+END_TEST
+
+/* A periodic timer of 0 runs every 1 unit (here 1 ms), not once at once. */
+START_TEST(timer_zero_periodic_runs_every_unit)
+{
+	int kq = new_kq();
+	struct armed a = arm(kq, 5, EV_ADD, NOTE_MSECONDS, 0, NULL);
+	int64_t n;
+
+	sleep_ms(100);
+	n = expect_timer(kq, 1000, 5, EV_CLEAR, NULL, a, 1 * MS, 0);
+	ck_assert_int_ge(n, 100);
+	close(kq);
+}
+END_TEST
+
+START_TEST(timer_negative_data_is_einval)
+{
+	int kq = new_kq();
+
+	ck_assert_errno(kev_change(kq, 1, EVFILT_TIMER, EV_ADD, 0, -1, NULL),
+	    EINVAL);
+	ck_assert_errno(kev_change(kq, 1, EVFILT_TIMER, EV_ADD | EV_ONESHOT,
+	    NOTE_NSECONDS, INT64_MIN, NULL), EINVAL);
+	ck_assert_errno(kev_change(kq, 1, EVFILT_TIMER, EV_DELETE, 0, 0, NULL),
+	    ENOENT);
+	close(kq);
+}
+END_TEST
+
+START_TEST(timer_bad_fflags_are_einval)
+{
+	static const unsigned bad[] = {
+		NOTE_SECONDS | NOTE_MSECONDS,
+		NOTE_USECONDS | NOTE_NSECONDS,
+		NOTE_ABSTIME | NOTE_SECONDS | NOTE_NSECONDS,
+		0x100,
+		NOTE_TRIGGER,
+		NOTE_MSECONDS | 0x80000000u,
+	};
+	int kq = new_kq();
+	size_t i;
+
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct kevent ch, ev;
+		EV_SET(&ch, 1, EVFILT_TIMER, EV_ADD, bad[i], 10, NULL);
+		memset(&ev, 0, sizeof ev);
+		ck_assert_int_eq(kevent(kq, &ch, 1, &ev, 1, NULL), 1);
+		ck_assert_uint_eq(ev.ident, 1);
+		ck_assert_int_eq(ev.filter, EVFILT_TIMER);
+		ck_assert_uint_eq(ev.flags & EV_ERROR, EV_ERROR);
+		ck_assert_int_eq(ev.data, EINVAL);
+	}
+	ck_assert_errno(kev_change(kq, 1, EVFILT_TIMER, EV_DELETE, 0, 0, NULL),
+	    ENOENT);
+	close(kq);
+}
+END_TEST
+
+START_TEST(timer_readd_restarts_with_new_period_and_udata)
+{
+	int kq = new_kq(), u1, u2;
+	struct armed a;
+
+	kev_ok(kq, 1, EVFILT_TIMER, EV_ADD, 0, 10000, &u1);
+	a = arm(kq, 1, EV_ADD, NOTE_USECONDS, 150000, &u2);
+	expect_timer(kq, 3000, 1, EV_CLEAR, &u2, a, 150 * MS, 0);
+	close(kq);
+}
+END_TEST
+
+START_TEST(timer_readd_discards_undelivered_expirations)
+{
+	int kq = new_kq();
+
+	kev_ok(kq, 1, EVFILT_TIMER, EV_ADD, 0, 10, NULL);
+	kev_ok(kq, 2, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 10, NULL);
+	sleep_ms(100);
+	kev_ok(kq, 1, EVFILT_TIMER, EV_ADD, NOTE_SECONDS, 10, NULL);
+	kev_ok(kq, 2, EVFILT_TIMER, EV_ADD | EV_ONESHOT, NOTE_SECONDS, 10, NULL);
+	kev_expect_none(kq);
+	close(kq);
+}
+END_TEST
+
+/* Expirations already counted (while disabled) are thrown away too. */
+START_TEST(timer_readd_while_disabled_discards_counted_expirations)
+{
+	int kq = new_kq();
+
+	kev_ok(kq, 1, EVFILT_TIMER, EV_ADD | EV_DISABLE, 0, 10, NULL);
+	sleep_ms(100);
+	kev_expect_none(kq);		/* the expirations get counted here */
+	struct armed a = arm(kq, 1, EV_ADD, 0, 150, NULL);
+	kev_ok(kq, 1, EVFILT_TIMER, EV_ENABLE, 0, 0, NULL);
+	kev_expect_none(kq);
+	/* the next report counts only the new timer's expirations */
+	expect_timer(kq, 3000, 1, EV_CLEAR, NULL, a, 150 * MS, 0);
+	close(kq);
+}
+END_TEST
+
+/* Deviation from FreeBSD (which silently kills the timer): EINVAL, timer kept. */
+START_TEST(timer_invalid_readd_is_einval_and_keeps_timer)
+{
+	int kq = new_kq();
+	struct armed a = arm(kq, 1, EV_ADD | EV_ONESHOT, 0, 100, NULL);
+
+	ck_assert_errno(kev_change(kq, 1, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0,
+	    -5, NULL), EINVAL);
+	ck_assert_errno(kev_change(kq, 1, EVFILT_TIMER, EV_ADD | EV_ONESHOT,
+	    NOTE_SECONDS | NOTE_NSECONDS, 5, NULL), EINVAL);
+	expect_timer(kq, 3000, 1, EV_ONESHOT | EV_CLEAR, NULL, a, 100 * MS, 0);
+	close(kq);
+}
+END_TEST
+
+/* EV_DISABLE disables the event, not the filter: expirations are counted. */
+START_TEST(timer_disabled_counts_expirations_until_enabled)
+{
+	int kq = new_kq();
+	struct armed a = arm(kq, 1, EV_ADD | EV_DISABLE, 0, 20, NULL);
+
+	sleep_ms(200);
+	kev_expect_none(kq);
+	kev_ok(kq, 1, EVFILT_TIMER, EV_ENABLE, 0, 0, NULL);
+	ck_assert_int_ge(expect_timer(kq, 0, 1, EV_CLEAR, NULL, a, 20 * MS, 0),
+	    9);
+	close(kq);
+}
+END_TEST
+
+START_TEST(timer_dispatch_disables_after_delivery_and_keeps_counting)
+{
+	int kq = new_kq();
+	struct armed a = arm(kq, 1, EV_ADD | EV_DISPATCH, 0, 30, NULL);
+	int64_t d1, d2, t1;
+	struct kevent ev;
+
+	d1 = expect_timer(kq, 3000, 1, EV_CLEAR | EV_DISPATCH, NULL, a, 30 * MS,
+	    0);
+	t1 = mono_ns();
+	ck_assert_int_eq(kev_wait(kq, &ev, 1, 200), 0);
+	int64_t t2 = mono_ns();
+	kev_ok(kq, 1, EVFILT_TIMER, EV_ENABLE, 0, 0, NULL);
+	d2 = expect_timer(kq, 0, 1, EV_CLEAR | EV_DISPATCH, NULL, a, 30 * MS,
+	    d1);
+	ck_assert_int_ge(d2, (t2 - t1) / (30 * MS) - 1);
+	/* disabled again after this delivery */
+	kev_expect_none(kq);
+	close(kq);
+}
+END_TEST
+
+START_TEST(timer_delete_stops_it)
+{
+	int kq = new_kq();
+	struct armed a = arm(kq, 9, EV_ADD, 0, 20, NULL);
+	struct kevent ev;
+
+	expect_timer(kq, 3000, 9, EV_CLEAR, NULL, a, 20 * MS, 0);
+	kev_ok(kq, 9, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	ck_assert_int_eq(kev_wait(kq, &ev, 1, 150), 0);
+	ck_assert_errno(kev_change(kq, 9, EVFILT_TIMER, EV_DELETE, 0, 0, NULL),
+	    ENOENT);
+	close(kq);
+}
+END_TEST
+
+START_TEST(timer_same_ident_in_two_kqueues_is_independent)
+{
+	int kq1 = new_kq(), kq2 = new_kq();
+	struct armed a;
+	struct kevent ev;
+
+	a = arm(kq1, 1, EV_ADD, 0, 50, NULL);
+	kev_ok(kq2, 1, EVFILT_TIMER, EV_ADD, NOTE_SECONDS, 60, NULL);
+	expect_timer(kq1, 3000, 1, EV_CLEAR, NULL, a, 50 * MS, 0);
+	ck_assert_int_eq(kev_wait(kq2, &ev, 1, 0), 0);
+	close(kq1);
+	a = arm(kq2, 1, EV_ADD, 0, 50, NULL);
+	expect_timer(kq2, 3000, 1, EV_CLEAR, NULL, a, 50 * MS, 0);
+	close(kq2);
+}
+END_TEST
+
+/* Saturates to "never" instead of wrapping into the past. */
+START_TEST(timer_huge_values_do_not_wrap)
+{
+	int kq = new_kq();
+	struct kevent ev;
+
+	kev_ok(kq, 1, EVFILT_TIMER, EV_ADD, NOTE_NSECONDS, INT64_MAX, NULL);
+	kev_ok(kq, 2, EVFILT_TIMER, EV_ADD, NOTE_SECONDS, INT64_MAX, NULL);
+	kev_ok(kq, 3, EVFILT_TIMER, EV_ADD | EV_ONESHOT, NOTE_SECONDS, INT64_MAX / 2,
+	    NULL);
+	kev_ok(kq, 4, EVFILT_TIMER, EV_ADD, NOTE_ABSTIME | NOTE_SECONDS,
+	    INT64_MAX, NULL);
+	ck_assert_int_eq(kev_wait(kq, &ev, 1, 100), 0);
+	/* and the shared timerfd still serves a short timer next to them */
+	struct armed a = arm(kq, 5, EV_ADD | EV_ONESHOT, 0, 30, NULL);
+	expect_timer(kq, 3000, 5, EV_ONESHOT | EV_CLEAR, NULL, a, 30 * MS, 0);
+	close(kq);
+}
+END_TEST
+
+/* A timer due while another thread sleeps in kevent() wakes it. */
+static void *
+blocked_waiter(void *arg)
+{
+	int kq = *(int *)arg;
+	struct kevent ev;
+	struct timespec ts = { 5, 0 };
+	intptr_t n = kevent(kq, NULL, 0, &ev, 1, &ts);
+
+	return (void *)(n == 1 && ev.ident == 11 ? mono_ns() : 0);
+}
+
+START_TEST(timer_wakes_thread_blocked_in_kevent)
+{
+	int kq = new_kq();
+	pthread_t th;
+	void *ret;
+
+	ck_assert_int_eq(pthread_create(&th, NULL, blocked_waiter, &kq), 0);
+	sleep_ms(50);
+	int64_t t0 = mono_ns();
+	kev_ok(kq, 11, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 100, NULL);
+	ck_assert_int_eq(pthread_join(th, &ret), 0);
+	int64_t t = (int64_t)(intptr_t)ret;
+	ck_assert_msg(t != 0, "the blocked kevent() did not return the timer");
+	ck_assert_int_ge(t - t0, 100 * MS);
+	ck_assert_int_lt(t - t0, 1100 * MS);
+	close(kq);
+}
+END_TEST
+
+/*
+ * A fork child drops its copy of the kqueue without touching the timerfd
+ * and epoll set it shares with the parent, and can use timers of its own.
+ */
+START_TEST(timer_fork_child_leaves_parent_timer_running)
+{
+	int kq = new_kq(), status;
+	struct armed a = arm(kq, 1, EV_ADD, 0, 50, NULL);
+	int64_t total;
+	pid_t pid;
+
+	total = expect_timer(kq, 3000, 1, EV_CLEAR, NULL, a, 50 * MS, 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct kevent ev;
+		int kq2 = kqueue(), ok;
+		EV_SET(&ev, 2, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 20, NULL);
+		ok = kq2 >= 0 && kevent(kq2, &ev, 1, NULL, 0, NULL) == 0 &&
+		    kev_wait(kq2, &ev, 1, 3000) == 1 && ev.ident == 2;
+		_exit(ok ? 0 : 1);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "child could not use a timer: status %#x", status);
+	/* still armed in the parent, count intact */
+	total += expect_timer(kq, 3000, 1, EV_CLEAR, NULL, a, 50 * MS, total);
+	close(kq);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- scale */
+
+#define NMANY 100000
+
+START_TEST(timer_100000_oneshots_fire_exactly_once_each)
+{
+	static struct kevent ch[1000], ev[1024];
+	unsigned char *seen = calloc(NMANY + 1, 1);
+	int kq = new_kq(), i, j, got = 0;
+	int64_t deadline;
+
+	ck_assert_ptr_nonnull(seen);
+	for (i = 1; i <= NMANY; i += 1000) {
+		for (j = 0; j < 1000; j++)
+			EV_SET(&ch[j], i + j, EVFILT_TIMER, EV_ADD | EV_ONESHOT,
+			    0, (i + j) % 97 + 1, (void *)(uintptr_t)(3 * (i + j)));
+		ck_assert_int_eq(kevent(kq, ch, 1000, NULL, 0, NULL), 0);
+	}
+	deadline = mono_ns() + 60000 * MS;
+	while (got < NMANY) {
+		ck_assert_msg(mono_ns() < deadline, "only %d of %d fired", got,
+		    NMANY);
+		int n = kev_wait(kq, ev, 1024, 1000);
+		ck_assert_int_ge(n, 0);
+		for (j = 0; j < n; j++) {
+			uintptr_t id = ev[j].ident;
+			ck_assert_uint_ge(id, 1);
+			ck_assert_uint_le(id, NMANY);
+			ck_assert_int_eq(ev[j].filter, EVFILT_TIMER);
+			ck_assert_uint_eq(ev[j].flags, EV_ONESHOT | EV_CLEAR);
+			ck_assert_uint_eq(ev[j].fflags, 0);
+			ck_assert_int_eq(ev[j].data, 1);
+			ck_assert_ptr_eq(ev[j].udata, (void *)(3 * id));
+			ck_assert_msg(!seen[id], "timer %lu fired twice",
+			    (unsigned long)id);
+			seen[id] = 1;
+		}
+		got += n;
+	}
+	ck_assert_int_eq(kev_wait(kq, ev, 1024, 200), 0);
+	free(seen);
+	close(kq);
+}
+END_TEST
+
+/*
+ * 20,000 timers with scrambled periods of 1..1000 ms, a third deleted at
+ * random positions of the heap: the rest must come out in deadline order
+ * (no timer may be retrieved by a later kevent() call than one due clearly
+ * after it) and the deleted ones never.
+ */
+#define NORDER 20000
+
+START_TEST(timer_many_fire_in_deadline_order_after_deletes)
+{
+	static struct kevent ch[NORDER], ev[1024];
+	static int call_of[NORDER], period[NORDER];
+	int kq = new_kq(), i, j, calls = 0, got = 0, want = 0, ndel = 0;
+	int maxcall_upto[1002], mincall_at[1002];
+	int64_t lo, hi, slack;
+
+	for (i = 0; i < NORDER; i++) {
+		period[i] = (int)((i * 7919L) % 1000) + 1;
+		call_of[i] = -1;
+		EV_SET(&ch[i], i, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, period[i],
+		    NULL);
+	}
+	lo = mono_ns();
+	ck_assert_int_eq(kevent(kq, ch, NORDER, NULL, 0, NULL), 0);
+	hi = mono_ns();
+	for (i = 0; i < NORDER; i += 3)
+		EV_SET(&ch[ndel++], i, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	ck_assert_int_eq(kevent(kq, ch, ndel, NULL, 0, NULL), 0);
+	want = NORDER - ndel;
+	while (got < want) {
+		int n = kev_wait(kq, ev, 1024, 5000);
+		ck_assert_int_gt(n, 0);
+		for (j = 0; j < n; j++) {
+			int id = (int)ev[j].ident;
+			ck_assert_int_ne(id % 3, 0);
+			ck_assert_int_eq(call_of[id], -1);
+			ck_assert_int_eq(ev[j].data, 1);
+			call_of[id] = calls;
+		}
+		calls++;
+		got += n;
+	}
+	ck_assert_int_eq(kev_wait(kq, ev, 1, 50), 0);
+	/* periods differing by more than the add call's duration are ordered */
+	slack = (hi - lo) / MS + 1;
+	for (i = 0; i <= 1001; i++) {
+		maxcall_upto[i] = -1;
+		mincall_at[i] = calls;
+	}
+	for (i = 0; i < NORDER; i++) {
+		if (call_of[i] < 0)
+			continue;
+		if (call_of[i] > maxcall_upto[period[i]])
+			maxcall_upto[period[i]] = call_of[i];
+		if (call_of[i] < mincall_at[period[i]])
+			mincall_at[period[i]] = call_of[i];
+	}
+	for (i = 1; i <= 1000; i++)
+		if (maxcall_upto[i - 1] > maxcall_upto[i])
+			maxcall_upto[i] = maxcall_upto[i - 1];
+	for (i = 1; i <= 1000; i++) {
+		int earlier = i - (int)slack - 1;
+		if (earlier < 1)
+			continue;
+		ck_assert_msg(maxcall_upto[earlier] <= mincall_at[i],
+		    "a %d ms timer came out in call %d, after a %d ms one (call %d)",
+		    earlier, maxcall_upto[earlier], i, mincall_at[i]);
+	}
+	close(kq);
+}
+END_TEST
+
+START_TEST(timer_and_user_knotes_need_at_most_two_fds)
+{
+	static struct kevent ch[2000];
+	int kq = new_kq(), before, i;
+	struct armed a;
+
+	before = fd_count();
+	for (i = 0; i < 1000; i++) {
+		EV_SET(&ch[i], i, EVFILT_TIMER, EV_ADD, 0, 60000 + i, NULL);
+		EV_SET(&ch[1000 + i], i, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0,
+		    NULL);
+	}
+	ck_assert_int_eq(kevent(kq, ch, 2000, NULL, 0, NULL), 0);
+	ck_assert_int_le(fd_count(), before + 2);
+	/* they are live: a short timer and a trigger both report */
+	a = arm(kq, 5000, EV_ADD | EV_ONESHOT, 0, 20, NULL);
+	kev_ok(kq, 999, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
+	kev_expect(kq, 1000, 999, EVFILT_USER, EV_CLEAR, 0, 0, NULL);
+	expect_timer(kq, 3000, 5000, EV_ONESHOT | EV_CLEAR, NULL, a, 20 * MS, 0);
+	ck_assert_int_le(fd_count(), before + 2);
+	/* with its last timer gone the kqueue gives its timerfd back */
+	for (i = 0; i < 1000; i++)
+		EV_SET(&ch[i], i, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	ck_assert_int_eq(kevent(kq, ch, 1000, NULL, 0, NULL), 0);
+	ck_assert_int_eq(fd_count(), before);
+	close(kq);
+}
+END_TEST
+
+#define NMILLION 1000000
+#define BATCH 10000
+
+START_TEST(timer_million_timers_with_1024_fds)
+{
+	struct rlimit rl;
+	struct kevent *ch = calloc(BATCH, sizeof *ch);
+	int kq, i, j;
+	int64_t t0, t1, t2;
+
+	ck_assert_ptr_nonnull(ch);
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	rl.rlim_cur = 1024;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	kq = new_kq();
+	t0 = mono_ns();
+	for (i = 0; i < NMILLION; i += BATCH) {
+		for (j = 0; j < BATCH; j++)
+			EV_SET(&ch[j], i + j, EVFILT_TIMER, EV_ADD, 0,
+			    3600000 + (i + j) % 1000, NULL);
+		ck_assert_int_eq(kevent(kq, ch, BATCH, NULL, 0, NULL), 0);
+	}
+	t1 = mono_ns();
+	ck_assert_int_lt(fd_count(), 64);
+	/* every delete must find its knote (an error would make kevent -1) */
+	for (i = 0; i < NMILLION; i += BATCH) {
+		for (j = 0; j < BATCH; j++)
+			EV_SET(&ch[j], i + j, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+		ck_assert_int_eq(kevent(kq, ch, BATCH, NULL, 0, NULL), 0);
+	}
+	t2 = mono_ns();
+	ck_assert_errno(kev_change(kq, 0, EVFILT_TIMER, EV_DELETE, 0, 0, NULL),
+	    ENOENT);
+	fprintf(stderr, "1M timers: add %.2f s, delete %.2f s\n",
+	    (t1 - t0) / 1e9, (t2 - t1) / 1e9);
+	ck_assert_int_lt(t1 - t0, 20000 * MS);
+	ck_assert_int_lt(t2 - t1, 20000 * MS);
+	free(ch);
+	close(kq);
+}
+END_TEST
+
+static Suite *
+timer_suite(void)
+{
+	Suite *s = suite_create("timer");
+	TCase *tc = tcase_create("semantics");
+	TCase *big = tcase_create("scale");
+
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, timer_periodic_reports_clear_and_counts_expirations);
+	tcase_add_test(tc, timer_oneshot_fires_once_and_is_deleted);
+	tcase_add_test(tc, timer_units_scale_data);
+	tcase_add_test(tc, timer_abstime_fires_at_realtime_deadline_without_clear);
+	tcase_add_test(tc, timer_abstime_in_the_past_fires_at_once);
+	tcase_add_test(tc, timer_abstime_epoch_stays_triggered_until_deleted);
+	tcase_add_test(tc, timer_zero_oneshot_fires_at_once);
+	tcase_add_test(tc, timer_zero_periodic_runs_every_unit);
+	tcase_add_test(tc, timer_negative_data_is_einval);
+	tcase_add_test(tc, timer_bad_fflags_are_einval);
+	tcase_add_test(tc, timer_readd_restarts_with_new_period_and_udata);
+	tcase_add_test(tc, timer_readd_discards_undelivered_expirations);
+	tcase_add_test(tc, timer_readd_while_disabled_discards_counted_expirations);
+	tcase_add_test(tc, timer_invalid_readd_is_einval_and_keeps_timer);
+	tcase_add_test(tc, timer_disabled_counts_expirations_until_enabled);
+	tcase_add_test(tc, timer_dispatch_disables_after_delivery_and_keeps_counting);
+	tcase_add_test(tc, timer_delete_stops_it);
+	tcase_add_test(tc, timer_same_ident_in_two_kqueues_is_independent);
+	tcase_add_test(tc, timer_huge_values_do_not_wrap);
+	tcase_add_test(tc, timer_wakes_thread_blocked_in_kevent);
+	tcase_add_test(tc, timer_fork_child_leaves_parent_timer_running);
+	suite_add_tcase(s, tc);
+
+	tcase_set_timeout(big, 120);
+	tcase_add_test(big, timer_100000_oneshots_fire_exactly_once_each);
+	tcase_add_test(big, timer_many_fire_in_deadline_order_after_deletes);
+	tcase_add_test(big, timer_and_user_knotes_need_at_most_two_fds);
+	tcase_add_test(big, timer_million_timers_with_1024_fds);
+	suite_add_tcase(s, big);
+	return s;
+}
+
+KQ_TEST_MAIN(timer_suite)

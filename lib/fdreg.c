@@ -33,8 +33,6 @@
 #include <unistd.h>
 
 static void resolve_real(void);
-#pragma weak kq_gotpatch_stale
-#pragma weak kq_gotpatch_apply
 
 #define CHUNK_BITS	10
 #define CHUNK_SIZE	(1u << CHUNK_BITS)
@@ -232,7 +230,8 @@ forget(int fd, struct fdslot **held)
 		while (!atomic_compare_exchange_weak(&wkq->closed,
 		    &fdn->closed_next, fdn))
 			;
-		kq_kick(wkq);
+		if (atomic_load(&fdn->nfreewatch) > 0)
+			kq_kick(wkq);	/* a free notice is due */
 	}
 	if (held != NULL)
 		*held = s;
@@ -359,7 +358,7 @@ static const struct kq_interpose interposed[] = {
 void
 kq_fdreg_check_new_objects(void)
 {
-	if (tracking && kq_gotpatch_stale && kq_gotpatch_stale())
+	if (tracking && kq_gotpatch_stale())
 		kq_gotpatch_apply(interposed, sizeof interposed / sizeof interposed[0]);
 }
 

@@ -32,13 +32,12 @@
 #define EVENTFD_MAX	UINT64_C(0xfffffffffffffffe)
 #define TTY_OUTQ_SIZE	4096	/* N_TTY's output buffer; Linux has no query */
 
-/* Learn what kind of file this is, once per fdnode. */
+/* Learn what kind of file this is, once per fdnode: one fstat (readlink for
+ * the rare anonymous inodes and pipes). */
 static void
 fd_type(struct kq_fdnode *fdn)
 {
 	struct stat st;
-	socklen_t len;
-	int v;
 
 	if (fdn->typed)
 		return;
@@ -54,15 +53,27 @@ fd_type(struct kq_fdnode *fdn)
 			fdn->eventfd = strcmp(link, "anon_inode:[eventfd]") == 0;
 		}
 		fdn->kqueue = kq_pending_count(fdn->fd) >= 0;
-		return;
-	}
-	if (fdn->fmt == S_IFIFO) {
+	} else if (fdn->fmt == S_IFIFO) {
 		char path[32], link[8];
 		snprintf(path, sizeof path, "/proc/self/fd/%d", fdn->fd);
 		fdn->anonpipe = readlink(path, link, sizeof link) >= 5 &&
 		    memcmp(link, "pipe:", 5) == 0;
+	} else if (fdn->fmt == S_IFSOCK) {
+		int v = 0;
+		socklen_t len = sizeof v;
+		if (getsockopt(fdn->fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) == 0)
+			fdn->listening = v != 0;
 	}
-	if (fdn->fmt != S_IFSOCK)
+}
+
+/* Socket type and family: only the rarer paths (EOF, backlog) need them. */
+static void
+sock_type(struct kq_fdnode *fdn)
+{
+	socklen_t len;
+	int v;
+
+	if (fdn->sofamily != 0)
 		return;
 	len = sizeof v;
 	if (getsockopt(fdn->fd, SOL_SOCKET, SO_TYPE, &v, &len) == 0)
@@ -70,9 +81,6 @@ fd_type(struct kq_fdnode *fdn)
 	len = sizeof v;
 	if (getsockopt(fdn->fd, SOL_SOCKET, SO_DOMAIN, &v, &len) == 0)
 		fdn->sofamily = v;
-	len = sizeof v;
-	if (getsockopt(fdn->fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) == 0)
-		fdn->listening = v != 0;
 }
 
 static bool
@@ -182,16 +190,18 @@ unconnected(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 	int v = 0;
 	socklen_t vl = sizeof v;
 
-	if (fdn->fmt != S_IFSOCK || fdn->listening ||
-	    (fdn->sotype != SOCK_STREAM && fdn->sotype != SOCK_SEQPACKET))
+	if (fdn->fmt != S_IFSOCK || fdn->listening)
+		return false;
+	sock_type(fdn);
+	if (fdn->sotype != SOCK_STREAM && fdn->sotype != SOCK_SEQPACKET)
 		return false;
 	if (getpeername(fdn->fd, (struct sockaddr *)&ss, &len) == 0 ||
 	    errno != ENOTCONN)
 		return false;
 	/* reset or refused: that is an EOF with an error, not "not yet" */
 	if (getsockopt(fdn->fd, SOL_SOCKET, SO_ERROR, &v, &vl) == 0 && v != 0) {
-		/* put it back for so_error(): getsockopt cleared it */
-		fdn->sotype = -v;
+		/* keep it for the EOF report: getsockopt cleared it */
+		fdn->so_error = v;
 		return false;
 	}
 	if (!fdn->force_et) {
@@ -204,10 +214,9 @@ unconnected(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 static unsigned
 sock_eof_error(struct kq_fdnode *fdn)
 {
-	if (fdn->sotype < 0) {		/* taken by unconnected() */
-		unsigned e = (unsigned)-fdn->sotype;
-		fdn->typed = false;
-		fd_type(fdn);
+	if (fdn->so_error != 0) {	/* taken by unconnected() */
+		unsigned e = (unsigned)fdn->so_error;
+		fdn->so_error = 0;
 		return e;
 	}
 	return so_error(fdn->fd);
@@ -223,7 +232,10 @@ rw_attach(struct kq_kqueue *kq, struct kq_knote *kn)
 		return EINVAL;
 	if (err != 0)
 		return err;
-	fd_type(fdn);
+	/* READ on a pollable fd learns the file type lazily: the hot path
+	 * (FIONREAD works) never needs it */
+	if (kn->kev.filter != EVFILT_READ || fdn->kind == KQ_FD_NOPOLL)
+		fd_type(fdn);
 	if (fdn->kqueue && kn->kev.filter != EVFILT_READ)
 		return EINVAL;
 	if (fdn->fmt == S_IFIFO && kn->kev.filter == EVFILT_WRITE) {
@@ -285,8 +297,12 @@ read_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 	int64_t lowat = (kn->sfflags & NOTE_LOWAT) && kn->sdata > 0 ? kn->sdata : 1;
 	int n = 0;
 
-	fd_type(fdn);
-	if (is_file(fdn)) {
+	if (fdn->kind == KQ_FD_NOPOLL) {
+		fd_type(fdn);
+		if (!is_file(fdn)) {
+			ev->data = 0;
+			return 1;
+		}
 		/* FreeBSD's vfs read filter: size - offset, even negative */
 		struct stat st;
 		off_t off = lseek(fdn->fd, 0, SEEK_CUR);
@@ -295,37 +311,40 @@ read_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 		ev->data = st.st_size - off;
 		return ev->data != 0 || (kn->sfflags & NOTE_FILE_POLL);
 	}
-	if (fdn->kind == KQ_FD_NOPOLL) {
-		ev->data = 0;
-		return 1;
-	}
-	if (fdn->kqueue) {
-		ev->data = kq_pending_count(fdn->fd);
-		if (ev->data <= 0)
-			ev->data = (fdn->revents & KQ_POLLIN) ? 1 : 0;
-		return ev->data > 0;
-	}
-	if (fdn->eventfd) {
-		ev->data = eventfd_count(fdn->fd);
-		return ev->data > 0;
-	}
-	if (fdn->fmt == S_IFSOCK && fdn->listening) {
-		struct tcp_info ti;
-		socklen_t len = sizeof ti;
-		if ((fdn->sofamily == AF_INET || fdn->sofamily == AF_INET6) &&
-		    getsockopt(fdn->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0)
-			ev->data = ti.tcpi_unacked;	/* accept queue length */
-		else if (fdn->sofamily == AF_UNIX)
-			ev->data = unix_backlog(fdn->fd);
-		if (ev->data <= 0)
-			ev->data = (fdn->revents & KQ_POLLIN) ? 1 : 0;
-		return ev->data > 0;
-	}
-	if (ioctl(fdn->fd, FIONREAD, &n) == 0)
+	/* sockets, pipes, ttys: the one syscall of the hot path */
+	if (!fdn->no_fionread && ioctl(fdn->fd, FIONREAD, &n) == 0) {
 		ev->data = n;
-	else	/* timerfd, signalfd...: one record */
+	} else {
+		fdn->no_fionread = true;
+		fd_type(fdn);
+		if (fdn->kqueue) {
+			ev->data = kq_pending_count(fdn->fd);
+			if (ev->data <= 0)
+				ev->data = (fdn->revents & KQ_POLLIN) ? 1 : 0;
+			return ev->data > 0;
+		}
+		if (fdn->eventfd) {
+			ev->data = eventfd_count(fdn->fd);
+			return ev->data > 0;
+		}
+		if (fdn->fmt == S_IFSOCK && fdn->listening) {
+			struct tcp_info ti;
+			socklen_t len = sizeof ti;
+			sock_type(fdn);
+			if ((fdn->sofamily == AF_INET || fdn->sofamily == AF_INET6) &&
+			    getsockopt(fdn->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0)
+				ev->data = ti.tcpi_unacked;	/* accept queue */
+			else if (fdn->sofamily == AF_UNIX)
+				ev->data = unix_backlog(fdn->fd);
+			if (ev->data <= 0)
+				ev->data = (fdn->revents & KQ_POLLIN) ? 1 : 0;
+			return ev->data > 0;
+		}
+		/* timerfd, signalfd...: one record */
 		ev->data = (fdn->revents & KQ_POLLIN) ? 1 : 0;
+	}
 	if (fdn->revents & (KQ_POLLRDHUP | KQ_POLLHUP)) {
+		fd_type(fdn);
 		if ((fdn->revents & KQ_POLLHUP) && ev->data == 0 &&
 		    unconnected(kq, fdn))
 			return 0;
@@ -415,6 +434,7 @@ empty_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 	}
 	/* TCP: an ack that emptied the queue between two polls still counts
 	 * as a new transition: the acked byte counter moved */
+	sock_type(fdn);
 	if (!fdn->listening && (fdn->sofamily == AF_INET || fdn->sofamily == AF_INET6)) {
 		struct tcp_info ti;
 		socklen_t len = sizeof ti;

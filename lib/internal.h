@@ -216,6 +216,7 @@ void kq_knote_free_unattached(struct kq_kqueue *kq, struct kq_knote *kn);
 void kq_knote_activate(struct kq_kqueue *kq, struct kq_knote *kn);
 void kq_knote_deactivate(struct kq_kqueue *kq, struct kq_knote *kn);
 void kq_knote_poll(struct kq_kqueue *kq, struct kq_knote *kn);	/* make KN_POLLED */
+void kq_knote_set_freewatch(struct kq_knote *kn, bool on);	/* KN_FREEWATCH */
 void kq_knote_release(struct kq_kqueue *kq, struct kq_knote *kn,
     unsigned reason, struct kevent *fired);
 void kq_knote_queue_notice(struct kq_kqueue *kq, struct kq_knote *note,
@@ -296,16 +297,22 @@ struct kq_fdnode {
 	mode_t fmt;			/* st_mode & S_IFMT (0: anon inode) */
 	int sotype;			/* SO_TYPE for sockets */
 	bool listening;			/* SO_ACCEPTCONN */
-	int sofamily;
+	int sofamily;			/* 0 until sock_type() asked */
+	int so_error;			/* SO_ERROR read early, kept for EV_EOF */
 	uint32_t revents;		/* what epoll reported last (EOF/HUP state) */
 	bool eventfd;			/* anon_inode:[eventfd] */
 	bool kqueue;			/* one of our kqueues */
 	bool anonpipe;			/* pipe(2), not a named FIFO */
+	bool no_fionread;		/* FIONREAD fails (listening socket, eventfd...) */
 	bool force_et;			/* edge-triggered even without EV_CLEAR */
 	LIST_HEAD(, kq_knote) knotes;	/* every knote with ident == fd */
 	struct kq_fdnode *reg_next;	/* fdreg chain for this fd (under its lock) */
 	struct kq_fdnode *closed_next;	/* kq->closed stack */
 	_Atomic bool closed;		/* set by the close path */
+	/* knotes holding an EV_FREEWATCH reference: only then must a close
+	 * wake the kqueue (a notice is due); otherwise the next kevent()
+	 * cleans up quietly.  Written under kq->lock, read by the close path. */
+	_Atomic int nfreewatch;
 	bool idle;			/* no knotes: on kq->idle, reaped after flush */
 	TAILQ_ENTRY(kq_fdnode) idle_link;
 };

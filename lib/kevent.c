@@ -19,18 +19,6 @@
 #include <string.h>
 #include <fcntl.h>
 
-/* TEMPORARY while filters land in parallel: a missing filter is EINVAL. */
-#pragma weak kq_filt_vnode
-#pragma weak kq_filt_proc
-#pragma weak kq_filt_signal
-#pragma weak kq_filt_timer
-#pragma weak kq_filt_procdesc
-#pragma weak kq_filt_user
-#pragma weak kq_inotify_watch
-#pragma weak kq_inotify_unwatch
-#pragma weak kq_gotpatch_apply
-#pragma weak kq_gotpatch_stale
-
 static const struct kq_filterops *const filters[EVFILT_SYSCOUNT + 1] = {
 	[-EVFILT_READ] = &kq_filt_read,
 	[-EVFILT_WRITE] = &kq_filt_write,
@@ -85,7 +73,7 @@ add_knote(struct kq_kqueue *kq, const struct kq_filterops *fop,
 		return err;
 	}
 	if ((kev->flags & (EV_FREEWATCH | EV_KEEPUDATA)) == EV_FREEWATCH)
-		kn->status |= KN_FREEWATCH;
+		kq_knote_set_freewatch(kn, true);
 	if (kn->fdn != NULL)
 		kq_fdnode_update(kq, kn->fdn);
 	return 0;
@@ -106,11 +94,11 @@ replace_udata(struct kq_kqueue *kq, struct kq_knote *kn, const struct kevent *ke
 		EV_SET(&ev, kn->kev.ident, kn->kev.filter, EV_FREEWATCH | EV_DELETE,
 		    NOTE_FREE_UDATA, 0, kn->kev.udata);
 		kq_knote_queue_notice(kq, note, &ev);
-		kn->status &= ~KN_FREEWATCH;
+		kq_knote_set_freewatch(kn, false);
 	}
 	kn->kev.udata = kev->udata;
 	if ((kev->flags & (EV_ADD | EV_FREEWATCH)) == (EV_ADD | EV_FREEWATCH))
-		kn->status |= KN_FREEWATCH;
+		kq_knote_set_freewatch(kn, true);
 	return 0;
 }
 

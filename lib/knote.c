@@ -76,6 +76,16 @@ kq_knote_activate(struct kq_kqueue *kq, struct kq_knote *kn)
 }
 
 void
+kq_knote_set_freewatch(struct kq_knote *kn, bool on)
+{
+	if (on == !!(kn->status & KN_FREEWATCH))
+		return;
+	kn->status ^= KN_FREEWATCH;
+	if (kn->fdn != NULL)
+		atomic_fetch_add(&kn->fdn->nfreewatch, on ? 1 : -1);
+}
+
+void
 kq_knote_poll(struct kq_kqueue *kq, struct kq_knote *kn)
 {
 	if (!(kn->status & KN_POLLED)) {
@@ -111,6 +121,8 @@ kq_knote_release(struct kq_kqueue *kq, struct kq_knote *kn, unsigned reason,
 	RB_REMOVE(kq_knote_tree, &kq->knotes, kn);
 	kq->nknotes--;
 	if (kn->fdn != NULL) {
+		if (kn->status & KN_FREEWATCH)
+			atomic_fetch_sub(&kn->fdn->nfreewatch, 1);
 		LIST_REMOVE(kn, fdlink);
 		kq_fdnode_put(kq, kn->fdn);
 		kn->fdn = NULL;

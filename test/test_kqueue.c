@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -1324,6 +1325,80 @@ START_TEST(small_eventlist_rotates_through_ready_knotes)
 }
 END_TEST
 
+START_TEST(receipt_on_modify_and_delete)
+{
+	int kq = xkqueue(), p[2];
+	struct kevent ch[3], ev[3];
+
+	xpipe(p);
+	kev_ok(kq, p[0], EVFILT_READ, EV_ADD, 0, 0, UD(1));
+	EV_SET(&ch[0], p[0], EVFILT_READ, EV_DISABLE | EV_RECEIPT, 0, 0, UD(2));
+	EV_SET(&ch[1], p[0], EVFILT_READ, EV_DELETE | EV_RECEIPT, 0, 0, UD(3));
+	EV_SET(&ch[2], p[0], EVFILT_READ, EV_DELETE | EV_RECEIPT, 0, 0, UD(4));
+	memset(ev, 0, sizeof ev);
+	ck_assert_int_eq(kevent(kq, ch, 3, ev, 3, &(struct timespec){ 2, 0 }), 3);
+	assert_entry(&ev[0], p[0], EVFILT_READ, EV_ERROR, 0, 0, UD(2));
+	assert_entry(&ev[1], p[0], EVFILT_READ, EV_ERROR, 0, 0, UD(3));
+	assert_entry(&ev[2], p[0], EVFILT_READ, EV_ERROR, 0, ENOENT, UD(4));
+	close(p[0]);
+	close(p[1]);
+	close(kq);
+}
+END_TEST
+
+START_TEST(many_knotes_report_exactly_the_ready_ones)
+{
+	enum { NPIPES = 300 };
+	static int p[NPIPES][2];
+	static struct kevent ev[2 * NPIPES];
+	static char seen[NPIPES];
+	struct rlimit rl;
+	int kq, i, n, calls, total = 0;
+
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (rl.rlim_cur < 2 * NPIPES + 64) {
+		rl.rlim_cur = rl.rlim_max < 2 * NPIPES + 64 ? rl.rlim_max :
+		    2 * NPIPES + 64;
+		ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	}
+	kq = xkqueue();
+	memset(seen, 0, sizeof seen);
+	for (i = 0; i < NPIPES; i++) {
+		xpipe(p[i]);
+		kev_ok(kq, p[i][0], EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, UD(i));
+	}
+	/* every pipe but the multiples of 7 gets (i % 5) + 1 bytes */
+	for (i = 0; i < NPIPES; i++)
+		if (i % 7 != 0)
+			xwrite(p[i][1], (size_t)(i % 5) + 1);
+	for (calls = 0; calls < 10; calls++) {
+		n = kev_wait(kq, ev, 2 * NPIPES, 1000);
+		ck_assert_int_ge(n, 0);
+		if (n == 0)
+			break;
+		for (i = 0; i < n; i++) {
+			int k = (int)(uintptr_t)ev[i].udata;
+
+			ck_assert_int_ge(k, 0);
+			ck_assert_int_lt(k, NPIPES);
+			ck_assert_int_ne(k % 7, 0);
+			ck_assert_int_eq(seen[k], 0);
+			seen[k] = 1;
+			assert_entry(&ev[i], p[k][0], EVFILT_READ, EV_ONESHOT, 0,
+			    (k % 5) + 1, UD(k));
+		}
+		total += n;
+	}
+	ck_assert_int_eq(total, NPIPES - (NPIPES + 6) / 7);
+	ck_assert_int_le(calls, 3);
+	for (i = 0; i < NPIPES; i++) {
+		close(p[i][0]);
+		close(p[i][1]);
+	}
+	close(kq);
+}
+END_TEST
+
 static Suite *
 kqueue_suite(void)
 {
@@ -1370,6 +1445,7 @@ kqueue_suite(void)
 	tcase_add_test(tc, receipt_without_room_returns_zero_and_stops);
 	tcase_add_test(tc, error_entries_return_at_once_without_scanning);
 	tcase_add_test(tc, event_of_knote_added_in_same_call);
+	tcase_add_test(tc, receipt_on_modify_and_delete);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("timeouts");
@@ -1402,6 +1478,7 @@ kqueue_suite(void)
 	tcase_add_test(tc, same_knote_twice_in_one_changelist_is_one_knote);
 	tcase_add_test(tc, one_fd_in_two_kqueues);
 	tcase_add_test(tc, small_eventlist_rotates_through_ready_knotes);
+	tcase_add_test(tc, many_knotes_report_exactly_the_ready_ones);
 	suite_add_tcase(s, tc);
 	return s;
 }

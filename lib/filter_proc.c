@@ -282,10 +282,12 @@ proc_nl_acked(int fd, uint32_t seq)
 		for (struct nlmsghdr *nh = &buf.nh; NLMSG_OK(nh, (size_t)n);
 		    nh = NLMSG_NEXT(nh, n)) {
 			struct cn_msg *cn = NLMSG_DATA(nh);
-			struct proc_event *pe = (struct proc_event *)cn->data;
+			struct proc_event ev, *pe = &ev;
 
 			if (nh->nlmsg_len < NLMSG_LENGTH(sizeof *cn + sizeof *pe))
 				continue;
+			/* cn->data is not aligned for proc_event's u64 */
+			memcpy(&ev, cn->data, sizeof ev);
 			/* (newer kernels renumber the ack's seq) */
 			if (pe->what == PROC_EVENT_NONE && cn->ack == seq + 1)
 				return pe->event_data.ack.err == 0;
@@ -508,7 +510,7 @@ proc_nl_drain(struct kq_kqueue *kq)
 		for (struct nlmsghdr *nh = &buf.nh; NLMSG_OK(nh, (size_t)n);
 		    nh = NLMSG_NEXT(nh, n)) {
 			struct cn_msg *cn = NLMSG_DATA(nh);
-			struct proc_event *pe;
+			struct proc_event ev, *pe = &ev;
 
 			if (nh->nlmsg_type == NLMSG_ERROR ||
 			    nh->nlmsg_type == NLMSG_NOOP)
@@ -516,7 +518,8 @@ proc_nl_drain(struct kq_kqueue *kq)
 			if (nh->nlmsg_len < NLMSG_LENGTH(sizeof *cn + sizeof *pe) ||
 			    cn->id.idx != CN_IDX_PROC || cn->id.val != CN_VAL_PROC)
 				continue;
-			pe = (struct proc_event *)cn->data;
+			/* cn->data is not aligned for proc_event's u64 */
+			memcpy(&ev, cn->data, sizeof ev);
 			switch (pe->what) {
 			case PROC_EVENT_FORK:
 				/* a new thread is not a fork */

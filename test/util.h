@@ -35,7 +35,8 @@ kev_wait(int kq, struct kevent *ev, int n, long ms)
 	struct kevent ev_;						\
 	memset(&ev_, 0xa5, sizeof ev_);					\
 	int n_ = kev_wait(kq, &ev_, 1, ms);				\
-	ck_assert_msg(n_ == 1, "expected one event, kevent returned %d (errno %d)", n_, errno); \
+	ck_assert_msg(n_ == 1, "expected one event, kevent returned %d (%s)", n_, \
+	    n_ < 0 ? strerror(errno) : "no errno");			\
 	ck_assert_uint_eq(ev_.ident, (uintptr_t)(ident_));		\
 	ck_assert_int_eq(ev_.filter, (filter_));			\
 	ck_assert_uint_eq(ev_.flags, (unsigned short)(flags_));		\

@@ -148,11 +148,7 @@ kq_backend_detach(struct kq_kqueue *kq, struct kq_poll *p)
 		p->dirty = false;
 	}
 	if (p->in_backend) {
-		if (p->userfd)
-			kq_fdreg_lock(p->fd);
 		ctl(kq, EPOLL_CTL_DEL, p->fd, 0, 0);
-		if (p->userfd)
-			kq_fdreg_unlock(p->fd);
 		p->in_backend = false;
 		p->armed = 0;
 	}

@@ -270,7 +270,8 @@ struct kq_poll *kq_poll_lookup(struct kq_kqueue *kq, uint64_t handle);
 int kq_backend_attach(struct kq_kqueue *kq, struct kq_poll *p);
 /* p->want changed: apply at the next flush. */
 void kq_backend_update(struct kq_kqueue *kq, struct kq_poll *p);
-/* Remove p from epoll now (p->fd must still be open) and from the dirty list. */
+/* Remove p from epoll now (p->fd must still be open) and from the dirty
+ * list.  For a user fd the caller holds kq_fdreg_lock(p->fd). */
 void kq_backend_detach(struct kq_kqueue *kq, struct kq_poll *p);
 /* Close path: remove fd from epoll without touching kq state (no kq->lock). */
 void kq_backend_forget_fd(struct kq_kqueue *kq, int fd);

@@ -82,6 +82,12 @@ kq_fdnode_get(struct kq_kqueue *kq, int fd, int *err)
 {
 	struct kq_fdnode *fdn = kq_fdnode_find(kq, fd);
 
+	if (fdn != NULL && atomic_load(&fdn->closed)) {
+		/* closed (on another thread) since this call drained: the
+		 * number now names another file */
+		kq_drain_closed(kq);
+		fdn = kq_fdnode_find(kq, fd);
+	}
 	if (fdn != NULL) {
 		if (fdn->idle) {
 			TAILQ_REMOVE(&kq->idle, fdn, idle_link);
@@ -165,12 +171,12 @@ kq_fdnode_probe(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 	fdn->poll.want = fdnode_want(kq, fdn);
 	kq_fdreg_lock(fdn->fd);
 	err = kq_backend_attach(kq, &fdn->poll);
+	/* registered with no events epoll still reports HUP/ERR */
+	if (err == 0 && fdn->poll.want == 0)
+		kq_backend_detach(kq, &fdn->poll);
 	kq_fdreg_unlock(fdn->fd);
 	if (err == 0) {
 		fdn->kind = KQ_FD_POLL;
-		/* registered with no events epoll still reports HUP/ERR */
-		if (fdn->poll.want == 0)
-			kq_backend_detach(kq, &fdn->poll);
 	} else if (err == EPERM) {
 		/* epoll refuses regular files and devices without poll:
 		 * they are always ready, as poll() says. */
@@ -259,8 +265,15 @@ kq_fdnode_reap(struct kq_kqueue *kq)
 		if (fdn->poll.in_backend && fdn->poll.armed == 0 &&
 		    fdn->poll.want == 0 && !fdn->poll.dirty)
 			continue;
-		kq_backend_detach(kq, &fdn->poll);
+		/* all under the fd's lock: a close on another thread either
+		 * took the node first (then kq_drain_closed frees it) or finds
+		 * it gone, registration and all */
 		kq_fdreg_lock(fdn->fd);
+		if (atomic_load(&fdn->closed)) {
+			kq_fdreg_unlock(fdn->fd);
+			continue;
+		}
+		kq_backend_detach(kq, &fdn->poll);
 		kq_fdreg_unlink(fdn);
 		kq_fdreg_unlock(fdn->fd);
 		fdnode_free(kq, fdn);

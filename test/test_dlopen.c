@@ -349,7 +349,11 @@ dlopen_suite(void)
 	tcase_add_test(tc, program_close_through_pointer_is_tracked);
 	tcase_add_test(tc, program_dup2_reaches_module_kqueue);
 	tcase_add_test(tc, program_dup3_reaches_module_kqueue);
+#ifndef __SANITIZE_ADDRESS__
+	/* ASan interposes fclose itself and calls libc's directly; the GOT
+	 * patch leaves another interposer's binding alone (see kqfree(3)) */
 	tcase_add_test(tc, program_fclose_reaches_module_kqueue);
+#endif
 	tcase_add_test(tc, program_close_range_reaches_module_kqueue);
 	tcase_add_test(tc, program_closefrom_reaches_module_kqueue);
 	tcase_add_test(tc, close_errors_are_libc_errors);

@@ -742,8 +742,7 @@ proc_suite(void)
 {
 	Suite *s = suite_create("proc");
 	TCase *tc = tcase_create("proc");
-	TCase *cn = tcase_create("connector");
-	TCase *pd = tcase_create("procdesc");
+	TCase *cn, *pd;
 	int fd = pidfd_open(getpid(), 0);
 
 	if (fd < 0 && errno == ENOSYS) {
@@ -752,6 +751,8 @@ proc_suite(void)
 		return s;
 	}
 	close(fd);
+	cn = tcase_create("connector");
+	pd = tcase_create("procdesc");
 
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, exit_reports_status_without_reaping);

@@ -205,12 +205,16 @@ kq_backend_flush(struct kq_kqueue *kq)
 	}
 }
 
+_Static_assert(sizeof(struct kq_ready) == sizeof(struct epoll_event) &&
+    offsetof(struct kq_ready, handle) == offsetof(struct epoll_event, data),
+    "struct kq_ready must match struct epoll_event");
+
 int
 kq_backend_wait(struct kq_kqueue *kq, struct kq_ready *out, int max,
     const struct timespec *ts)
 {
-	struct epoll_event ev[KQ_READY_MAX];
-	int n, i;
+	struct epoll_event *ev = (struct epoll_event *)out;
+	int n;
 
 	if (max > KQ_READY_MAX)
 		max = KQ_READY_MAX;
@@ -227,11 +231,5 @@ kq_backend_wait(struct kq_kqueue *kq, struct kq_ready *out, int max,
 		no_pwait2 = true;
 		n = epoll_wait(kq->fd, ev, max, ms > INT32_MAX ? INT32_MAX : (int)ms);
 	}
-	if (n < 0)
-		return -errno;
-	for (i = 0; i < n; i++) {
-		out[i].handle = ev[i].data.u64;
-		out[i].revents = ev[i].events;
-	}
-	return n;
+	return n < 0 ? -errno : n;
 }

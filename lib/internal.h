@@ -195,6 +195,7 @@ struct kq_knote {
 	unsigned sfflags;		/* fflags as registered */
 	int64_t sdata;			/* data as registered */
 	unsigned fflags;		/* fflags accumulated for the next report */
+	uint32_t pollmask;		/* pollevents() as of the last fdnode update */
 	int64_t data;			/* data accumulated for the next report */
 	union {
 		struct kq_timer_state timer;
@@ -254,10 +255,16 @@ struct kq_poll {
 TAILQ_HEAD(kq_poll_list, kq_poll);
 
 /* backend_epoll.c: the only code that talks to epoll */
+/* One readiness report.  Laid out like struct epoll_event (packed on
+ * x86-64) so the epoll backend can have the kernel write these directly. */
 struct kq_ready {
-	uint64_t handle;
 	uint32_t revents;
-};
+	uint64_t handle;
+}
+#if defined(__x86_64__)
+__attribute__((__packed__))
+#endif
+;
 #define KQ_READY_MAX 256
 
 int kq_backend_init(struct kq_kqueue *kq, bool cloexec);	/* sets kq->fd */

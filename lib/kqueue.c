@@ -141,9 +141,9 @@ fdnode_want(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 	bool clear = false, oneshot = true;
 
 	LIST_FOREACH(kn, &fdn->knotes, fdlink) {
-		if (kn->fop->pollevents == NULL)
-			continue;
-		uint32_t m = kn->fop->pollevents(kq, kn);
+		uint32_t m = kn->fop->pollevents != NULL ?
+		    kn->fop->pollevents(kq, kn) : 0;
+		kn->pollmask = m;
 		if (m == 0)
 			continue;
 		ev |= m;
@@ -212,10 +212,8 @@ fdnode_ready(struct kq_kqueue *kq, struct kq_poll *p, uint32_t revents)
 	}
 	fdn->revents = revents;
 	LIST_FOREACH(kn, &fdn->knotes, fdlink) {
-		if (kn->fop->pollevents == NULL)
-			continue;
-		uint32_t m = kn->fop->pollevents(kq, kn);
-		if (!(revents & (m | KQ_POLLERR | KQ_POLLHUP)) || m == 0)
+		uint32_t m = kn->pollmask;	/* fdnode_want() keeps it current */
+		if (m == 0 || !(revents & (m | KQ_POLLERR | KQ_POLLHUP)))
 			continue;
 		/* a level knote sharing an edge-triggered registration must
 		 * be re-checked by the scan: epoll will not report it again */

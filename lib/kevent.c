@@ -171,6 +171,46 @@ apply_change(struct kq_kqueue *kq, const struct kevent *kev)
 	return modify_knote(kq, kn, kev);
 }
 
+/*
+ * A knote was just copied out: apply what its flags say, as FreeBSD's
+ * kqueue_scan() does.  ONESHOT dies here (the returned event carries
+ * EV_FREEWATCH if it held a reference); CLEAR resets its state; DISPATCH
+ * disables it; a level knote whose source will not report again by itself
+ * goes back on the queue.
+ */
+static void
+after_copyout(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
+{
+	unsigned short flags = kn->kev.flags;
+
+	if (flags & EV_ONESHOT) {
+		kq_knote_release(kq, kn, 0, ev);
+		return;
+	}
+	if (flags & EV_CLEAR) {
+		if (kn->fop->clear != NULL)
+			kn->fop->clear(kq, kn);
+		else
+			kn->data = 0, kn->fflags = 0;
+		kn->status &= ~KN_ACTIVE;
+	}
+	if (flags & EV_DISPATCH) {
+		kn->status |= KN_DISABLED;
+		if (kn->fop->rearm != NULL)
+			kn->fop->rearm(kq, kn);
+		if (kn->fdn != NULL)
+			kq_fdnode_update(kq, kn->fdn);
+	}
+	if (flags & EV_CLEAR)
+		return;
+	if (!(kn->status & KN_REQUEUE)) {
+		kn->status &= ~KN_ACTIVE;	/* epoll reports it again */
+	} else if (!(kn->status & KN_DISABLED)) {
+		kn->status |= KN_QUEUED;
+		TAILQ_INSERT_TAIL(&kq->active, kn, link);
+	}
+}
+
 /* Pop queued knotes into out[]; each queued knote is looked at once. */
 static int
 collect(struct kq_kqueue *kq, struct kevent *out, int max)
@@ -184,47 +224,20 @@ collect(struct kq_kqueue *kq, struct kevent *out, int max)
 
 		TAILQ_REMOVE(&kq->active, kn, link);
 		kn->status &= ~KN_QUEUED;
-		ev->ident = kn->kev.ident;
-		ev->filter = kn->kev.filter;
-		ev->flags = kn->kev.flags;
-		ev->fflags = 0;
-		ev->data = 0;
-		ev->udata = kn->kev.udata;
-		memset(ev->ext, 0, sizeof ev->ext);
-		if (!kn->fop->event(kq, kn, ev) && !(kn->status & KN_FORCED)) {
-			kn->status &= ~KN_ACTIVE;
-		} else {
-			n++;
+		*ev = (struct kevent){
+			.ident = kn->kev.ident,
+			.filter = kn->kev.filter,
+			.flags = kn->kev.flags,
+			.udata = kn->kev.udata,
+		};
+		if (kn->fop->event(kq, kn, ev) || (kn->status & KN_FORCED)) {
 			kn->status &= ~KN_FORCED;
+			/* event() may have made it die with this report */
 			ev->flags |= kn->kev.flags & EV_ONESHOT;
-			if (kn->kev.flags & EV_ONESHOT) {
-				kq_knote_release(kq, kn, 0, ev);
-			} else {
-				if (kn->kev.flags & EV_CLEAR) {
-					if (kn->fop->clear != NULL)
-						kn->fop->clear(kq, kn);
-					else
-						kn->data = 0, kn->fflags = 0;
-					kn->status &= ~KN_ACTIVE;
-				}
-				if (kn->kev.flags & EV_DISPATCH) {
-					kn->status |= KN_DISABLED;
-					if (kn->fop->rearm != NULL)
-						kn->fop->rearm(kq, kn);
-					if (kn->fdn != NULL)
-						kq_fdnode_update(kq, kn->fdn);
-				}
-				if (!(kn->kev.flags & EV_CLEAR)) {
-					if (kn->status & KN_REQUEUE) {
-						if (!(kn->status & KN_DISABLED)) {
-							kn->status |= KN_QUEUED;
-							TAILQ_INSERT_TAIL(&kq->active, kn, link);
-						}
-					} else {
-						kn->status &= ~KN_ACTIVE;
-					}
-				}
-			}
+			n++;
+			after_copyout(kq, kn, ev);
+		} else {
+			kn->status &= ~KN_ACTIVE;
 		}
 		if (was_last)
 			break;

@@ -431,7 +431,7 @@ proc_track(struct kq_kqueue *kq, struct kq_knote *parent, pid_t child)
 
 	if (kq_knote_find(kq, EVFILT_PROC, (uintptr_t)child) != NULL)
 		return;
-	if ((kn = kq_knote_alloc()) == NULL)
+	if ((kn = kq_knote_alloc(kq)) == NULL)
 		goto fail;
 	kn->kev.ident = (uintptr_t)child;
 	kn->kev.filter = EVFILT_PROC;

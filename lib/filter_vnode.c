@@ -9,18 +9,27 @@
  * vn_watch; the kernel's mask is the union of what they need.
  *
  * inotify says which kind of thing happened but not FreeBSD's details, so
- * the NOTE_* bits are derived when the events are read (under kq->lock, from
- * the inotify fd's ready callback), with one fstat of the inode per batch:
- *   IN_MODIFY  size grew: NOTE_WRITE|NOTE_EXTEND; same size: NOTE_WRITE;
- *              shrank: NOTE_ATTRIB (only a truncate shrinks; FreeBSD reports
- *              truncation as a setattr)
+ * the hints FreeBSD's VFS would have posted are derived when the events are
+ * read (under kq->lock, from the inotify fd's ready callback), with one
+ * fstat of the inode per batch.  A hint may carry several notes, and
+ * filt_vfsvnode() gives a knote the whole hint when any of its notes was
+ * asked for (a NOTE_WRITE watcher sees NOTE_EXTEND on an appending write):
+ *   IN_MODIFY  size grew: NOTE_WRITE|NOTE_EXTEND (VOP_WRITE_POST); same
+ *              size: NOTE_WRITE; shrank: NOTE_ATTRIB (only a truncate
+ *              shrinks; FreeBSD reports truncation as a setattr)
  *   IN_ATTRIB  st_nlink fell: NOTE_DELETE (FreeBSD's vop_remove_post marks
  *              every unlink, and Linux reports the unlink of an open file
- *              only as IN_ATTRIB); rose: NOTE_LINK; else NOTE_ATTRIB
- *   directory entries (events carrying a name): NOTE_WRITE, plus NOTE_LINK
- *              when the entry is a directory, plus NOTE_EXTEND when a rename
- *              crossed directories (as FreeBSD's vop_rename_post); events
- *              about the files inside are not the directory's
+ *              only as IN_ATTRIB); rose: NOTE_LINK (vop_link_post); else
+ *              NOTE_ATTRIB; a directory's link count moves only with
+ *              NOTE_WRITE|NOTE_LINK (mkdir, rmdir, renames)
+ *   directory entries (events carrying a name): NOTE_WRITE (create, link,
+ *              unlink, symlink, mknod, rename within the directory);
+ *              NOTE_WRITE|NOTE_LINK for mkdir, rmdir and a rename within
+ *              the directory that replaced a directory;
+ *              NOTE_WRITE|NOTE_EXTEND for a rename between directories,
+ *              |NOTE_LINK when a directory moved, except on the directory
+ *              it replaced one in (vop_rename_post); events about the files
+ *              inside are not the directory's
  *   IN_MOVE_SELF NOTE_RENAME, IN_OPEN NOTE_OPEN, IN_CLOSE_WRITE
  *              NOTE_CLOSE_WRITE, IN_CLOSE_NOWRITE NOTE_CLOSE, IN_ACCESS
  *              NOTE_READ (files and directories: FIFO and device data does
@@ -28,9 +37,9 @@
  *              NOTE_REVOKE with EV_EOF
  * Size and link count are compared with what this knote saw last
  * (kn->u.vnode.size / nlink), mode/owner/mtime with what the watch saw last.
- * The bits accumulate in kn->fflags, filtered by the knote's fflags, until
- * the core clears them (EV_CLEAR) - without EV_CLEAR a triggered knote stays
- * ready, as filt_vfsvnode() is on FreeBSD.  A lost-events overflow compares
+ * The accepted hints accumulate in kn->fflags until the core clears them
+ * (EV_CLEAR) - without EV_CLEAR a triggered knote stays ready, as
+ * filt_vfsvnode() is on FreeBSD.  A lost-events overflow compares
  * every watched inode with those baselines instead.
  */
 #include "internal.h"
@@ -74,7 +83,8 @@ struct vn_watch {
 	/* one batch of events, folded before anything is delivered */
 	struct vn_watch *pnext;
 	uint32_t pmask;		/* inotify bits about the inode itself */
-	unsigned pnotes;	/* NOTE_* from events on directory entries */
+	unsigned pnotes;	/* one-note hints from directory entry events */
+	unsigned phints;	/* VH_* from directory entry events */
 	bool pending;
 	bool overflow;		/* events lost: compare with the baselines */
 	bool ignored;		/* the kernel dropped the watch */
@@ -533,19 +543,57 @@ kq_inotify_unwatch(struct kq_kqueue *kq, struct kq_knote *kn)
 
 /* ----------------------------------------------------------- reading events */
 
-/* FreeBSD's notes on a directory for one event naming an entry in it. */
+/*
+ * FreeBSD's hints of more than one note, as a set.  A one-note hint is
+ * accepted exactly when its note was asked for, so those travel as plain
+ * NOTE_* bits; these must be accepted or refused whole.
+ */
+#define VH_WE		0x01	/* NOTE_WRITE|NOTE_EXTEND */
+#define VH_WL		0x02	/* NOTE_WRITE|NOTE_LINK */
+#define VH_WEL		0x04	/* NOTE_WRITE|NOTE_EXTEND|NOTE_LINK */
+/* a directory renamed, whose hint depends on whether it replaced one:
+ * told by the watched directory's link count when the batch is delivered */
+#define VH_DIR_IN	0x08	/* moved in: VH_WEL, or VH_WE */
+#define VH_DIR_SAME	0x10	/* renamed within: NOTE_WRITE, or VH_WL */
+
+static const unsigned vn_hint_notes[] = {
+	NOTE_WRITE | NOTE_EXTEND,
+	NOTE_WRITE | NOTE_LINK,
+	NOTE_WRITE | NOTE_EXTEND | NOTE_LINK,
+};
+
+/* What filt_vfsvnode() keeps of these hints for a knote asking for sf. */
 static unsigned
-vn_dirent_notes(const struct inotify_event *ev, const char *buf, size_t len)
+vn_accept(unsigned notes, unsigned hints, unsigned sf)
+{
+	unsigned out = notes & sf;
+	size_t i;
+
+	for (i = 0; i < sizeof vn_hint_notes / sizeof vn_hint_notes[0]; i++)
+		if ((hints & (1u << i)) && (vn_hint_notes[i] & sf))
+			out |= vn_hint_notes[i];
+	return out;
+}
+
+/* FreeBSD's hints on a directory for one event naming an entry in it. */
+static void
+vn_dirent_hints(const struct inotify_event *ev, const char *buf, size_t len,
+    unsigned *notes, unsigned *hints)
 {
 	const struct inotify_event *o;
+	bool dir = (ev->mask & IN_ISDIR) != 0;
 	uint32_t partner;
 	size_t off;
-	unsigned h;
 
-	if (ev->mask & (IN_CREATE | IN_DELETE))
-		return NOTE_WRITE | ((ev->mask & IN_ISDIR) ? NOTE_LINK : 0);
+	if (ev->mask & (IN_CREATE | IN_DELETE)) {
+		if (dir)
+			*hints |= VH_WL;	/* mkdir, rmdir */
+		else
+			*notes |= NOTE_WRITE;
+		return;
+	}
 	if (!(ev->mask & (IN_MOVED_FROM | IN_MOVED_TO)))
-		return 0;	/* about the entry's own file, not the directory */
+		return;	/* about the entry's own file, not the directory */
 	/*
 	 * A rename inside one watched directory queues both halves on its wd;
 	 * a half without its partner here came from or went to a directory
@@ -557,21 +605,44 @@ vn_dirent_notes(const struct inotify_event *ev, const char *buf, size_t len)
 		if ((o->mask & partner) && o->cookie == ev->cookie)
 			break;
 	}
-	h = NOTE_WRITE;
-	if (off >= len || o->wd != ev->wd) {
-		h |= NOTE_EXTEND;
-		if (ev->mask & IN_ISDIR)
-			h |= NOTE_LINK;
-	}
-	return h;
+	if (off < len && o->wd == ev->wd) {
+		*notes |= NOTE_WRITE;
+		if (dir)
+			*hints |= VH_DIR_SAME;
+	} else if (!dir)
+		*hints |= VH_WE;
+	else if (ev->mask & IN_MOVED_FROM)
+		*hints |= VH_WEL;
+	else
+		*hints |= VH_DIR_IN;
 }
 
-/* The notes the folded batch means for one VNODE knote. */
+/*
+ * A directory renamed onto another one removed it, which the watched
+ * directory's link count shows (fell by one within it, did not rise when
+ * moved in).  Without a count to look at, assume nothing was replaced.
+ */
+static unsigned
+vn_dir_hints(unsigned hints, const struct kq_knote *kn, const struct stat *sb)
+{
+	/* a filesystem counting subdirectories gives a directory 2 or more */
+	bool counted = sb != NULL && sb->st_nlink >= 2;
+
+	if (hints & VH_DIR_IN)
+		hints |= (counted && sb->st_nlink <= kn->u.vnode.nlink) ?
+		    VH_WE : VH_WEL;
+	if ((hints & VH_DIR_SAME) && counted &&
+	    sb->st_nlink < kn->u.vnode.nlink)
+		hints |= VH_WL;
+	return hints;
+}
+
+/* The notes the folded batch gives one VNODE knote. */
 static unsigned
 vn_notes(struct vn_watch *w, struct kq_knote *kn, const struct stat *sb)
 {
 	uint32_t m = w->pmask;
-	unsigned h = w->pnotes;
+	unsigned h = w->pnotes, hints = w->phints;
 
 	if (m & IN_MOVE_SELF)
 		h |= NOTE_RENAME;
@@ -593,22 +664,25 @@ vn_notes(struct vn_watch *w, struct kq_knote *kn, const struct stat *sb)
 			h |= NOTE_ATTRIB;
 		if ((m & IN_MODIFY) && w->fmt == S_IFREG)
 			h |= NOTE_WRITE;
-		return h;
+		return vn_accept(h, vn_dir_hints(hints, kn, NULL), kn->sfflags);
 	}
 	if (w->fmt == S_IFREG && ((m & IN_MODIFY) ||
 	    (w->overflow && sb->st_size != kn->u.vnode.size))) {
 		if (sb->st_size > kn->u.vnode.size)
-			h |= NOTE_WRITE | NOTE_EXTEND;
+			hints |= VH_WE;
 		else if (sb->st_size < kn->u.vnode.size)
 			h |= NOTE_ATTRIB;
 		else
 			h |= NOTE_WRITE;
 	}
 	if ((m & IN_ATTRIB) || w->overflow) {
-		if (sb->st_nlink < kn->u.vnode.nlink)
-			/* a directory loses links to its removed subdirectories */
-			h |= (w->fmt == S_IFDIR && sb->st_nlink > 0) ?
-			    NOTE_LINK : NOTE_DELETE;
+		/* a directory gains and loses links only with NOTE_WRITE
+		 * in the same hint (its subdirectories' ".." entries) */
+		if (sb->st_nlink != kn->u.vnode.nlink && w->fmt == S_IFDIR &&
+		    sb->st_nlink > 0)
+			hints |= VH_WL;
+		else if (sb->st_nlink < kn->u.vnode.nlink)
+			h |= NOTE_DELETE;
 		else if (sb->st_nlink > kn->u.vnode.nlink)
 			h |= NOTE_LINK;
 		else if (m & IN_ATTRIB)
@@ -618,7 +692,7 @@ vn_notes(struct vn_watch *w, struct kq_knote *kn, const struct stat *sb)
 		    (w->fmt == S_IFREG || w->fmt == S_IFDIR)))
 			h |= NOTE_ATTRIB;
 	}
-	return h;
+	return vn_accept(h, vn_dir_hints(hints, kn, sb), kn->sfflags);
 }
 
 /* A subdirectory of w was removed: was it a probing directory? */
@@ -652,7 +726,8 @@ vn_deliver(struct kq_kqueue *kq, struct vn_watch *w)
 
 	/* entry changes move a directory's link count and mtime: look too,
 	 * so a later IN_ATTRIB is not taken for a link change */
-	if ((w->pmask & (IN_MODIFY | IN_ATTRIB)) || w->pnotes || w->overflow)
+	if ((w->pmask & (IN_MODIFY | IN_ATTRIB)) || w->pnotes || w->phints ||
+	    w->overflow)
 		have_sb = vn_watch_fd(w, &sb) >= 0;
 	LIST_FOREACH(kn, &w->knotes, u.vnode.wdlink) {
 		if (kn->fop != &kq_filt_vnode) {
@@ -662,7 +737,7 @@ vn_deliver(struct kq_kqueue *kq, struct vn_watch *w)
 				kq_knote_activate(kq, kn);
 			continue;
 		}
-		kn->fflags |= vn_notes(w, kn, have_sb ? &sb : NULL) & kn->sfflags;
+		kn->fflags |= vn_notes(w, kn, have_sb ? &sb : NULL);
 		if (have_sb)
 			vn_baseline(kn, &sb);
 		if (w->pmask & IN_UNMOUNT)
@@ -734,7 +809,7 @@ vn_batch(struct kq_kqueue *kq, struct vn_state *st, const char *buf, size_t len)
 			continue;	/* a watch we removed */
 		vn_mark(w, &pending);
 		if (ev->len > 0) {
-			w->pnotes |= vn_dirent_notes(ev, buf, len);
+			vn_dirent_hints(ev, buf, len, &w->pnotes, &w->phints);
 			if ((ev->mask & (IN_DELETE | IN_ISDIR)) ==
 			    (IN_DELETE | IN_ISDIR))
 				w->probe_check = true;
@@ -753,7 +828,7 @@ vn_batch(struct kq_kqueue *kq, struct vn_state *st, const char *buf, size_t len)
 		pending = w->pnext;
 		w->pending = w->overflow = w->probe_check = false;
 		w->pmask = 0;
-		w->pnotes = 0;
+		w->pnotes = w->phints = 0;
 		if (w->ignored)
 			vn_watch_free(kq, w);
 		else if (vn_watch_unused(w))
@@ -872,7 +947,8 @@ filt_vnode_rearm(struct kq_kqueue *kq, struct kq_knote *kn)
 		had = w->mask;
 		vn_watch_sync(kq, w);
 		/* nothing reported size or link changes until now */
-		if ((~had & w->mask & (IN_MODIFY | IN_ATTRIB)) &&
+		if ((~had & w->mask &
+		    (IN_MODIFY | IN_ATTRIB | VN_DIRENT_MASK)) &&
 		    vn_watch_fd(w, &sb) >= 0) {
 			LIST_FOREACH(o, &w->knotes, u.vnode.wdlink)
 				if (o->fop == &kq_filt_vnode)

@@ -14,7 +14,8 @@
  * OBJECTS
  *   struct kq_kqueue  one per kqueue(); its fd IS the epoll fd, so it is
  *                     pollable.  One mutex (kq->lock) guards everything in it.
- *   struct kq_knote   one per (filter, ident) in a kqueue; RB tree kq->knotes.
+ *   struct kq_knote   one per (filter, ident) in a kqueue: on its fd's node
+ *                     (isfd filters) or in the hash kq->khash (the others).
  *   struct kq_poll    anything registered in the epoll set: a watched user fd
  *                     (inside struct kq_fdnode), the wake eventfd, the timerfd,
  *                     a pidfd...  epoll's data is a HANDLE (slot index and
@@ -184,10 +185,10 @@ struct kq_user_state {		/* filter_user.c */
 };
 
 struct kq_knote {
-	RB_ENTRY(kq_knote) tree;	/* kq->knotes, key (filter, ident) */
+	struct kq_knote *hnext;		/* kq->khash chain (not isfd) */
 	TAILQ_ENTRY(kq_knote) link;	/* kq->active while KN_QUEUED; kq->notices while KN_NOTICE */
 	TAILQ_ENTRY(kq_knote) plink;	/* kq->polled while KN_POLLED */
-	LIST_ENTRY(kq_knote) fdlink;	/* fdn->knotes (isfd filters) */
+	LIST_ENTRY(kq_knote) fdlink;	/* fdn->knotes (isfd filters): their index */
 	struct kevent kev;		/* ident, filter, stored flags, udata; fflags/data unused */
 	const struct kq_filterops *fop;
 	struct kq_fdnode *fdn;		/* isfd filters */
@@ -206,12 +207,14 @@ struct kq_knote {
 	} u;
 };
 
-RB_HEAD(kq_knote_tree, kq_knote);
 TAILQ_HEAD(kq_knote_list, kq_knote);
 
 /* knote.c */
+int kq_knotes_init(struct kq_kqueue *kq);	/* the hash; 0 or ENOMEM */
 struct kq_knote *kq_knote_find(struct kq_kqueue *kq, short filter, uintptr_t ident);
-struct kq_knote *kq_knote_alloc(void);
+struct kq_knote *kq_knote_alloc(struct kq_kqueue *kq);
+void kq_knote_free(struct kq_kqueue *kq, struct kq_knote *kn);	/* never attached, or dead */
+void kq_knote_cache_free(struct kq_kqueue *kq);
 void kq_knote_insert(struct kq_kqueue *kq, struct kq_knote *kn);
 void kq_knote_free_unattached(struct kq_kqueue *kq, struct kq_knote *kn);
 void kq_knote_activate(struct kq_kqueue *kq, struct kq_knote *kn);
@@ -376,7 +379,10 @@ struct kq_kqueue {
 	pid_t pid;			/* creator; fork children never see it */
 	LIST_ENTRY(kq_kqueue) all;	/* kq_global list */
 
-	struct kq_knote_tree knotes;
+	struct kq_knote **khash;	/* knotes whose ident is not an fd */
+	size_t khash_mask, nhashed;
+	struct kq_knote *knote_cache;	/* freed knotes for reuse (knote.c) */
+	unsigned ncached;
 	struct kq_knote_list active;
 	struct kq_knote_list notices;
 	struct kq_knote_list polled;	/* KN_POLLED knotes */

@@ -48,7 +48,7 @@ add_knote(struct kq_kqueue *kq, const struct kq_filterops *fop,
 
 	if (fop->isfd && kev->ident > INT_MAX)
 		return EBADF;
-	if ((kn = kq_knote_alloc()) == NULL)
+	if ((kn = kq_knote_alloc(kq)) == NULL)
 		return ENOMEM;
 	kn->kev = *kev;
 	kn->kev.flags &= KN_STORED_FLAGS_MASK;
@@ -63,7 +63,7 @@ add_knote(struct kq_kqueue *kq, const struct kq_filterops *fop,
 	if (fop->isfd) {
 		kn->fdn = kq_fdnode_get(kq, (int)kev->ident, &err);
 		if (kn->fdn == NULL) {
-			free(kn);
+			kq_knote_free(kq, kn);
 			return err;
 		}
 	}
@@ -87,7 +87,7 @@ static int
 replace_udata(struct kq_kqueue *kq, struct kq_knote *kn, const struct kevent *kev)
 {
 	if (kn->status & KN_FREEWATCH) {
-		struct kq_knote *note = kq_knote_alloc();
+		struct kq_knote *note = kq_knote_alloc(kq);
 		struct kevent ev;
 		if (note == NULL)
 			return ENOMEM;
@@ -135,10 +135,16 @@ modify_knote(struct kq_kqueue *kq, struct kq_knote *kn, const struct kevent *kev
 	if (fop->rearm != NULL)
 		fop->rearm(kq, kn);
 	if (kn->fdn != NULL) {
+		struct kq_poll *p = &kn->fdn->poll;
 		kq_fdnode_update(kq, kn->fdn);
-		/* as FreeBSD re-runs f_event after a change: the new fflags or
-		 * data (NOTE_LOWAT) may make it ready now */
-		if (fop->pollevents != NULL && !(kn->status & KN_DISABLED))
+		/* FreeBSD re-runs f_event after any change: the new fflags or
+		 * data (NOTE_LOWAT) may make it ready now.  epoll does that for
+		 * us when the flush changes the registration, and a level
+		 * registration reports again anyway; only an unchanged
+		 * edge-triggered one needs the scan to look. */
+		if (fop->pollevents != NULL && !(kn->status & KN_DISABLED) &&
+		    p->want == p->armed &&
+		    (p->armed & (KQ_POLLET | KQ_POLLONESHOT)))
 			kq_knote_activate(kq, kn);
 	}
 	return err;

@@ -320,13 +320,14 @@ kq_create(bool cloexec)
 	pthread_mutex_init(&kq->lock, NULL);
 	atomic_init(&kq->refs, 1);
 	kq->pid = getpid();
-	RB_INIT(&kq->knotes);
 	TAILQ_INIT(&kq->active);
 	TAILQ_INIT(&kq->notices);
 	TAILQ_INIT(&kq->polled);
 	TAILQ_INIT(&kq->idle);
 	kq->wake.fd = kq->timer.fd = kq->inotify.fd = kq->sigpoll.fd = -1;
-	if ((err = kq_backend_init(kq, cloexec)) != 0)
+	kq->fd = -1;
+	if ((err = kq_knotes_init(kq)) != 0 ||
+	    (err = kq_backend_init(kq, cloexec)) != 0)
 		goto fail;
 	kq->wake.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (kq->wake.fd < 0) {
@@ -355,6 +356,7 @@ fail:
 		kq_real_close(kq->fd);
 	kq_backend_close(kq);
 	pthread_mutex_destroy(&kq->lock);
+	free(kq->khash);
 	free(kq);
 	errno = err;
 	return -1;
@@ -392,6 +394,8 @@ kq_free(struct kq_kqueue *kq)
 	for (i = 0; i < (unsigned)kq->nfds; i++)
 		free(kq->fds[i]);
 	free(kq->fds);
+	kq_knote_cache_free(kq);
+	free(kq->khash);
 	free(kq->theap.v);
 	kq_backend_close(kq);
 	pthread_mutex_destroy(&kq->lock);

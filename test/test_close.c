@@ -22,61 +22,6 @@
 
 /* ------------------------------------------------------------ helpers */
 
-struct obj {
-	_Atomic int refs;
-	_Atomic int frees;
-	_Atomic int underflows;
-};
-
-static void
-obj_ref(struct obj *o)
-{
-	atomic_fetch_add(&o->refs, 1);
-}
-
-static void
-obj_unref(struct obj *o)
-{
-	int left = atomic_fetch_sub(&o->refs, 1) - 1;
-
-	if (left == 0)
-		atomic_fetch_add(&o->frees, 1);
-	else if (left < 0)
-		atomic_fetch_add(&o->underflows, 1);
-}
-
-static void
-drop_returned(const struct kevent *ev, int n)
-{
-	for (int i = 0; i < n; i++)
-		if (ev[i].flags & EV_FREEWATCH)
-			obj_unref(ev[i].udata);
-}
-
-static int
-new_kq(void)
-{
-	int kq = kqueue();
-	ck_assert_int_ge(kq, 0);
-	return kq;
-}
-
-static void
-new_pipe(int p[2])
-{
-	ck_assert_int_eq(pipe2(p, O_NONBLOCK), 0);
-}
-
-/* Nothing may arrive within ms (readiness caused just before is already
- * visible to epoll, so a short wait is enough to catch a stale knote). */
-#define expect_quiet(kq, ms) do {					\
-	struct kevent q_;						\
-	int qn_ = kev_wait(kq, &q_, 1, ms);				\
-	ck_assert_msg(qn_ == 0, "unexpected event: n %d ident %lu filter %d " \
-	    "flags 0x%x fflags 0x%x data %lld", qn_, (unsigned long)q_.ident, \
-	    q_.filter, q_.flags, q_.fflags, (long long)q_.data);	\
-} while (0)
-
 /*
  * The knote (ident, filter) does not exist any more.  For a closed number
  * EV_DELETE answers EBADF before looking (as on FreeBSD), so put a file at
@@ -129,9 +74,9 @@ static int udata_tag[4];
 
 START_TEST(close_removes_knote_and_reused_number_is_new_file)
 {
-	int kq = new_kq(), p[2], q[2];
+	int kq = xkqueue(), p[2], q[2];
 
-	new_pipe(p);
+	xpipe2(p, O_NONBLOCK);
 	ck_assert_int_eq(write(p[1], "x", 1), 1);
 	kev_ok(kq, p[0], EVFILT_READ, EV_ADD, 0, 0, U(0));
 	int old = p[0];
@@ -140,7 +85,7 @@ START_TEST(close_removes_knote_and_reused_number_is_new_file)
 	expect_quiet(kq, 20);
 
 	/* The lowest free number is the one just closed. */
-	new_pipe(q);
+	xpipe2(q, O_NONBLOCK);
 	ck_assert_int_eq(q[0], old);
 	kev_ok(kq, q[0], EVFILT_READ, EV_ADD, 0, 0, U(1));
 	expect_quiet(kq, 20);		/* the old pipe's byte is not ours */
@@ -159,16 +104,16 @@ START_TEST(add_on_reused_number_before_any_scan)
 	 * knote belongs to the new file and the old one's reference comes
 	 * back (the close may only be noticed by that EV_ADD). */
 	static struct obj o[2];
-	int kq = new_kq(), p[2], q[2];
+	int kq = xkqueue(), p[2], q[2];
 	struct kevent ch, ev[4];
 
-	new_pipe(p);
+	xpipe2(p, O_NONBLOCK);
 	int keep = keep_open(p[0]);
 	ck_assert_int_eq(kev_change(kq, p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, &o[0]), 0);
 	obj_ref(&o[0]);
 	int old = p[0];
 	close(p[0]);
-	new_pipe(q);
+	xpipe2(q, O_NONBLOCK);
 	ck_assert_int_eq(q[0], old);
 	EV_SET(&ch, q[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, &o[1]);
 	int n = kevent(kq, &ch, 1, ev, 4, &(struct timespec){ 0, 0 });
@@ -203,9 +148,9 @@ START_TEST(close_removes_knote_while_dup_keeps_file_open)
 {
 	/* epoll would keep reporting: its registration belongs to the open
 	 * file, which the dup keeps alive. */
-	int kq = new_kq(), p[2];
+	int kq = xkqueue(), p[2];
 
-	new_pipe(p);
+	xpipe2(p, O_NONBLOCK);
 	int d = dup(p[0]);
 	ck_assert_int_ge(d, 0);
 	kev_ok(kq, p[0], EVFILT_READ, EV_ADD, 0, 0, U(0));
@@ -226,9 +171,9 @@ END_TEST
 
 START_TEST(close_removes_knote_while_child_keeps_file_open)
 {
-	int kq = new_kq(), p[2], go[2], st;
+	int kq = xkqueue(), p[2], go[2], st;
 
-	new_pipe(p);
+	xpipe2(p, O_NONBLOCK);
 	ck_assert_int_eq(pipe(go), 0);
 	kev_ok(kq, p[0], EVFILT_READ, EV_ADD, 0, 0, U(0));
 	pid_t pid = fork();
@@ -256,9 +201,9 @@ START_TEST(child_close_does_not_remove_parent_knote)
 {
 	/* The child shares the open files (and, underneath, the epoll
 	 * instance); its close must not unregister the parent's watch. */
-	int kq = new_kq(), p[2], st;
+	int kq = xkqueue(), p[2], st;
 
-	new_pipe(p);
+	xpipe2(p, O_NONBLOCK);
 	kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, U(0));
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
@@ -286,9 +231,9 @@ START_TEST(vfork_child_close_keeps_parent_knote)
 	 * kqueue) but has its own descriptor table: its close before exec is
 	 * not the parent's close and must not kill the parent's watch.
 	 */
-	int kq = new_kq(), p[2], st;
+	int kq = xkqueue(), p[2], st;
 
-	new_pipe(p);
+	xpipe2(p, O_NONBLOCK);
 	kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, U(0));
 	pid_t pid = vfork();
 	if (pid == 0) {
@@ -321,10 +266,10 @@ move_fd(int fd, int min)
 
 START_TEST(close_range_removes_knotes)
 {
-	int kq = new_kq(), p[3][2];
+	int kq = xkqueue(), p[3][2];
 
 	for (int i = 0; i < 3; i++) {
-		new_pipe(p[i]);
+		xpipe2(p[i], O_NONBLOCK);
 		p[i][0] = move_fd(p[i][0], 300 + i);
 		p[i][1] = move_fd(p[i][1], 400 + i);
 		kev_ok(kq, p[i][0], EVFILT_READ, EV_ADD, 0, 0, U(i));
@@ -357,9 +302,9 @@ END_TEST
 
 START_TEST(close_range_unshare_removes_knotes)
 {
-	int kq = new_kq(), p[2];
+	int kq = xkqueue(), p[2];
 
-	new_pipe(p);
+	xpipe2(p, O_NONBLOCK);
 	p[0] = move_fd(p[0], 300);
 	int keep = keep_open(p[0]);
 	kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, U(0));
@@ -375,9 +320,9 @@ END_TEST
 
 START_TEST(close_range_cloexec_keeps_knotes)
 {
-	int kq = new_kq(), p[2];
+	int kq = xkqueue(), p[2];
 
-	new_pipe(p);
+	xpipe2(p, O_NONBLOCK);
 	kev_ok(kq, p[0], EVFILT_READ, EV_ADD, 0, 0, U(0));
 	ck_assert_int_eq(close_range(p[0], p[0], CLOSE_RANGE_CLOEXEC), 0);
 	ck_assert_int_eq(write(p[1], "x", 1), 1);
@@ -391,10 +336,10 @@ END_TEST
 START_TEST(closefrom_removes_knotes)
 {
 	/* Numbers far above anything Check or the library holds. */
-	int kq = new_kq(), p[2][2];
+	int kq = xkqueue(), p[2][2];
 
 	for (int i = 0; i < 2; i++) {
-		new_pipe(p[i]);
+		xpipe2(p[i], O_NONBLOCK);
 		p[i][0] = move_fd(p[i][0], 500 + i);
 		p[i][1] = move_fd(p[i][1], 600 + i);
 		kev_ok(kq, p[i][0], EVFILT_READ, EV_ADD | (i ? EV_FREEWATCH : 0), 0, 0, U(i));
@@ -425,10 +370,10 @@ END_TEST
 
 START_TEST(dup2_onto_watched_fd_removes_knote)
 {
-	int kq = new_kq(), p[2], q[2];
+	int kq = xkqueue(), p[2], q[2];
 
-	new_pipe(p);
-	new_pipe(q);
+	xpipe2(p, O_NONBLOCK);
+	xpipe2(q, O_NONBLOCK);
 	int keep = keep_open(p[0]);
 	kev_ok(kq, p[0], EVFILT_READ, EV_ADD, 0, 0, U(0));
 	ck_assert_int_eq(dup2(q[0], p[0]), p[0]);
@@ -450,10 +395,10 @@ END_TEST
 
 START_TEST(dup3_onto_watched_fd_removes_knote)
 {
-	int kq = new_kq(), p[2], q[2];
+	int kq = xkqueue(), p[2], q[2];
 
-	new_pipe(p);
-	new_pipe(q);
+	xpipe2(p, O_NONBLOCK);
+	xpipe2(q, O_NONBLOCK);
 	int keep = keep_open(p[0]);
 	kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, U(0));
 	ck_assert_int_eq(dup3(q[0], p[0], O_CLOEXEC), p[0]);
@@ -472,9 +417,9 @@ END_TEST
 START_TEST(dup2_onto_itself_keeps_knote)
 {
 	/* dup2(fd, fd) closes nothing; dup3(fd, fd) fails with EINVAL. */
-	int kq = new_kq(), p[2];
+	int kq = xkqueue(), p[2];
 
-	new_pipe(p);
+	xpipe2(p, O_NONBLOCK);
 	kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, U(0));
 	ck_assert_int_eq(dup2(p[0], p[0]), p[0]);
 	ck_assert_errno(dup3(p[0], p[0], 0), EINVAL);
@@ -493,9 +438,9 @@ END_TEST
 
 START_TEST(fclose_removes_knote)
 {
-	int kq = new_kq(), p[2];
+	int kq = xkqueue(), p[2];
 
-	new_pipe(p);
+	xpipe2(p, O_NONBLOCK);
 	int keep = keep_open(p[0]);
 	FILE *f = fdopen(p[0], "r");
 	ck_assert_ptr_nonnull(f);
@@ -514,7 +459,7 @@ START_TEST(closedir_removes_knote)
 {
 	char dir[] = "/tmp/kqfree-closedir-XXXXXX";
 	ck_assert_ptr_nonnull(mkdtemp(dir));
-	int kq = new_kq();
+	int kq = xkqueue();
 	DIR *d = opendir(dir);
 	ck_assert_ptr_nonnull(d);
 	int fd = dirfd(d);
@@ -539,9 +484,9 @@ START_TEST(close_of_kqueue_fd_is_plain)
 {
 	/* The kqueue fd itself is closed with close(); a watched fd closed
 	 * afterwards must not reach the dead kqueue. */
-	int kq = new_kq(), p[2];
+	int kq = xkqueue(), p[2];
 
-	new_pipe(p);
+	xpipe2(p, O_NONBLOCK);
 	kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, U(0));
 	ck_assert_int_eq(close(kq), 0);
 	ck_assert_errno(close(kq), EBADF);
@@ -560,14 +505,6 @@ struct waiter {
 	int64_t waited_ms;
 };
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void *
 waiter_main(void *arg)
 {
@@ -580,28 +517,13 @@ waiter_main(void *arg)
 	return NULL;
 }
 
-static void
-join_bounded(pthread_t t, int ms)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	ck_assert_msg(pthread_timedjoin_np(t, NULL, &ts) == 0,
-	    "thread did not return within %d ms", ms);
-}
-
 START_TEST(close_on_other_thread_wakes_waiter)
 {
-	int kq = new_kq(), p[2];
+	int kq = xkqueue(), p[2];
 	struct waiter w = { .kq = kq, .n = -2 };
 	pthread_t t;
 
-	new_pipe(p);
+	xpipe2(p, O_NONBLOCK);
 	kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, U(0));
 	ck_assert_int_eq(pthread_create(&t, NULL, waiter_main, &w), 0);
 	usleep(30000);
@@ -658,13 +580,13 @@ kick_once(void *arg)
 
 START_TEST(close_in_signal_handler_while_blocked)
 {
-	int kq = new_kq(), p[2];
+	int kq = xkqueue(), p[2];
 	struct kicker k = { .target = pthread_self(), .delay_us = 50000 };
 	pthread_t t;
 	struct kevent ev;
 
 	install_handler();
-	new_pipe(p);
+	xpipe2(p, O_NONBLOCK);
 	kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, U(0));
 	victim = p[0];
 	ck_assert_int_eq(pthread_create(&t, NULL, kick_once, &k), 0);
@@ -710,7 +632,7 @@ START_TEST(close_in_signal_handler_during_kevent_calls)
 	 * being closed.  No deadlock, and every reference comes back once. */
 	enum { ROUNDS = 300 };
 	static struct obj o[ROUNDS];
-	int kq = new_kq();
+	int kq = xkqueue();
 	struct kicker k = { .target = pthread_self() };
 	pthread_t t;
 	struct kevent ev[16];
@@ -720,7 +642,7 @@ START_TEST(close_in_signal_handler_during_kevent_calls)
 	ck_assert_int_eq(pthread_create(&t, NULL, kick_loop, &k), 0);
 	for (int i = 0; i < ROUNDS; i++) {
 		int p[2];
-		new_pipe(p);
+		xpipe2(p, O_NONBLOCK);
 		ck_assert_int_eq(write(p[1], "x", 1), 1);
 		victim = p[0];
 		int64_t t0 = now_ms();
@@ -800,7 +722,7 @@ START_TEST(close_racing_with_add_leaves_no_knote)
 	 */
 	enum { ROUNDS = 400 };
 	static struct obj o[ROUNDS];
-	int kq = new_kq();
+	int kq = xkqueue();
 	struct kevent ev[16];
 	unsigned seed = 7;
 
@@ -810,7 +732,7 @@ START_TEST(close_racing_with_add_leaves_no_knote)
 		struct adder a = { .kq = kq, .o = &o[i] };
 		pthread_t t;
 
-		new_pipe(p);
+		xpipe2(p, O_NONBLOCK);
 		a.fd = p[0];
 		ck_assert_int_eq(pthread_create(&t, NULL, adder_main, &a), 0);
 		atomic_store(&a.go, true);
@@ -967,11 +889,11 @@ START_TEST(stress_threads_random_ops_balance)
 	memset(&S, 0, sizeof(S));
 	S.objs = calloc(S_OBJS, sizeof(*S.objs));
 	ck_assert_ptr_nonnull(S.objs);
-	S.kq = new_kq();
+	S.kq = xkqueue();
 	for (int i = 0; i < S_SLOTS; i++) {
 		int p[2];
 		pthread_mutex_init(&S.slot[i].mu, NULL);
-		new_pipe(p);
+		xpipe2(p, O_NONBLOCK);
 		S.slot[i].rfd = p[0];
 		S.slot[i].wfd = p[1];
 	}
@@ -1023,14 +945,6 @@ END_TEST
 
 /* ---------------------------------------------------------------- cost */
 
-static int64_t
-now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 /* Sanitizers and valgrind intercept close() themselves: no timing there. */
 static bool
 instrumented(void)
@@ -1047,11 +961,11 @@ instrumented(void)
 START_TEST(unwatched_close_costs_like_libc)
 {
 	enum { BATCH = 256, ROUNDS = 60 };
-	int kq = new_kq(), p[2], fds[BATCH];
+	int kq = xkqueue(), p[2], fds[BATCH];
 	int64_t best_ours = INT64_MAX, best_raw = INT64_MAX;
 
 	/* A live watch, so the registry is in use. */
-	new_pipe(p);
+	xpipe2(p, O_NONBLOCK);
 	kev_ok(kq, p[0], EVFILT_READ, EV_ADD, 0, 0, NULL);
 	for (int r = 0; r < ROUNDS; r++) {
 		for (int pass = 0; pass < 2; pass++) {

@@ -17,27 +17,10 @@
 /* lib/internal.h: number of epoll_ctl calls made by this process */
 extern _Atomic unsigned long kq_stat_ctl_calls;
 
-#define UD(x)	((void *)(uintptr_t)(x))
-
 static unsigned long
 ctl_calls(void)
 {
 	return atomic_load(&kq_stat_ctl_calls);
-}
-
-static int
-xkqueue(void)
-{
-	int kq = kqueue();
-
-	ck_assert_int_ge(kq, 0);
-	return kq;
-}
-
-static void
-xpipe(int p[2])
-{
-	ck_assert_int_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
 }
 
 /* Apply changes and then wait once without blocking, so that whatever the

@@ -18,67 +18,6 @@
 
 #include "util.h"
 
-#define UD(x)	((void *)(uintptr_t)(x))
-
-static int
-xkqueue(void)
-{
-	int kq = kqueue();
-
-	ck_assert_int_ge(kq, 0);
-	return kq;
-}
-
-static void
-expect_quiet(int kq, long ms)
-{
-	struct kevent ev;
-	int n = kev_wait(kq, &ev, 1, ms);
-
-	ck_assert_msg(n == 0, "expected no event in %ld ms, got %d: ident %lu "
-	    "filter %d flags 0x%x data %lld", ms, n, (unsigned long)ev.ident,
-	    ev.filter, ev.flags, (long long)ev.data);
-}
-
-static void
-set_nonblock(int fd)
-{
-	ck_assert_int_eq(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
-}
-
-static int
-tcp_listener(struct sockaddr_in *sin)
-{
-	socklen_t len = sizeof *sin;
-	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-
-	ck_assert_int_ge(l, 0);
-	ck_assert_int_eq(setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), 0);
-	memset(sin, 0, sizeof *sin);
-	sin->sin_family = AF_INET;
-	sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(l, (struct sockaddr *)sin, sizeof *sin), 0);
-	ck_assert_int_eq(listen(l, 8), 0);
-	ck_assert_int_eq(getsockname(l, (struct sockaddr *)sin, &len), 0);
-	return l;
-}
-
-static void
-tcp_pair(int *client, int *server)
-{
-	struct sockaddr_in sin;
-	int l = tcp_listener(&sin);
-
-	*client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(*client, 0);
-	ck_assert_int_eq(connect(*client, (struct sockaddr *)&sin, sizeof sin), 0);
-	*server = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-	ck_assert_int_ge(*server, 0);
-	close(l);
-	set_nonblock(*client);
-	set_nonblock(*server);
-}
-
 /* Write until EAGAIN (twice, to take what loopback acks in between). */
 static size_t
 fill(int fd)
@@ -93,28 +32,6 @@ fill(int fd)
 			total += (size_t)n;
 		ck_assert_int_eq(errno, EAGAIN);
 		usleep(50000);
-	}
-	return total;
-}
-
-static size_t
-drain(int fd, size_t want)
-{
-	static char buf[65536];
-	size_t total = 0;
-	ssize_t n;
-	int idle = 0;
-
-	while (total < want && idle < 200) {
-		n = read(fd, buf, sizeof buf);
-		if (n > 0) {
-			total += (size_t)n;
-			idle = 0;
-		} else {
-			ck_assert_int_eq(errno, EAGAIN);
-			usleep(5000);
-			idle++;
-		}
 	}
 	return total;
 }
@@ -205,7 +122,7 @@ END_TEST
 START_TEST(listening_socket_is_always_empty)
 {
 	struct sockaddr_in sin;
-	int kq = xkqueue(), l = tcp_listener(&sin);
+	int kq = xkqueue(), l = tcp_listener(8, &sin);
 
 	kev_ok(kq, l, EVFILT_EMPTY, EV_ADD, 0, 0, UD(7));
 	kev_expect(kq, 1000, l, EVFILT_EMPTY, 0, 0, 0, UD(7));

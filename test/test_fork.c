@@ -25,28 +25,11 @@
 
 #include "util.h"
 
-#define UD(x)	((void *)(uintptr_t)(x))
-
 /* In the child: fail with code c unless cond. */
 #define CHILD_CHECK(c, cond) do {					\
 	if (!(cond))							\
 		_exit(c);						\
 } while (0)
-
-static int
-xkqueue(void)
-{
-	int kq = kqueue();
-
-	ck_assert_int_ge(kq, 0);
-	return kq;
-}
-
-static void
-xpipe(int p[2])
-{
-	ck_assert_int_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
-}
 
 static void
 expect_child_ok(pid_t pid)
@@ -222,31 +205,16 @@ START_TEST(child_does_not_consume_parent_pending_events)
 }
 END_TEST
 
-struct waiter {
-	int kq;
-	int n;
-	struct kevent ev;
-};
-
-static void *
-waiter_main(void *arg)
-{
-	struct waiter *w = arg;
-
-	w->n = kev_wait(w->kq, &w->ev, 1, 5000);
-	return NULL;
-}
-
 START_TEST(fork_while_a_thread_waits_in_kevent)
 {
 	int kq = xkqueue(), p[2];
-	struct waiter w = { .kq = kq };
+	struct kev_waiter w = { .kq = kq };
 	pthread_t t;
 	pid_t pid;
 
 	xpipe(p);
 	kev_ok(kq, p[0], EVFILT_READ, EV_ADD, 0, 0, UD(5));
-	ck_assert_int_eq(pthread_create(&t, NULL, waiter_main, &w), 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, kev_waiter_main, &w), 0);
 	usleep(100000);
 	pid = fork();
 	if (pid == 0) {

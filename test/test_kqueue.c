@@ -28,63 +28,6 @@
 
 #include "util.h"
 
-#define UD(x)	((void *)(uintptr_t)(x))
-
-static int64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int
-xkqueue(void)
-{
-	int kq = kqueue();
-
-	ck_assert_int_ge(kq, 0);
-	return kq;
-}
-
-static void
-xpipe(int p[2])
-{
-	ck_assert_int_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
-}
-
-static void
-xwrite(int fd, size_t n)
-{
-	char buf[4096];
-
-	memset(buf, 'x', sizeof buf);
-	ck_assert_uint_le(n, sizeof buf);
-	ck_assert_int_eq(write(fd, buf, n), (ssize_t)n);
-}
-
-static void
-xread(int fd, size_t n)
-{
-	char buf[4096];
-
-	ck_assert_uint_le(n, sizeof buf);
-	ck_assert_int_eq(read(fd, buf, n), (ssize_t)n);
-}
-
-/* No event may arrive within ms. */
-static void
-expect_quiet(int kq, long ms)
-{
-	struct kevent ev;
-	int n = kev_wait(kq, &ev, 1, ms);
-
-	ck_assert_msg(n == 0, "expected no event in %ld ms, got %d: ident %lu "
-	    "filter %d flags 0x%x data %lld", ms, n, (unsigned long)ev.ident,
-	    ev.filter, ev.flags, (long long)ev.data);
-}
-
 /* Does a knote (ident, filter) exist?  EV_DISABLE|EV_ENABLE would be EINVAL,
  * so probe with EV_ENABLE + EV_RECEIPT|EV_KEEPUDATA: 0 if present, ENOENT not. */
 static int
@@ -98,35 +41,6 @@ knote_exists(int kq, uintptr_t ident, short filter)
 	ck_assert_msg(ev.data == 0 || ev.data == ENOENT, "probe got errno %lld",
 	    (long long)ev.data);
 	return ev.data == 0;
-}
-
-static int
-count_open_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *de;
-	int n = 0;
-
-	ck_assert_ptr_nonnull(d);
-	while ((de = readdir(d)) != NULL)
-		if (de->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n - 1;		/* the directory stream's own fd */
-}
-
-static int
-make_regular_file(size_t size)
-{
-	char path[] = "/tmp/kqtest.XXXXXX";
-	int fd = mkstemp(path);
-
-	ck_assert_int_ge(fd, 0);
-	unlink(path);
-	if (size > 0)
-		xwrite(fd, size);
-	ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
-	return fd;
 }
 
 static void
@@ -1113,7 +1027,7 @@ START_TEST(readd_modifies_fflags_and_data)
 	int kq = xkqueue(), s[2];
 
 	/* NOTE_LOWAT is what sfflags/sdata mean for a socket read */
-	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, s), 0);
+	xsocketpair(SOCK_STREAM, s);
 	kev_ok(kq, s[0], EVFILT_READ, EV_ADD, NOTE_LOWAT, 10, UD(1));
 	xwrite(s[1], 5);
 	expect_quiet(kq, 100);

@@ -19,14 +19,6 @@
 #define WAIT_MS 5000
 #define EXIT_FLAGS (EV_CLEAR | EV_ONESHOT | EV_EOF)
 
-static int
-new_kq(void)
-{
-	int kq = kqueue();
-	ck_assert_int_ge(kq, 0);
-	return kq;
-}
-
 /* A child that exits with `code` once `*release` is written to. */
 static pid_t
 spawn_waiting(int code, int *release)
@@ -69,7 +61,7 @@ wait_zombie(pid_t pid)
 
 START_TEST(exit_reports_status_without_reaping)
 {
-	int kq = new_kq(), rel, status;
+	int kq = xkqueue(), rel, status;
 	pid_t pid = spawn_waiting(7, &rel);
 
 	kev_ok(kq, pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, &rel);
@@ -91,7 +83,7 @@ END_TEST
 
 START_TEST(exit_reports_killing_signal)
 {
-	int kq = new_kq(), rel, status;
+	int kq = xkqueue(), rel, status;
 	pid_t pid = spawn_waiting(0, &rel);
 
 	kev_ok(kq, pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, NULL);
@@ -107,7 +99,7 @@ END_TEST
 
 START_TEST(zombie_reports_exit_at_once)
 {
-	int kq = new_kq(), rel;
+	int kq = xkqueue(), rel;
 	pid_t pid = spawn_waiting(3, &rel);
 
 	release_child(rel);
@@ -175,7 +167,7 @@ spawn_grandchild(int code, bool reap_now, int *ctl, pid_t *middle)
 
 START_TEST(exit_status_of_non_child_reaped_by_its_parent)
 {
-	int kq = new_kq(), ctl;
+	int kq = xkqueue(), ctl;
 	pid_t mid, gc = spawn_grandchild(5, true, &ctl, &mid);
 
 	kev_ok(kq, gc, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, NULL);
@@ -190,7 +182,7 @@ END_TEST
 
 START_TEST(exit_status_of_non_child_zombie)
 {
-	int kq = new_kq(), ctl;
+	int kq = xkqueue(), ctl;
 	pid_t mid, gc = spawn_grandchild(6, false, &ctl, &mid);
 
 	kev_ok(kq, gc, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, NULL);
@@ -207,7 +199,7 @@ END_TEST
 
 START_TEST(missing_pid_esrch)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 	pid_t pid = fork();
 
 	ck_assert_int_ge(pid, 0);
@@ -228,7 +220,7 @@ END_TEST
 START_TEST(missing_pid_reported_as_ev_error_entry)
 {
 	struct kevent ch, ev;
-	int kq = new_kq();
+	int kq = xkqueue();
 	pid_t pid = fork();
 
 	ck_assert_int_ge(pid, 0);
@@ -247,7 +239,7 @@ END_TEST
 
 START_TEST(two_kqueues_both_see_exit)
 {
-	int kq1 = new_kq(), kq2 = new_kq(), rel;
+	int kq1 = xkqueue(), kq2 = xkqueue(), rel;
 	pid_t pid = spawn_waiting(64, &rel);
 
 	kev_ok(kq1, pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, (void *)1);
@@ -265,7 +257,7 @@ END_TEST
 
 START_TEST(delete_before_exit_reports_nothing)
 {
-	int kq = new_kq(), rel;
+	int kq = xkqueue(), rel;
 	pid_t pid = spawn_waiting(1, &rel);
 
 	kev_ok(kq, pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, NULL);
@@ -283,7 +275,7 @@ END_TEST
 
 START_TEST(disabled_exit_reported_when_enabled)
 {
-	int kq = new_kq(), rel;
+	int kq = xkqueue(), rel;
 	pid_t pid = spawn_waiting(2, &rel);
 
 	kev_ok(kq, pid, EVFILT_PROC, EV_ADD | EV_DISABLE, NOTE_EXIT, 0, NULL);
@@ -303,7 +295,7 @@ END_TEST
 
 START_TEST(exit_not_asked_for_drops_knote_with_notice)
 {
-	int kq = new_kq(), rel, token;
+	int kq = xkqueue(), rel, token;
 	pid_t pid = spawn_waiting(0, &rel);
 
 	kev_ok(kq, pid, EVFILT_PROC, EV_ADD | EV_FREEWATCH, 0, 0, &token);
@@ -322,7 +314,7 @@ END_TEST
 
 START_TEST(exit_fires_with_freewatch_reference)
 {
-	int kq = new_kq(), rel, token;
+	int kq = xkqueue(), rel, token;
 	pid_t pid = spawn_waiting(4, &rel);
 
 	kev_ok(kq, pid, EVFILT_PROC, EV_ADD | EV_FREEWATCH, NOTE_EXIT, 0, &token);
@@ -339,7 +331,7 @@ END_TEST
 
 START_TEST(fork_reported)
 {
-	int kq = new_kq(), p[2], status;
+	int kq = xkqueue(), p[2], status;
 	pid_t pid;
 	char c;
 
@@ -380,7 +372,7 @@ nothing(void *arg)
 
 START_TEST(thread_creation_is_not_a_fork)
 {
-	int kq = new_kq(), p[2];
+	int kq = xkqueue(), p[2];
 	pid_t pid;
 	char c;
 
@@ -411,7 +403,7 @@ END_TEST
 
 START_TEST(exec_reported)
 {
-	int kq = new_kq(), go[2], hold[2], status;
+	int kq = xkqueue(), go[2], hold[2], status;
 	pid_t pid;
 	char c;
 
@@ -444,7 +436,7 @@ END_TEST
 
 START_TEST(fork_and_exit_together_are_one_report)
 {
-	int kq = new_kq(), p[2];
+	int kq = xkqueue(), p[2];
 	pid_t pid;
 	char c;
 
@@ -475,7 +467,7 @@ END_TEST
 START_TEST(track_follows_child)
 {
 	struct kevent ev;
-	int kq = new_kq(), go[2], gcp[2], token, n;
+	int kq = xkqueue(), go[2], gcp[2], token, n;
 	pid_t pid, gc;
 	char c;
 
@@ -530,7 +522,7 @@ END_TEST
 
 START_TEST(track_child_exit_before_read_comes_after_note_child)
 {
-	int kq = new_kq(), go[2];
+	int kq = xkqueue(), go[2];
 	pid_t pid;
 	char c;
 
@@ -581,7 +573,7 @@ END_TEST
 
 START_TEST(procdesc_exit_reports_status)
 {
-	int kq = new_kq(), rel, pfd, status;
+	int kq = xkqueue(), rel, pfd, status;
 	pid_t pid = spawn_waiting(7, &rel);
 
 	pfd = pidfd_open(pid, 0);
@@ -601,7 +593,7 @@ END_TEST
 
 START_TEST(procdesc_of_exited_process_reports_at_once)
 {
-	int kq = new_kq(), rel, pfd;
+	int kq = xkqueue(), rel, pfd;
 	pid_t pid = spawn_waiting(0, &rel);
 
 	pfd = pidfd_open(pid, 0);
@@ -620,7 +612,7 @@ END_TEST
 
 START_TEST(procdesc_rejects_other_descriptors)
 {
-	int kq = new_kq(), p[2];
+	int kq = xkqueue(), p[2];
 
 	ck_assert_int_eq(pipe(p), 0);
 	ck_assert_errno(kev_change(kq, p[0], EVFILT_PROCDESC, EV_ADD, NOTE_EXIT,
@@ -635,7 +627,7 @@ END_TEST
 
 START_TEST(procdesc_close_removes_knote)
 {
-	int kq = new_kq(), rel, pfd, token;
+	int kq = xkqueue(), rel, pfd, token;
 	pid_t pid = spawn_waiting(0, &rel);
 
 	pfd = pidfd_open(pid, 0);
@@ -655,7 +647,7 @@ END_TEST
 
 START_TEST(procdesc_fork_reports_child_pid)
 {
-	int kq = new_kq(), p[2], pfd;
+	int kq = xkqueue(), p[2], pfd;
 	pid_t pid, gc = 0;
 	char c;
 	int gcp[2];
@@ -700,7 +692,7 @@ END_TEST
 /* Without pidfd_open() (Linux < 5.3, valgrind 3.19) the filter says so. */
 START_TEST(add_without_pidfd_is_enosys)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	ck_assert_errno(kev_change(kq, getpid(), EVFILT_PROC, EV_ADD, NOTE_EXIT,
 	    0, NULL), ENOSYS);
@@ -712,7 +704,7 @@ END_TEST
  * CAP_NET_ADMIN) there is no proc connector: EV_ADD says so. */
 START_TEST(connector_unavailable_is_enotsup)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	ck_assert_errno(kev_change(kq, getpid(), EVFILT_PROC, EV_ADD, NOTE_FORK,
 	    0, NULL), ENOTSUP);

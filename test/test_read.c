@@ -38,116 +38,6 @@
 
 #include "util.h"
 
-#define UD(x)	((void *)(uintptr_t)(x))
-
-static int
-xkqueue(void)
-{
-	int kq = kqueue();
-
-	ck_assert_int_ge(kq, 0);
-	return kq;
-}
-
-static void
-xpipe(int p[2])
-{
-	ck_assert_int_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
-}
-
-static void
-xwrite(int fd, size_t n)
-{
-	char buf[4096];
-
-	memset(buf, 'r', sizeof buf);
-	ck_assert_uint_le(n, sizeof buf);
-	ck_assert_int_eq(write(fd, buf, n), (ssize_t)n);
-}
-
-static void
-xread(int fd, size_t n)
-{
-	char buf[4096];
-
-	ck_assert_uint_le(n, sizeof buf);
-	ck_assert_int_eq(read(fd, buf, n), (ssize_t)n);
-}
-
-static void
-expect_quiet(int kq, long ms)
-{
-	struct kevent ev;
-	int n = kev_wait(kq, &ev, 1, ms);
-
-	ck_assert_msg(n == 0, "expected no event in %ld ms, got %d: ident %lu "
-	    "filter %d flags 0x%x fflags %u data %lld", ms, n,
-	    (unsigned long)ev.ident, ev.filter, ev.flags, ev.fflags,
-	    (long long)ev.data);
-}
-
-static void
-set_nonblock(int fd)
-{
-	ck_assert_int_eq(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
-}
-
-static int
-tcp_listener(int backlog, struct sockaddr_in *sin)
-{
-	socklen_t len = sizeof *sin;
-	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-
-	ck_assert_int_ge(l, 0);
-	ck_assert_int_eq(setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), 0);
-	memset(sin, 0, sizeof *sin);
-	sin->sin_family = AF_INET;
-	sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(l, (struct sockaddr *)sin, sizeof *sin), 0);
-	ck_assert_int_eq(listen(l, backlog), 0);
-	ck_assert_int_eq(getsockname(l, (struct sockaddr *)sin, &len), 0);
-	return l;
-}
-
-static int
-tcp_connect(const struct sockaddr_in *sin)
-{
-	int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	ck_assert_int_ge(c, 0);
-	ck_assert_int_eq(connect(c, (const struct sockaddr *)sin, sizeof *sin), 0);
-	return c;
-}
-
-/* A connected loopback TCP pair, both ends non-blocking. */
-static void
-tcp_pair(int *client, int *server)
-{
-	struct sockaddr_in sin;
-	int l = tcp_listener(4, &sin);
-
-	*client = tcp_connect(&sin);
-	*server = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-	ck_assert_int_ge(*server, 0);
-	close(l);
-	set_nonblock(*client);
-	set_nonblock(*server);
-}
-
-static int
-make_regular_file(size_t size)
-{
-	char path[] = "/tmp/kqread.XXXXXX";
-	int fd = mkstemp(path);
-
-	ck_assert_int_ge(fd, 0);
-	unlink(path);
-	if (size > 0)
-		xwrite(fd, size);
-	ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
-	return fd;
-}
-
 /* Wait for READ on a level knote until it shows want and flags (the kernel
  * may still be moving bytes), then assert the exact event. */
 static void
@@ -256,7 +146,7 @@ START_TEST(unix_stream_read_data_is_bytes_buffered)
 {
 	int kq = xkqueue(), s[2];
 
-	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, s), 0);
+	xsocketpair(SOCK_STREAM, s);
 	kev_ok(kq, s[0], EVFILT_READ, EV_ADD, 0, 0, UD(5));
 	expect_quiet(kq, 50);
 	xwrite(s[1], 7);
@@ -275,7 +165,7 @@ START_TEST(unix_stream_read_eof_on_peer_shutdown)
 {
 	int kq = xkqueue(), s[2];
 
-	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, s), 0);
+	xsocketpair(SOCK_STREAM, s);
 	kev_ok(kq, s[0], EVFILT_READ, EV_ADD, 0, 0, UD(6));
 	xwrite(s[1], 3);
 	ck_assert_int_eq(shutdown(s[1], SHUT_WR), 0);
@@ -290,7 +180,7 @@ START_TEST(unix_stream_read_eof_on_peer_close)
 {
 	int kq = xkqueue(), s[2];
 
-	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, s), 0);
+	xsocketpair(SOCK_STREAM, s);
 	kev_ok(kq, s[0], EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, UD(7));
 	close(s[1]);
 	kev_expect(kq, 1000, s[0], EVFILT_READ, EV_CLEAR | EV_EOF, 0, 0, UD(7));
@@ -352,7 +242,7 @@ START_TEST(read_lowat_waits_for_that_many_bytes)
 {
 	int kq = xkqueue(), s[2], c, t;
 
-	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, s), 0);
+	xsocketpair(SOCK_STREAM, s);
 	kev_ok(kq, s[0], EVFILT_READ, EV_ADD, NOTE_LOWAT, 10, UD(11));
 	xwrite(s[1], 5);
 	expect_quiet(kq, 100);
@@ -496,7 +386,7 @@ START_TEST(unix_dgram_read_data_counts_datagram_bytes)
 {
 	int s[2];
 
-	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0, s), 0);
+	xsocketpair(SOCK_DGRAM, s);
 	dgram_case(s[0], s[1], NULL, 0);
 	close(s[0]);
 	close(s[1]);
@@ -673,7 +563,7 @@ START_TEST(read_and_write_knotes_are_independent)
 	int kq = xkqueue(), s[2], i;
 	struct kevent ev[2];
 
-	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, s), 0);
+	xsocketpair(SOCK_STREAM, s);
 	kev_ok(kq, s[0], EVFILT_READ, EV_ADD | EV_ONESHOT, 0, 0, UD(1));
 	kev_ok(kq, s[0], EVFILT_WRITE, EV_ADD, 0, 0, UD(2));
 	xwrite(s[1], 4);

@@ -38,14 +38,6 @@ on_siginfo(int sig, siginfo_t *si, void *uc)
 	atomic_store(&handled_code, si->si_code);
 }
 
-static int
-new_kq(void)
-{
-	int kq = kqueue();
-	ck_assert_int_ge(kq, 0);
-	return kq;
-}
-
 static void
 kill_self(int sig, int times)
 {
@@ -66,7 +58,7 @@ set_handler(int sig, void (*fn)(int))
 
 START_TEST(signal_counts_each_delivery)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	set_handler(SIGUSR1, on_signal);
 	kev_ok(kq, SIGUSR1, EVFILT_SIGNAL, EV_ADD, 0, 0, &handled);
@@ -83,7 +75,7 @@ END_TEST
 
 START_TEST(signal_before_add_not_counted)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	set_handler(SIGUSR1, on_signal);
 	kill_self(SIGUSR1, 1);
@@ -96,7 +88,7 @@ END_TEST
 START_TEST(sig_ign_set_after_add_still_counted)
 {
 	struct sigaction cur;
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	kev_ok(kq, SIGUSR1, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL);
 	/* what libevent and nginx do */
@@ -112,7 +104,7 @@ END_TEST
 
 START_TEST(sig_ign_set_before_add_counted)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	ck_assert_ptr_ne(signal(SIGUSR2, SIG_IGN), SIG_ERR);
 	kev_ok(kq, SIGUSR2, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL);
@@ -125,7 +117,7 @@ END_TEST
 START_TEST(handler_installed_after_add_runs_with_siginfo)
 {
 	struct sigaction sa, cur;
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	kev_ok(kq, SIGUSR1, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL);
 	memset(&sa, 0, sizeof sa);
@@ -149,7 +141,7 @@ END_TEST
 
 START_TEST(handler_installed_before_add_keeps_running)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	set_handler(SIGUSR2, on_signal);
 	kev_ok(kq, SIGUSR2, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL);
@@ -224,7 +216,7 @@ END_TEST
 
 START_TEST(sig_dfl_ignored_signal_counted_without_effect)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	signal(SIGWINCH, SIG_DFL);
 	kev_ok(kq, SIGWINCH, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL);
@@ -249,7 +241,7 @@ START_TEST(other_thread_not_blocking_takes_signal)
 {
 	pthread_t t;
 	sigset_t set;
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	set_handler(SIGUSR1, on_signal);
 	kev_ok(kq, SIGUSR1, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL);
@@ -287,7 +279,7 @@ START_TEST(ignored_signal_does_not_interrupt_kevent)
 {
 	pthread_t t;
 	sigset_t set;
-	int kq = new_kq(), other = new_kq(), n;
+	int kq = xkqueue(), other = xkqueue(), n;
 	struct kevent ev;
 
 	ck_assert_ptr_ne(signal(SIGUSR1, SIG_IGN), SIG_ERR);
@@ -316,7 +308,7 @@ START_TEST(handled_signal_interrupts_unrelated_kevent)
 {
 	pthread_t t;
 	sigset_t set;
-	int kq = new_kq(), other = new_kq(), n;
+	int kq = xkqueue(), other = xkqueue(), n;
 	struct kevent ev;
 
 	set_handler(SIGUSR1, on_signal);
@@ -343,7 +335,7 @@ START_TEST(handled_signal_wakes_its_kevent_with_the_event)
 {
 	pthread_t t;
 	sigset_t set;
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	set_handler(SIGUSR1, on_signal);
 	kev_ok(kq, SIGUSR1, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL);
@@ -363,7 +355,7 @@ END_TEST
 
 START_TEST(two_kqueues_each_count)
 {
-	int kq1 = new_kq(), kq2 = new_kq();
+	int kq1 = xkqueue(), kq2 = xkqueue();
 
 	ck_assert_ptr_ne(signal(SIGUSR1, SIG_IGN), SIG_ERR);
 	kev_ok(kq1, SIGUSR1, EVFILT_SIGNAL, EV_ADD, 0, 0, (void *)1);
@@ -408,7 +400,7 @@ START_TEST(delete_restores_disposition_and_mask)
 {
 	struct sigaction sa, before, after;
 	sigset_t mbefore, mafter, block;
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_signal;
@@ -442,7 +434,7 @@ END_TEST
 START_TEST(close_of_kqueue_restores_disposition)
 {
 	struct sigaction before, after;
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	signal(SIGUSR2, SIG_DFL);
 	ck_assert_int_eq(sigaction(SIGUSR2, NULL, &before), 0);
@@ -456,7 +448,7 @@ END_TEST
 START_TEST(disposition_set_while_watched_survives_delete)
 {
 	struct sigaction after;
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	signal(SIGUSR1, SIG_DFL);
 	kev_ok(kq, SIGUSR1, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL);
@@ -474,7 +466,7 @@ END_TEST
 START_TEST(blocked_signal_counted_while_pending)
 {
 	sigset_t set, pend;
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	set_handler(SIGUSR1, on_signal);
 	sigemptyset(&set);
@@ -500,7 +492,7 @@ END_TEST
 START_TEST(blocked_signal_consumed_by_sigwait_counted_once)
 {
 	sigset_t set;
-	int kq = new_kq(), sig = 0;
+	int kq = xkqueue(), sig = 0;
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR2);
@@ -524,7 +516,7 @@ END_TEST
 
 START_TEST(sigchld_counted_on_child_exit)
 {
-	int kq = new_kq(), status;
+	int kq = xkqueue(), status;
 	pid_t pid;
 
 	signal(SIGCHLD, SIG_DFL);
@@ -543,7 +535,7 @@ END_TEST
 START_TEST(sigchld_ignored_not_counted_and_children_reap_themselves)
 {
 	siginfo_t si;
-	int kq = new_kq(), status;
+	int kq = xkqueue(), status;
 	pid_t pid;
 
 	ck_assert_ptr_ne(signal(SIGCHLD, SIG_IGN), SIG_ERR);
@@ -567,7 +559,7 @@ END_TEST
 
 START_TEST(invalid_signal_numbers_einval)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 	uintptr_t bad[] = { 0, SIGKILL, SIGSTOP, 32, 33, 65, 9999,
 	    (uintptr_t)-1 };
 
@@ -580,7 +572,7 @@ END_TEST
 
 START_TEST(delete_unknown_signal_enoent)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	ck_assert_errno(kev_change(kq, SIGUSR2, EVFILT_SIGNAL, EV_DELETE, 0, 0,
 	    NULL), ENOENT);
@@ -590,7 +582,7 @@ END_TEST
 
 START_TEST(disabled_knote_keeps_counting)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	ck_assert_ptr_ne(signal(SIGUSR1, SIG_IGN), SIG_ERR);
 	kev_ok(kq, SIGUSR1, EVFILT_SIGNAL, EV_ADD | EV_DISABLE, 0, 0, NULL);
@@ -604,7 +596,7 @@ END_TEST
 
 START_TEST(dispatch_holds_count_until_enabled)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	ck_assert_ptr_ne(signal(SIGUSR1, SIG_IGN), SIG_ERR);
 	kev_ok(kq, SIGUSR1, EVFILT_SIGNAL, EV_ADD | EV_DISPATCH, 0, 0, NULL);
@@ -622,7 +614,7 @@ END_TEST
 
 START_TEST(oneshot_reports_once)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	ck_assert_ptr_ne(signal(SIGUSR1, SIG_IGN), SIG_ERR);
 	kev_ok(kq, SIGUSR1, EVFILT_SIGNAL, EV_ADD | EV_ONESHOT, 0, 0, NULL);
@@ -639,7 +631,7 @@ END_TEST
 
 START_TEST(delete_drops_pending_count)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	ck_assert_ptr_ne(signal(SIGUSR1, SIG_IGN), SIG_ERR);
 	kev_ok(kq, SIGUSR1, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL);
@@ -654,7 +646,7 @@ END_TEST
 
 START_TEST(readd_keeps_pending_count_and_takes_udata)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	ck_assert_ptr_ne(signal(SIGUSR1, SIG_IGN), SIG_ERR);
 	kev_ok(kq, SIGUSR1, EVFILT_SIGNAL, EV_ADD, 0, 0, (void *)1);
@@ -668,7 +660,7 @@ END_TEST
 START_TEST(realtime_signals_counted_each)
 {
 	union sigval v = { .sival_int = 0 };
-	int kq = new_kq(), sig = SIGRTMIN + 2;
+	int kq = xkqueue(), sig = SIGRTMIN + 2;
 
 	ck_assert_ptr_ne(signal(sig, SIG_IGN), SIG_ERR);
 	kev_ok(kq, sig, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL);
@@ -681,7 +673,7 @@ END_TEST
 
 START_TEST(sigcont_counted)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	kev_ok(kq, SIGCONT, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL);
 	kill_self(SIGCONT, 1);
@@ -692,7 +684,7 @@ END_TEST
 
 START_TEST(fork_child_gets_application_disposition)
 {
-	int kq = new_kq(), status;
+	int kq = xkqueue(), status;
 	pid_t pid;
 
 	ck_assert_ptr_ne(signal(SIGUSR1, SIG_IGN), SIG_ERR);
@@ -737,7 +729,7 @@ END_TEST
 
 START_TEST(freewatch_reference_back_on_delete)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 	int token;
 
 	kev_ok(kq, SIGUSR2, EVFILT_SIGNAL, EV_ADD | EV_FREEWATCH, 0, 0, &token);

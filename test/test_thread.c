@@ -18,32 +18,6 @@
 
 #include "util.h"
 
-#define UD(x)	((void *)(uintptr_t)(x))
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int
-xkqueue(void)
-{
-	int kq = kqueue();
-
-	ck_assert_int_ge(kq, 0);
-	return kq;
-}
-
-static void
-xpipe(int p[2])
-{
-	ck_assert_int_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
-}
-
 /* One blocking kevent() call on another thread. */
 struct waiter {
 	pthread_t tid;

@@ -20,15 +20,6 @@
 #define MS	1000000LL
 
 static int64_t
-mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static int64_t
 real_ns(void)
 {
 	struct timespec ts;
@@ -46,21 +37,6 @@ sleep_ms(long ms)
 		;
 }
 
-static int
-fd_count(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	ck_assert_ptr_nonnull(d);
-	while ((e = readdir(d)) != NULL)
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n - 1;		/* the directory's own fd */
-}
-
 /*
  * Arm a timer and remember when: the library took its start time somewhere
  * in [lo, hi].
@@ -75,9 +51,9 @@ arm(int kq, uintptr_t ident, unsigned short flags, unsigned fflags,
 {
 	struct armed a;
 
-	a.lo = mono_ns();
+	a.lo = now_ns();
 	kev_ok(kq, ident, EVFILT_TIMER, flags, fflags, data, udata);
-	a.hi = mono_ns();
+	a.hi = now_ns();
 	return a;
 }
 
@@ -92,12 +68,12 @@ expect_timer(int kq, long ms, uintptr_t ident, unsigned short flags,
     void *udata, struct armed a, int64_t period_ns, int64_t total)
 {
 	struct kevent ev;
-	int64_t before = mono_ns(), after;
+	int64_t before = now_ns(), after;
 	int n;
 
 	memset(&ev, 0xa5, sizeof ev);
 	n = kev_wait(kq, &ev, 1, ms);
-	after = mono_ns();
+	after = now_ns();
 	ck_assert_msg(n == 1, "expected a timer event, kevent returned %d (errno %d)",
 	    n, errno);
 	ck_assert_uint_eq(ev.ident, ident);
@@ -121,20 +97,11 @@ expect_timer(int kq, long ms, uintptr_t ident, unsigned short flags,
 	return ev.data;
 }
 
-static int
-new_kq(void)
-{
-	int kq = kqueue();
-
-	ck_assert_int_ge(kq, 0);
-	return kq;
-}
-
 /* ------------------------------------------------------------ semantics */
 
 START_TEST(timer_periodic_reports_clear_and_counts_expirations)
 {
-	int kq = new_kq(), udata;
+	int kq = xkqueue(), udata;
 	struct armed a = arm(kq, 1, EV_ADD, 0, 100, &udata);
 	int64_t total;
 
@@ -152,7 +119,7 @@ END_TEST
 
 START_TEST(timer_oneshot_fires_once_and_is_deleted)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 	struct armed a = arm(kq, 7, EV_ADD | EV_ONESHOT, 0, 50, NULL);
 	struct kevent ev;
 
@@ -177,9 +144,9 @@ START_TEST(timer_units_scale_data)
 		{ NOTE_USECONDS, 200000, 200 * MS },
 		{ NOTE_NSECONDS, 100000000, 100 * MS },
 	};
-	int kq = new_kq(), seen = 0;
+	int kq = xkqueue(), seen = 0;
 	size_t i;
-	int64_t t0 = mono_ns();
+	int64_t t0 = now_ns();
 
 	for (i = 0; i < sizeof u / sizeof u[0]; i++)
 		kev_ok(kq, i, EVFILT_TIMER, EV_ADD | EV_ONESHOT, u[i].fflags,
@@ -187,7 +154,7 @@ START_TEST(timer_units_scale_data)
 	while (seen != (1 << (sizeof u / sizeof u[0])) - 1) {
 		struct kevent ev;
 		ck_assert_int_eq(kev_wait(kq, &ev, 1, 5000), 1);
-		int64_t t = mono_ns();
+		int64_t t = now_ns();
 		ck_assert_uint_lt(ev.ident, sizeof u / sizeof u[0]);
 		ck_assert_int_eq(ev.filter, EVFILT_TIMER);
 		ck_assert_uint_eq(ev.flags, EV_ONESHOT | EV_CLEAR);
@@ -206,7 +173,7 @@ END_TEST
 
 START_TEST(timer_abstime_fires_at_realtime_deadline_without_clear)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 	int64_t deadline_us = real_ns() / 1000 + 300000;
 	int64_t deadline_ms = real_ns() / MS + 400;
 	int i;
@@ -228,7 +195,7 @@ END_TEST
 
 START_TEST(timer_abstime_in_the_past_fires_at_once)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	kev_ok(kq, 1, EVFILT_TIMER, EV_ADD | EV_ONESHOT, NOTE_ABSTIME,
 	    real_ns() / MS - 5000, NULL);
@@ -240,7 +207,7 @@ END_TEST
 /* No EV_ONESHOT, no EV_CLEAR: fires once and then stays triggered. */
 START_TEST(timer_abstime_epoch_stays_triggered_until_deleted)
 {
-	int kq = new_kq(), u;
+	int kq = xkqueue(), u;
 
 	kev_ok(kq, 3, EVFILT_TIMER, EV_ADD, NOTE_ABSTIME, 0, &u);
 	kev_expect(kq, 0, 3, EVFILT_TIMER, 0, 0, 1, &u);
@@ -253,7 +220,7 @@ END_TEST
 
 START_TEST(timer_zero_oneshot_fires_at_once)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	kev_ok(kq, 4, EVFILT_TIMER, EV_ADD | EV_ONESHOT, NOTE_SECONDS, 0, NULL);
 	kev_expect(kq, 0, 4, EVFILT_TIMER, EV_ONESHOT | EV_CLEAR, 0, 1, NULL);
@@ -265,7 +232,7 @@ END_TEST
 /* A periodic timer of 0 runs every 1 unit (here 1 ms), not once at once. */
 START_TEST(timer_zero_periodic_runs_every_unit)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 	struct armed a = arm(kq, 5, EV_ADD, NOTE_MSECONDS, 0, NULL);
 	int64_t n;
 
@@ -278,7 +245,7 @@ END_TEST
 
 START_TEST(timer_negative_data_is_einval)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	ck_assert_errno(kev_change(kq, 1, EVFILT_TIMER, EV_ADD, 0, -1, NULL),
 	    EINVAL);
@@ -300,7 +267,7 @@ START_TEST(timer_bad_fflags_are_einval)
 		NOTE_TRIGGER,
 		NOTE_MSECONDS | 0x80000000u,
 	};
-	int kq = new_kq();
+	int kq = xkqueue();
 	size_t i;
 
 	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -321,7 +288,7 @@ END_TEST
 
 START_TEST(timer_readd_restarts_with_new_period_and_udata)
 {
-	int kq = new_kq(), u1, u2;
+	int kq = xkqueue(), u1, u2;
 	struct armed a;
 
 	kev_ok(kq, 1, EVFILT_TIMER, EV_ADD, 0, 10000, &u1);
@@ -333,7 +300,7 @@ END_TEST
 
 START_TEST(timer_readd_discards_undelivered_expirations)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	kev_ok(kq, 1, EVFILT_TIMER, EV_ADD, 0, 10, NULL);
 	kev_ok(kq, 2, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 10, NULL);
@@ -348,7 +315,7 @@ END_TEST
 /* Expirations already counted (while disabled) are thrown away too. */
 START_TEST(timer_readd_while_disabled_discards_counted_expirations)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	kev_ok(kq, 1, EVFILT_TIMER, EV_ADD | EV_DISABLE, 0, 10, NULL);
 	sleep_ms(100);
@@ -365,7 +332,7 @@ END_TEST
 /* Deviation from FreeBSD (which silently kills the timer): EINVAL, timer kept. */
 START_TEST(timer_invalid_readd_is_einval_and_keeps_timer)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 	struct armed a = arm(kq, 1, EV_ADD | EV_ONESHOT, 0, 100, NULL);
 
 	ck_assert_errno(kev_change(kq, 1, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0,
@@ -380,7 +347,7 @@ END_TEST
 /* EV_DISABLE disables the event, not the filter: expirations are counted. */
 START_TEST(timer_disabled_counts_expirations_until_enabled)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 	struct armed a = arm(kq, 1, EV_ADD | EV_DISABLE, 0, 20, NULL);
 
 	sleep_ms(200);
@@ -394,16 +361,16 @@ END_TEST
 
 START_TEST(timer_dispatch_disables_after_delivery_and_keeps_counting)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 	struct armed a = arm(kq, 1, EV_ADD | EV_DISPATCH, 0, 30, NULL);
 	int64_t d1, d2, t1;
 	struct kevent ev;
 
 	d1 = expect_timer(kq, 3000, 1, EV_CLEAR | EV_DISPATCH, NULL, a, 30 * MS,
 	    0);
-	t1 = mono_ns();
+	t1 = now_ns();
 	ck_assert_int_eq(kev_wait(kq, &ev, 1, 200), 0);
-	int64_t t2 = mono_ns();
+	int64_t t2 = now_ns();
 	kev_ok(kq, 1, EVFILT_TIMER, EV_ENABLE, 0, 0, NULL);
 	d2 = expect_timer(kq, 0, 1, EV_CLEAR | EV_DISPATCH, NULL, a, 30 * MS,
 	    d1);
@@ -416,7 +383,7 @@ END_TEST
 
 START_TEST(timer_delete_stops_it)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 	struct armed a = arm(kq, 9, EV_ADD, 0, 20, NULL);
 	struct kevent ev;
 
@@ -431,7 +398,7 @@ END_TEST
 
 START_TEST(timer_same_ident_in_two_kqueues_is_independent)
 {
-	int kq1 = new_kq(), kq2 = new_kq();
+	int kq1 = xkqueue(), kq2 = xkqueue();
 	struct armed a;
 	struct kevent ev;
 
@@ -449,7 +416,7 @@ END_TEST
 /* Saturates to "never" instead of wrapping into the past. */
 START_TEST(timer_huge_values_do_not_wrap)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 	struct kevent ev;
 
 	kev_ok(kq, 1, EVFILT_TIMER, EV_ADD, NOTE_NSECONDS, INT64_MAX, NULL);
@@ -475,18 +442,18 @@ blocked_waiter(void *arg)
 	struct timespec ts = { 5, 0 };
 	intptr_t n = kevent(kq, NULL, 0, &ev, 1, &ts);
 
-	return (void *)(n == 1 && ev.ident == 11 ? mono_ns() : 0);
+	return (void *)(n == 1 && ev.ident == 11 ? now_ns() : 0);
 }
 
 START_TEST(timer_wakes_thread_blocked_in_kevent)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 	pthread_t th;
 	void *ret;
 
 	ck_assert_int_eq(pthread_create(&th, NULL, blocked_waiter, &kq), 0);
 	sleep_ms(50);
-	int64_t t0 = mono_ns();
+	int64_t t0 = now_ns();
 	kev_ok(kq, 11, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 100, NULL);
 	ck_assert_int_eq(pthread_join(th, &ret), 0);
 	int64_t t = (int64_t)(intptr_t)ret;
@@ -503,7 +470,7 @@ END_TEST
  */
 START_TEST(timer_fork_child_leaves_parent_timer_running)
 {
-	int kq = new_kq(), status;
+	int kq = xkqueue(), status;
 	struct armed a = arm(kq, 1, EV_ADD, 0, 50, NULL);
 	int64_t total;
 	pid_t pid;
@@ -536,7 +503,7 @@ START_TEST(timer_100000_oneshots_fire_exactly_once_each)
 {
 	static struct kevent ch[1000], ev[1024];
 	unsigned char *seen = calloc(NMANY + 1, 1);
-	int kq = new_kq(), i, j, got = 0;
+	int kq = xkqueue(), i, j, got = 0;
 	int64_t deadline;
 
 	ck_assert_ptr_nonnull(seen);
@@ -546,9 +513,9 @@ START_TEST(timer_100000_oneshots_fire_exactly_once_each)
 			    0, (i + j) % 97 + 1, (void *)(uintptr_t)(3 * (i + j)));
 		ck_assert_int_eq(kevent(kq, ch, 1000, NULL, 0, NULL), 0);
 	}
-	deadline = mono_ns() + 60000 * MS;
+	deadline = now_ns() + 60000 * MS;
 	while (got < NMANY) {
-		ck_assert_msg(mono_ns() < deadline, "only %d of %d fired", got,
+		ck_assert_msg(now_ns() < deadline, "only %d of %d fired", got,
 		    NMANY);
 		int n = kev_wait(kq, ev, 1024, 1000);
 		ck_assert_int_ge(n, 0);
@@ -585,7 +552,7 @@ START_TEST(timer_many_fire_in_deadline_order_after_deletes)
 {
 	static struct kevent ch[NORDER], ev[1024];
 	static int call_of[NORDER], period[NORDER];
-	int kq = new_kq(), i, j, calls = 0, got = 0, want = 0, ndel = 0;
+	int kq = xkqueue(), i, j, calls = 0, got = 0, want = 0, ndel = 0;
 	int maxcall_upto[1002], mincall_at[1002];
 	int64_t lo, hi, slack;
 
@@ -595,9 +562,9 @@ START_TEST(timer_many_fire_in_deadline_order_after_deletes)
 		EV_SET(&ch[i], i, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, period[i],
 		    NULL);
 	}
-	lo = mono_ns();
+	lo = now_ns();
 	ck_assert_int_eq(kevent(kq, ch, NORDER, NULL, 0, NULL), 0);
-	hi = mono_ns();
+	hi = now_ns();
 	for (i = 0; i < NORDER; i += 3)
 		EV_SET(&ch[ndel++], i, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
 	ck_assert_int_eq(kevent(kq, ch, ndel, NULL, 0, NULL), 0);
@@ -648,28 +615,28 @@ END_TEST
 START_TEST(timer_and_user_knotes_need_at_most_two_fds)
 {
 	static struct kevent ch[2000];
-	int kq = new_kq(), before, i;
+	int kq = xkqueue(), before, i;
 	struct armed a;
 
-	before = fd_count();
+	before = count_open_fds();
 	for (i = 0; i < 1000; i++) {
 		EV_SET(&ch[i], i, EVFILT_TIMER, EV_ADD, 0, 60000 + i, NULL);
 		EV_SET(&ch[1000 + i], i, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0,
 		    NULL);
 	}
 	ck_assert_int_eq(kevent(kq, ch, 2000, NULL, 0, NULL), 0);
-	ck_assert_int_le(fd_count(), before + 2);
+	ck_assert_int_le(count_open_fds(), before + 2);
 	/* they are live: a short timer and a trigger both report */
 	a = arm(kq, 5000, EV_ADD | EV_ONESHOT, 0, 20, NULL);
 	kev_ok(kq, 999, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
 	kev_expect(kq, 1000, 999, EVFILT_USER, EV_CLEAR, 0, 0, NULL);
 	expect_timer(kq, 3000, 5000, EV_ONESHOT | EV_CLEAR, NULL, a, 20 * MS, 0);
-	ck_assert_int_le(fd_count(), before + 2);
+	ck_assert_int_le(count_open_fds(), before + 2);
 	/* with its last timer gone the kqueue gives its timerfd back */
 	for (i = 0; i < 1000; i++)
 		EV_SET(&ch[i], i, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
 	ck_assert_int_eq(kevent(kq, ch, 1000, NULL, 0, NULL), 0);
-	ck_assert_int_eq(fd_count(), before);
+	ck_assert_int_eq(count_open_fds(), before);
 	close(kq);
 }
 END_TEST
@@ -688,23 +655,23 @@ START_TEST(timer_million_timers_with_1024_fds)
 	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
 	rl.rlim_cur = 1024;
 	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
-	kq = new_kq();
-	t0 = mono_ns();
+	kq = xkqueue();
+	t0 = now_ns();
 	for (i = 0; i < NMILLION; i += BATCH) {
 		for (j = 0; j < BATCH; j++)
 			EV_SET(&ch[j], i + j, EVFILT_TIMER, EV_ADD, 0,
 			    3600000 + (i + j) % 1000, NULL);
 		ck_assert_int_eq(kevent(kq, ch, BATCH, NULL, 0, NULL), 0);
 	}
-	t1 = mono_ns();
-	ck_assert_int_lt(fd_count(), 64);
+	t1 = now_ns();
+	ck_assert_int_lt(count_open_fds(), 64);
 	/* every delete must find its knote (an error would make kevent -1) */
 	for (i = 0; i < NMILLION; i += BATCH) {
 		for (j = 0; j < BATCH; j++)
 			EV_SET(&ch[j], i + j, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
 		ck_assert_int_eq(kevent(kq, ch, BATCH, NULL, 0, NULL), 0);
 	}
-	t2 = mono_ns();
+	t2 = now_ns();
 	ck_assert_errno(kev_change(kq, 0, EVFILT_TIMER, EV_DELETE, 0, 0, NULL),
 	    ENOENT);
 	fprintf(stderr, "1M timers: add %.2f s, delete %.2f s\n",

@@ -10,30 +10,12 @@
 #include <stdint.h>
 #include <unistd.h>
 
-static int
-new_kq(void)
-{
-	int kq = kqueue();
-
-	ck_assert_int_ge(kq, 0);
-	return kq;
-}
-
-static int64_t
-mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 #define trigger(kq, id, ff, data, udata) \
 	kev_ok(kq, id, EVFILT_USER, 0, NOTE_TRIGGER | (ff), data, udata)
 
 START_TEST(user_add_and_delete_report_nothing)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	kev_ok(kq, 1, EVFILT_USER, EV_ADD, 0, 0, NULL);
 	kev_expect_none(kq);
@@ -48,7 +30,7 @@ END_TEST
 /* FreeBSD looks at NOTE_TRIGGER only on changes to an existing knote. */
 START_TEST(user_add_with_trigger_does_not_fire)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	kev_ok(kq, 1, EVFILT_USER, EV_ADD | EV_CLEAR, NOTE_TRIGGER, 0, NULL);
 	kev_expect_none(kq);
@@ -61,7 +43,7 @@ END_TEST
 
 START_TEST(user_trigger_reports_stored_fflags_and_change_data)
 {
-	int kq = new_kq(), u;
+	int kq = xkqueue(), u;
 
 	kev_ok(kq, 1, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, &u);
 	trigger(kq, 1, NOTE_FFCOPY | 0x123, 42, &u);
@@ -73,7 +55,7 @@ END_TEST
 
 START_TEST(user_ffctrl_operations_edit_stored_fflags)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	kev_ok(kq, 1, EVFILT_USER, EV_ADD | EV_CLEAR, 0x0f0, 0, NULL);
 	trigger(kq, 1, NOTE_FFOR | 0x00f, 0, NULL);
@@ -95,7 +77,7 @@ END_TEST
 
 START_TEST(user_ffcopy_keeps_only_the_low_24_bits)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	kev_ok(kq, 1, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, NULL);
 	trigger(kq, 1, NOTE_FFCOPY | 0x0effffff, 0, NULL);
@@ -107,7 +89,7 @@ END_TEST
 /* FreeBSD stores the add's fflags verbatim, control bits included. */
 START_TEST(user_add_stores_fflags_verbatim)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	kev_ok(kq, 1, EVFILT_USER, EV_ADD | EV_CLEAR, NOTE_FFOR | 0x5, 0, NULL);
 	trigger(kq, 1, 0, 0, NULL);
@@ -118,7 +100,7 @@ END_TEST
 
 START_TEST(user_without_clear_stays_triggered_until_a_clear_change)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	kev_ok(kq, 1, EVFILT_USER, EV_ADD, 0, 0, NULL);
 	trigger(kq, 1, NOTE_FFCOPY | 0x7, 3, NULL);
@@ -139,7 +121,7 @@ END_TEST
 
 START_TEST(user_clear_resets_trigger_but_keeps_fflags)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	kev_ok(kq, 1, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, NULL);
 	trigger(kq, 1, NOTE_FFCOPY | 0x3, 9, NULL);
@@ -154,7 +136,7 @@ END_TEST
 
 START_TEST(user_oneshot_is_deleted_after_report)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	kev_ok(kq, 2, EVFILT_USER, EV_ADD | EV_ONESHOT, 0, 0, NULL);
 	trigger(kq, 2, 0, 0, NULL);
@@ -168,7 +150,7 @@ END_TEST
 
 START_TEST(user_dispatch_disables_until_enabled)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	kev_ok(kq, 1, EVFILT_USER, EV_ADD | EV_CLEAR | EV_DISPATCH, 0, 0, NULL);
 	trigger(kq, 1, 0, 0, NULL);
@@ -191,7 +173,7 @@ END_TEST
 /* Without EV_CLEAR the knote is still triggered when re-enabled. */
 START_TEST(user_dispatch_without_clear_reports_again_on_enable)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	kev_ok(kq, 1, EVFILT_USER, EV_ADD | EV_DISPATCH, 0, 0, NULL);
 	trigger(kq, 1, 0, 0, NULL);
@@ -206,7 +188,7 @@ END_TEST
 
 START_TEST(user_trigger_while_disabled_fires_on_enable)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	kev_ok(kq, 1, EVFILT_USER, EV_ADD, 0, 0, NULL);
 	kev_ok(kq, 1, EVFILT_USER, EV_DISABLE, 0, 0, NULL);
@@ -220,7 +202,7 @@ END_TEST
 
 START_TEST(user_trigger_replaces_udata_unless_keepudata)
 {
-	int kq = new_kq(), a, b;
+	int kq = xkqueue(), a, b;
 
 	kev_ok(kq, 1, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, &a);
 	kev_ok(kq, 1, EVFILT_USER, EV_KEEPUDATA, NOTE_TRIGGER, 0, &b);
@@ -233,7 +215,7 @@ END_TEST
 
 START_TEST(user_trigger_of_unknown_ident_is_enoent)
 {
-	int kq = new_kq();
+	int kq = xkqueue();
 
 	ck_assert_errno(kev_change(kq, 5, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL),
 	    ENOENT);
@@ -251,7 +233,7 @@ START_TEST(user_1000_knotes_each_report_once)
 {
 	static struct kevent ch[NUSER], ev[NUSER + 1];
 	static unsigned char seen[NUSER];
-	int kq = new_kq(), i, got = 0;
+	int kq = xkqueue(), i, got = 0;
 
 	for (i = 0; i < NUSER; i++)
 		EV_SET(&ch[i], i, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0,
@@ -294,7 +276,7 @@ trigger_later(void *arg)
 	struct timespec ts = { 0, 200 * 1000000L };
 
 	nanosleep(&ts, NULL);
-	atomic_store(&t->at, mono_ns());
+	atomic_store(&t->at, now_ns());
 	if (kev_change(t->kq, 77, EVFILT_USER, 0, NOTE_TRIGGER | NOTE_FFCOPY | 0x42,
 	    5, NULL) != 0)
 		atomic_store(&t->at, -1);
@@ -303,7 +285,7 @@ trigger_later(void *arg)
 
 START_TEST(user_trigger_from_another_thread_wakes_blocked_kevent)
 {
-	struct trig t = { .kq = new_kq() };
+	struct trig t = { .kq = xkqueue() };
 	pthread_t th;
 	struct kevent ev;
 	struct timespec ts = { 5, 0 };
@@ -311,10 +293,10 @@ START_TEST(user_trigger_from_another_thread_wakes_blocked_kevent)
 	int n;
 
 	kev_ok(t.kq, 77, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, NULL);
-	t0 = mono_ns();
+	t0 = now_ns();
 	ck_assert_int_eq(pthread_create(&th, NULL, trigger_later, &t), 0);
 	n = kevent(t.kq, NULL, 0, &ev, 1, &ts);
-	t1 = mono_ns();
+	t1 = now_ns();
 	ck_assert_int_eq(pthread_join(th, NULL), 0);
 	ck_assert_int_eq(n, 1);
 	ck_assert_uint_eq(ev.ident, 77);

@@ -231,6 +231,9 @@ START_TEST(vnode_overwrite_in_place_reports_write_only)
 }
 END_TEST
 
+/* VOP_WRITE_POST posts NOTE_WRITE alone for an overwrite, which is not
+ * NOTE_EXTEND's business; a growing write is one NOTE_WRITE|NOTE_EXTEND hint
+ * and filt_vfsvnode() hands the whole hint over */
 START_TEST(vnode_extend_alone_ignores_overwrites)
 {
 	int kq = new_kq(), fd = mkfile("f", "0123456789");
@@ -239,7 +242,77 @@ START_TEST(vnode_extend_alone_ignores_overwrites)
 	ck_assert_int_eq(pwrite(fd, "AB", 2, 0), 2);
 	expect_quiet(kq);
 	ck_assert_int_eq(pwrite(fd, "AB", 2, 10), 2);
-	kev_expect(kq, WAIT_MS, fd, EVFILT_VNODE, EV_CLEAR, NOTE_EXTEND, 0, NULL);
+	kev_expect(kq, WAIT_MS, fd, EVFILT_VNODE, EV_CLEAR,
+	    NOTE_WRITE | NOTE_EXTEND, 0, NULL);
+	kev_expect_none(kq);
+	close(fd);
+	close(kq);
+}
+END_TEST
+
+/* filt_vfsvnode(): any requested note of a hint brings the whole hint */
+START_TEST(vnode_write_alone_gets_the_extend_of_an_appending_write)
+{
+	int kq = new_kq(), fd = mkfile("f", NULL), app;
+
+	ck_assert_int_ge(app = open(P("f"), O_WRONLY | O_APPEND), 0);
+	kev_ok(kq, fd, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_WRITE, 0,
+	    (void *)0x77);
+	/* libkqueue's kevent_vnode_note_write: echo hi >> file */
+	ck_assert_int_eq(write(app, "hi\n", 3), 3);
+	kev_expect(kq, WAIT_MS, fd, EVFILT_VNODE, EV_CLEAR,
+	    NOTE_WRITE | NOTE_EXTEND, 0, 0x77);
+	kev_expect_none(kq);
+	/* an overwrite in place is NOTE_WRITE alone */
+	ck_assert_int_eq(pwrite(fd, "HI", 2, 0), 2);
+	kev_expect(kq, WAIT_MS, fd, EVFILT_VNODE, EV_CLEAR, NOTE_WRITE, 0, 0x77);
+	kev_expect_none(kq);
+	close(app);
+	close(fd);
+	close(kq);
+}
+END_TEST
+
+START_TEST(vnode_extend_alone_gets_the_write_of_an_appending_write)
+{
+	int kq = new_kq(), fd = mkfile("f", "abc"), app;
+
+	ck_assert_int_ge(app = open(P("f"), O_WRONLY | O_APPEND), 0);
+	kev_ok(kq, fd, EVFILT_VNODE, EV_ADD | EV_ONESHOT, NOTE_EXTEND, 0, NULL);
+	ck_assert_int_eq(write(app, "hi\n", 3), 3);
+	kev_expect(kq, WAIT_MS, fd, EVFILT_VNODE, EV_ONESHOT,
+	    NOTE_WRITE | NOTE_EXTEND, 0, NULL);
+	kev_expect_none(kq);
+	close(app);
+	close(fd);
+	close(kq);
+}
+END_TEST
+
+/* The write hint carries no NOTE_ATTRIB, NOTE_LINK or NOTE_DELETE: those
+ * watchers get nothing of it, not even the notes they did not ask for. */
+START_TEST(vnode_appending_write_is_not_for_other_notes)
+{
+	int kq = new_kq(), fd = mkfile("f", NULL), app;
+
+	ck_assert_int_ge(app = open(P("f"), O_WRONLY | O_APPEND), 0);
+	kev_ok(kq, fd, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_ATTRIB, 0, NULL);
+	ck_assert_int_eq(write(app, "hi\n", 3), 3);
+	ck_assert_int_eq(pwrite(fd, "HI", 2, 0), 2);
+	expect_quiet(kq);
+	kev_ok(kq, fd, EVFILT_VNODE, EV_ADD | EV_CLEAR,
+	    NOTE_LINK | NOTE_DELETE | NOTE_RENAME | NOTE_OPEN | NOTE_CLOSE,
+	    0, NULL);
+	ck_assert_int_eq(write(app, "hi\n", 3), 3);
+	expect_quiet(kq);
+	/* the knote is alive: its own notes come alone */
+	ck_assert_int_eq(link(P("f"), P("g")), 0);
+	kev_expect(kq, WAIT_MS, fd, EVFILT_VNODE, EV_CLEAR, NOTE_LINK, 0, NULL);
+	kev_ok(kq, fd, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_ATTRIB, 0, NULL);
+	ck_assert_int_eq(fchmod(fd, 0600), 0);
+	kev_expect(kq, WAIT_MS, fd, EVFILT_VNODE, EV_CLEAR, NOTE_ATTRIB, 0, NULL);
+	kev_expect_none(kq);
+	close(app);
 	close(fd);
 	close(kq);
 }
@@ -423,8 +496,10 @@ START_TEST(vnode_without_clear_stays_triggered)
 	ck_assert_int_eq(fchmod(fd, 0600), 0);
 	kev_expect(kq, WAIT_MS, fd, EVFILT_VNODE, 0, NOTE_ATTRIB, 0, NULL);
 	kev_expect(kq, 0, fd, EVFILT_VNODE, 0, NOTE_ATTRIB, 0, NULL);
+	/* the file grows: NOTE_EXTEND comes in the same hint as NOTE_WRITE */
 	ck_assert_int_eq(write(fd, "x", 1), 1);
-	kev_expect(kq, WAIT_MS, fd, EVFILT_VNODE, 0, NOTE_ATTRIB | NOTE_WRITE, 0, NULL);
+	kev_expect(kq, WAIT_MS, fd, EVFILT_VNODE, 0,
+	    NOTE_ATTRIB | NOTE_WRITE | NOTE_EXTEND, 0, NULL);
 	kev_ok(kq, fd, EVFILT_VNODE, EV_DELETE, 0, 0, NULL);
 	kev_expect_none(kq);
 	close(fd);
@@ -447,7 +522,7 @@ START_TEST(vnode_dispatch_accumulates_while_disabled)
 	/* as on FreeBSD every change sets the fflags: name them again */
 	kev_ok(kq, fd, EVFILT_VNODE, EV_ENABLE, NOTE_ATTRIB | NOTE_WRITE, 0, NULL);
 	kev_expect(kq, WAIT_MS, fd, EVFILT_VNODE, EV_CLEAR | EV_DISPATCH,
-	    NOTE_ATTRIB | NOTE_WRITE, 0, NULL);
+	    NOTE_ATTRIB | NOTE_WRITE | NOTE_EXTEND, 0, NULL);
 	kev_expect_none(kq);
 	close(fd);
 	close(kq);
@@ -513,7 +588,8 @@ START_TEST(vnode_two_fds_of_one_file_share_one_watch)
 	ck_assert_int_eq(watch_masks(&m, 1), 1);
 	ck_assert_uint_eq(m, IN_MODIFY | IN_MOVE_SELF | IN_DELETE_SELF);
 	ck_assert_int_eq(write(a, "x", 1), 1);
-	kev_expect(kq, WAIT_MS, a, EVFILT_VNODE, EV_CLEAR, NOTE_WRITE, 0, 1);
+	kev_expect(kq, WAIT_MS, a, EVFILT_VNODE, EV_CLEAR,
+	    NOTE_WRITE | NOTE_EXTEND, 0, 1);
 	ck_assert_int_eq(rename(P("f"), P("g")), 0);
 	kev_expect(kq, WAIT_MS, b, EVFILT_VNODE, EV_CLEAR, NOTE_RENAME, 0, 2);
 	kev_expect_none(kq);
@@ -634,6 +710,127 @@ START_TEST(vnode_directory_rename_across_directories_reports_extend)
 	/* within one directory: a name change only */
 	ck_assert_int_eq(rename(P("a/f"), P("a/g")), 0);
 	kev_expect(kq, WAIT_MS, a, EVFILT_VNODE, EV_CLEAR, NOTE_WRITE, 0, 'a');
+	kev_expect_none(kq);
+	close(a);
+	close(b);
+	close(kq);
+}
+END_TEST
+
+/* vop_mkdir_post and vop_rmdir_post post NOTE_WRITE|NOTE_LINK on the parent
+ * as one hint; a plain entry (create, unlink) is NOTE_WRITE alone. */
+START_TEST(vnode_mkdir_and_rmdir_are_one_write_link_hint)
+{
+	int kq = new_kq(), w = mkdirfd("w"), l = mkdirfd("l"), e = mkdirfd("e");
+	int f;
+
+	kev_ok(kq, w, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_WRITE, 0,
+	    (void *)'w');
+	kev_ok(kq, l, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_LINK, 0,
+	    (void *)'l');
+	kev_ok(kq, e, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_EXTEND, 0,
+	    (void *)'e');
+	ck_assert_int_eq(mkdir(P("w/sub"), 0755), 0);
+	kev_expect(kq, WAIT_MS, w, EVFILT_VNODE, EV_CLEAR,
+	    NOTE_WRITE | NOTE_LINK, 0, 'w');
+	ck_assert_int_eq(mkdir(P("l/sub"), 0755), 0);
+	kev_expect(kq, WAIT_MS, l, EVFILT_VNODE, EV_CLEAR,
+	    NOTE_WRITE | NOTE_LINK, 0, 'l');
+	ck_assert_int_eq(mkdir(P("e/sub"), 0755), 0);
+	expect_quiet(kq);
+	ck_assert_int_eq(rmdir(P("w/sub")), 0);
+	kev_expect(kq, WAIT_MS, w, EVFILT_VNODE, EV_CLEAR,
+	    NOTE_WRITE | NOTE_LINK, 0, 'w');
+	ck_assert_int_eq(rmdir(P("l/sub")), 0);
+	kev_expect(kq, WAIT_MS, l, EVFILT_VNODE, EV_CLEAR,
+	    NOTE_WRITE | NOTE_LINK, 0, 'l');
+	ck_assert_int_eq(rmdir(P("e/sub")), 0);
+	expect_quiet(kq);
+	/* a file's entry is NOTE_WRITE alone: nothing for NOTE_LINK */
+	ck_assert_int_ge(f = open(P("w/f"), O_CREAT | O_WRONLY, 0644), 0);
+	close(f);
+	kev_expect(kq, WAIT_MS, w, EVFILT_VNODE, EV_CLEAR, NOTE_WRITE, 0, 'w');
+	ck_assert_int_ge(f = open(P("l/f"), O_CREAT | O_WRONLY, 0644), 0);
+	close(f);
+	ck_assert_int_eq(unlink(P("l/f")), 0);
+	ck_assert_int_eq(symlink("x", P("l/s")), 0);
+	expect_quiet(kq);
+	close(w);
+	close(l);
+	close(e);
+	close(kq);
+}
+END_TEST
+
+/* vop_rename_post: within one directory NOTE_WRITE, |NOTE_LINK when a
+ * directory was replaced; between directories NOTE_WRITE|NOTE_EXTEND,
+ * |NOTE_LINK when a directory moved, except on the directory where it
+ * replaced one (that one's link count does not change). */
+START_TEST(vnode_directory_rename_hints_follow_vop_rename_post)
+{
+	int kq = new_kq(), a = mkdirfd("a"), b = mkdirfd("b"), f;
+	struct kevent ev[2];
+
+	ck_assert_int_eq(mkdir(P("a/d1"), 0755), 0);
+	ck_assert_int_eq(mkdir(P("a/d2"), 0755), 0);
+	ck_assert_int_eq(mkdir(P("a/d3"), 0755), 0);
+	ck_assert_int_eq(mkdir(P("b/old"), 0755), 0);
+	ck_assert_int_ge(f = open(P("a/f"), O_CREAT | O_WRONLY, 0644), 0);
+	close(f);
+	ck_assert_int_ge(f = open(P("a/g"), O_CREAT | O_WRONLY, 0644), 0);
+	close(f);
+	kev_ok(kq, a, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_LINK, 0,
+	    (void *)'a');
+	/* a file over a file: NOTE_WRITE only */
+	ck_assert_int_eq(rename(P("a/f"), P("a/g")), 0);
+	expect_quiet(kq);
+	/* a directory over a directory: NOTE_WRITE|NOTE_LINK */
+	ck_assert_int_eq(rename(P("a/d1"), P("a/d2")), 0);
+	kev_expect(kq, WAIT_MS, a, EVFILT_VNODE, EV_CLEAR,
+	    NOTE_WRITE | NOTE_LINK, 0, 'a');
+	/* a directory to a new name: NOTE_WRITE only */
+	ck_assert_int_eq(rename(P("a/d2"), P("a/d4")), 0);
+	expect_quiet(kq);
+	kev_ok(kq, a, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_WRITE, 0,
+	    (void *)'a');
+	ck_assert_int_eq(rename(P("a/d4"), P("a/d3")), 0);
+	kev_expect(kq, WAIT_MS, a, EVFILT_VNODE, EV_CLEAR,
+	    NOTE_WRITE | NOTE_LINK, 0, 'a');
+	ck_assert_int_eq(rename(P("a/g"), P("a/h")), 0);
+	kev_expect(kq, WAIT_MS, a, EVFILT_VNODE, EV_CLEAR, NOTE_WRITE, 0, 'a');
+	/* between watched directories; NOTE_EXTEND alone takes it all */
+	kev_ok(kq, a, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_EXTEND, 0,
+	    (void *)'a');
+	kev_ok(kq, b, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_EXTEND, 0,
+	    (void *)'b');
+	ck_assert_int_eq(rename(P("a/h"), P("b/h")), 0);
+	ck_assert_int_eq(collect(kq, ev, 2), 2);
+	ck_assert_ptr_nonnull(find_ev(ev, 2, a, EVFILT_VNODE));
+	ck_assert_uint_eq(find_ev(ev, 2, a, EVFILT_VNODE)->fflags,
+	    NOTE_WRITE | NOTE_EXTEND);
+	ck_assert_ptr_nonnull(find_ev(ev, 2, b, EVFILT_VNODE));
+	ck_assert_uint_eq(find_ev(ev, 2, b, EVFILT_VNODE)->fflags,
+	    NOTE_WRITE | NOTE_EXTEND);
+	kev_expect_none(kq);
+	/* a directory onto a directory elsewhere: b keeps its link count */
+	ck_assert_int_eq(rename(P("a/d3"), P("b/old")), 0);
+	ck_assert_int_eq(collect(kq, ev, 2), 2);
+	ck_assert_ptr_nonnull(find_ev(ev, 2, a, EVFILT_VNODE));
+	ck_assert_uint_eq(find_ev(ev, 2, a, EVFILT_VNODE)->fflags,
+	    NOTE_WRITE | NOTE_EXTEND | NOTE_LINK);
+	ck_assert_ptr_nonnull(find_ev(ev, 2, b, EVFILT_VNODE));
+	ck_assert_uint_eq(find_ev(ev, 2, b, EVFILT_VNODE)->fflags,
+	    NOTE_WRITE | NOTE_EXTEND);
+	kev_expect_none(kq);
+	/* and to a new name there: NOTE_LINK on both sides */
+	ck_assert_int_eq(rename(P("b/old"), P("a/new")), 0);
+	ck_assert_int_eq(collect(kq, ev, 2), 2);
+	ck_assert_ptr_nonnull(find_ev(ev, 2, a, EVFILT_VNODE));
+	ck_assert_uint_eq(find_ev(ev, 2, a, EVFILT_VNODE)->fflags,
+	    NOTE_WRITE | NOTE_EXTEND | NOTE_LINK);
+	ck_assert_ptr_nonnull(find_ev(ev, 2, b, EVFILT_VNODE));
+	ck_assert_uint_eq(find_ev(ev, 2, b, EVFILT_VNODE)->fflags,
+	    NOTE_WRITE | NOTE_EXTEND | NOTE_LINK);
 	kev_expect_none(kq);
 	close(a);
 	close(b);
@@ -828,8 +1025,8 @@ START_TEST(vnode_200_knotes_use_one_inotify_fd)
 	ck_assert_int_le(after - before, 2);
 	ck_assert_int_eq(watch_masks(NULL, 0), N);
 	ck_assert_int_eq(write(fd[137], "x", 1), 1);
-	kev_expect(kq, WAIT_MS, fd[137], EVFILT_VNODE, EV_CLEAR, NOTE_WRITE,
-	    0, 137);
+	kev_expect(kq, WAIT_MS, fd[137], EVFILT_VNODE, EV_CLEAR,
+	    NOTE_WRITE | NOTE_EXTEND, 0, 137);
 	ck_assert_int_eq(unlink(P("f42")), 0);
 	kev_expect(kq, WAIT_MS, fd[42], EVFILT_VNODE, EV_CLEAR, NOTE_DELETE,
 	    0, 42);
@@ -938,7 +1135,8 @@ START_TEST(vnode_fork_child_leaves_the_parents_watches_alone)
 	ck_assert_int_eq(fchmod(fd, 0600), 0);
 	kev_expect(kq, WAIT_MS, fd, EVFILT_VNODE, EV_CLEAR, NOTE_ATTRIB, 0, NULL);
 	ck_assert_int_eq(write(fd, "x", 1), 1);
-	kev_expect(kq, WAIT_MS, fd, EVFILT_VNODE, EV_CLEAR, NOTE_WRITE, 0, NULL);
+	kev_expect(kq, WAIT_MS, fd, EVFILT_VNODE, EV_CLEAR,
+	    NOTE_WRITE | NOTE_EXTEND, 0, NULL);
 	close(fd);
 	close(kq);
 }
@@ -961,7 +1159,8 @@ START_TEST(vnode_and_read_knotes_share_the_inode_watch)
 	ck_assert_ptr_nonnull(find_ev(ev, 2, fd, EVFILT_READ));
 	ck_assert_int_eq(find_ev(ev, 2, fd, EVFILT_READ)->data, 3);
 	ck_assert_ptr_nonnull(find_ev(ev, 2, fd, EVFILT_VNODE));
-	ck_assert_uint_eq(find_ev(ev, 2, fd, EVFILT_VNODE)->fflags, NOTE_EXTEND);
+	ck_assert_uint_eq(find_ev(ev, 2, fd, EVFILT_VNODE)->fflags,
+	    NOTE_WRITE | NOTE_EXTEND);
 	/* without the VNODE knote, READ still learns of growth */
 	kev_ok(kq, fd, EVFILT_VNODE, EV_DELETE, 0, 0, NULL);
 	ck_assert_int_eq(read(fd, buf, sizeof buf), 3);
@@ -987,6 +1186,9 @@ vnode_suite(void)
 	tcase_add_test(tc, vnode_write_that_extends_reports_write_and_extend);
 	tcase_add_test(tc, vnode_overwrite_in_place_reports_write_only);
 	tcase_add_test(tc, vnode_extend_alone_ignores_overwrites);
+	tcase_add_test(tc, vnode_write_alone_gets_the_extend_of_an_appending_write);
+	tcase_add_test(tc, vnode_extend_alone_gets_the_write_of_an_appending_write);
+	tcase_add_test(tc, vnode_appending_write_is_not_for_other_notes);
 	tcase_add_test(tc, vnode_unlink_while_open_reports_delete);
 	tcase_add_test(tc, vnode_rename_over_file_reports_delete_to_the_replaced_one);
 	tcase_add_test(tc, vnode_link_count_changes_report_link_and_delete);
@@ -1010,6 +1212,8 @@ vnode_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, vnode_directory_entries_report_write_and_subdirectories_link);
 	tcase_add_test(tc, vnode_directory_rename_across_directories_reports_extend);
+	tcase_add_test(tc, vnode_mkdir_and_rmdir_are_one_write_link_hint);
+	tcase_add_test(tc, vnode_directory_rename_hints_follow_vop_rename_post);
 	tcase_add_test(tc, vnode_directory_ignores_changes_inside_its_files);
 	tcase_add_test(tc, vnode_directory_open_read_attrib_rename);
 	tcase_add_test(tc, vnode_rmdir_of_watched_directory_reports_delete);

@@ -32,45 +32,6 @@
 
 #include "util.h"
 
-#define UD(x)	((void *)(uintptr_t)(x))
-
-static int
-xkqueue(void)
-{
-	int kq = kqueue();
-
-	ck_assert_int_ge(kq, 0);
-	return kq;
-}
-
-static void
-xpipe(int p[2])
-{
-	ck_assert_int_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
-}
-
-static void
-xwrite(int fd, size_t n)
-{
-	char buf[4096];
-
-	memset(buf, 'w', sizeof buf);
-	ck_assert_uint_le(n, sizeof buf);
-	ck_assert_int_eq(write(fd, buf, n), (ssize_t)n);
-}
-
-static void
-expect_quiet(int kq, long ms)
-{
-	struct kevent ev;
-	int n = kev_wait(kq, &ev, 1, ms);
-
-	ck_assert_msg(n == 0, "expected no event in %ld ms, got %d: ident %lu "
-	    "filter %d flags 0x%x fflags %u data %lld", ms, n,
-	    (unsigned long)ev.ident, ev.filter, ev.flags, ev.fflags,
-	    (long long)ev.data);
-}
-
 /* The next event must be WRITE for fd with these flags/fflags/udata;
  * returns its data. */
 static int64_t
@@ -108,68 +69,6 @@ fill(int fd)
 		}
 		total += (size_t)n;
 	}
-}
-
-/* Read until nothing is left (or want bytes were read). */
-static size_t
-drain(int fd, size_t want)
-{
-	static char buf[65536];
-	size_t total = 0;
-	ssize_t n;
-	int idle = 0;
-
-	while (total < want && idle < 200) {
-		n = read(fd, buf, sizeof buf);
-		if (n > 0) {
-			total += (size_t)n;
-			idle = 0;
-		} else {
-			ck_assert_int_eq(errno, EAGAIN);
-			usleep(5000);
-			idle++;
-		}
-	}
-	return total;
-}
-
-static void
-set_nonblock(int fd)
-{
-	ck_assert_int_eq(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
-}
-
-static int
-tcp_listener(struct sockaddr_in *sin)
-{
-	socklen_t len = sizeof *sin;
-	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-
-	ck_assert_int_ge(l, 0);
-	ck_assert_int_eq(setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), 0);
-	memset(sin, 0, sizeof *sin);
-	sin->sin_family = AF_INET;
-	sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(l, (struct sockaddr *)sin, sizeof *sin), 0);
-	ck_assert_int_eq(listen(l, 8), 0);
-	ck_assert_int_eq(getsockname(l, (struct sockaddr *)sin, &len), 0);
-	return l;
-}
-
-static void
-tcp_pair(int *client, int *server)
-{
-	struct sockaddr_in sin;
-	int l = tcp_listener(&sin);
-
-	*client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(*client, 0);
-	ck_assert_int_eq(connect(*client, (struct sockaddr *)&sin, sizeof sin), 0);
-	*server = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-	ck_assert_int_ge(*server, 0);
-	close(l);
-	set_nonblock(*client);
-	set_nonblock(*server);
 }
 
 static int
@@ -304,7 +203,7 @@ START_TEST(unix_stream_write_space_accounting)
 	int kq = xkqueue(), s[2];
 	int64_t d0, d1, d2;
 
-	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, s), 0);
+	xsocketpair(SOCK_STREAM, s);
 	kev_ok(kq, s[0], EVFILT_WRITE, EV_ADD, 0, 0, UD(6));
 	d0 = expect_write(kq, s[0], 0, 0, UD(6));
 	ck_assert_int_gt(d0, 0);
@@ -331,7 +230,7 @@ START_TEST(unix_stream_write_not_ready_while_full)
 	int64_t d0;
 	size_t n;
 
-	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, s), 0);
+	xsocketpair(SOCK_STREAM, s);
 	kev_ok(kq, s[0], EVFILT_WRITE, EV_ADD, 0, 0, UD(7));
 	d0 = expect_write(kq, s[0], 0, 0, UD(7));
 	n = fill(s[0]);
@@ -387,7 +286,7 @@ START_TEST(write_lowat_waits_for_that_much_space)
 	int kq = xkqueue(), s[2];
 	int64_t d0;
 
-	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, s), 0);
+	xsocketpair(SOCK_STREAM, s);
 	kev_ok(kq, s[0], EVFILT_WRITE, EV_ADD, 0, 0, UD(10));
 	d0 = expect_write(kq, s[0], 0, 0, UD(10));
 	/* more than can ever be free: never ready */
@@ -409,7 +308,7 @@ START_TEST(unix_stream_write_eof_on_peer_close)
 {
 	int kq = xkqueue(), s[2];
 
-	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, s), 0);
+	xsocketpair(SOCK_STREAM, s);
 	kev_ok(kq, s[0], EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0, UD(13));
 	ck_assert_int_gt(expect_write(kq, s[0], EV_CLEAR, 0, UD(13)), 0);
 	close(s[1]);
@@ -439,7 +338,7 @@ END_TEST
 START_TEST(tcp_connect_completion_makes_writable)
 {
 	struct sockaddr_in sin;
-	int kq = xkqueue(), l = tcp_listener(&sin), c, a;
+	int kq = xkqueue(), l = tcp_listener(8, &sin), c, a;
 
 	c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	ck_assert_int_ge(c, 0);
@@ -461,7 +360,7 @@ END_TEST
 START_TEST(tcp_connect_refused_reports_econnrefused)
 {
 	struct sockaddr_in sin;
-	int kq = xkqueue(), l = tcp_listener(&sin), c, r, e;
+	int kq = xkqueue(), l = tcp_listener(8, &sin), c, r, e;
 
 	close(l);		/* nothing listens on that port now */
 	c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

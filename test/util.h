@@ -1,12 +1,32 @@
-/* Shared helpers for the Check suites: exact kevent assertions, bounded waits. */
+/*
+ * Shared helpers for the Check suites: exact kevent assertions, bounded
+ * waits, and the descriptors, clocks and threads the cases set up.  All
+ * static inline (or macros): a suite that uses none of them pays nothing.
+ */
 #ifndef KQ_TEST_UTIL_H
 #define KQ_TEST_UTIL_H
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE		/* pipe2, accept4, pthread_timedjoin_np */
+#endif
+#include <arpa/inet.h>
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/event.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
+
+/* An integer as udata. */
+#define UD(x)	((void *)(uintptr_t)(x))
 
 /* Apply one change; returns kevent()'s result. */
 static inline int
@@ -61,6 +81,271 @@ kev_wait(int kq, struct kevent *ev, int n, long ms)
 	ck_assert_msg(r_ == -1 && errno == (err),			\
 	    "%s: expected -1/%s, got %d/%s", #expr, strerror(err), r_, strerror(errno)); \
 } while (0)
+
+/* ------------------------------------------------------ descriptors */
+
+static inline int
+xkqueue(void)
+{
+	int kq = kqueue();
+
+	ck_assert_int_ge(kq, 0);
+	return kq;
+}
+
+static inline void
+xpipe2(int p[2], int flags)
+{
+	ck_assert_int_eq(pipe2(p, flags), 0);
+}
+
+/* The usual test pipe: non-blocking, not inherited across exec. */
+static inline void
+xpipe(int p[2])
+{
+	xpipe2(p, O_NONBLOCK | O_CLOEXEC);
+}
+
+/* A non-blocking AF_UNIX pair of this type (SOCK_STREAM, SOCK_DGRAM). */
+static inline void
+xsocketpair(int type, int s[2])
+{
+	ck_assert_int_eq(socketpair(AF_UNIX, type | SOCK_NONBLOCK, 0, s), 0);
+}
+
+/* Write exactly n (at most 4096) bytes in one call. */
+static inline void
+xwrite(int fd, size_t n)
+{
+	char buf[4096];
+
+	memset(buf, 'x', sizeof buf);
+	ck_assert_uint_le(n, sizeof buf);
+	ck_assert_int_eq(write(fd, buf, n), (ssize_t)n);
+}
+
+/* Read exactly n (at most 4096) bytes in one call. */
+static inline void
+xread(int fd, size_t n)
+{
+	char buf[4096];
+
+	ck_assert_uint_le(n, sizeof buf);
+	ck_assert_int_eq(read(fd, buf, n), (ssize_t)n);
+}
+
+static inline void
+set_nonblock(int fd)
+{
+	ck_assert_int_eq(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+}
+
+/* An unlinked regular file holding size bytes, offset 0. */
+static inline int
+make_regular_file(size_t size)
+{
+	char path[] = "/tmp/kqtest.XXXXXX";
+	int fd = mkstemp(path);
+
+	ck_assert_int_ge(fd, 0);
+	unlink(path);
+	if (size > 0)
+		xwrite(fd, size);
+	ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
+	return fd;
+}
+
+/* The descriptors this process has open. */
+static inline int
+count_open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	int n = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1;		/* the directory stream's own fd */
+}
+
+/* ------------------------------------------------------ TCP loopback */
+
+/* A listening loopback TCP socket on an ephemeral port (written to sin). */
+static inline int
+tcp_listener(int backlog, struct sockaddr_in *sin)
+{
+	socklen_t len = sizeof *sin;
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+	ck_assert_int_ge(l, 0);
+	ck_assert_int_eq(setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), 0);
+	memset(sin, 0, sizeof *sin);
+	sin->sin_family = AF_INET;
+	sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(l, (struct sockaddr *)sin, sizeof *sin), 0);
+	ck_assert_int_eq(listen(l, backlog), 0);
+	ck_assert_int_eq(getsockname(l, (struct sockaddr *)sin, &len), 0);
+	return l;
+}
+
+/* A blocking client connected to sin. */
+static inline int
+tcp_connect(const struct sockaddr_in *sin)
+{
+	int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(c, 0);
+	ck_assert_int_eq(connect(c, (const struct sockaddr *)sin, sizeof *sin), 0);
+	return c;
+}
+
+/* A connected loopback TCP pair, both ends non-blocking. */
+static inline void
+tcp_pair(int *client, int *server)
+{
+	struct sockaddr_in sin;
+	int l = tcp_listener(8, &sin);
+
+	*client = tcp_connect(&sin);
+	*server = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	ck_assert_int_ge(*server, 0);
+	close(l);
+	set_nonblock(*client);
+	set_nonblock(*server);
+}
+
+/* Read from a non-blocking fd until want bytes came or nothing came for
+ * about a second; returns the bytes read. */
+static inline size_t
+drain(int fd, size_t want)
+{
+	static char buf[65536];
+	size_t total = 0;
+	ssize_t n;
+	int idle = 0;
+
+	while (total < want && idle < 200) {
+		n = read(fd, buf, sizeof buf);
+		if (n > 0) {
+			total += (size_t)n;
+			idle = 0;
+		} else {
+			ck_assert_int_eq(errno, EAGAIN);
+			usleep(5000);
+			idle++;
+		}
+	}
+	return total;
+}
+
+/* ------------------------------------------------------ events, time */
+
+/* No event may arrive within ms (readiness caused just before is already
+ * visible to epoll, so a short wait is enough to catch a stale knote). */
+static inline void
+expect_quiet(int kq, long ms)
+{
+	struct kevent ev;
+	int n = kev_wait(kq, &ev, 1, ms);
+
+	ck_assert_msg(n == 0, "expected no event in %ld ms, got %d: ident %lu "
+	    "filter %d flags 0x%x fflags 0x%x data %lld", ms, n,
+	    (unsigned long)ev.ident, ev.filter, ev.flags, ev.fflags,
+	    (long long)ev.data);
+}
+
+/* CLOCK_MONOTONIC in ns / ms. */
+static inline int64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------ threads */
+
+/* One kev_wait() (up to 5 s) for one event on another thread. */
+struct kev_waiter {
+	int kq;
+	int n;
+	struct kevent ev;
+};
+
+static inline void *
+kev_waiter_main(void *arg)
+{
+	struct kev_waiter *w = arg;
+
+	w->n = kev_wait(w->kq, &w->ev, 1, 5000);
+	return NULL;
+}
+
+/* Join t, failing the case if it has not returned within ms. */
+static inline void
+join_bounded(pthread_t t, int ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	ck_assert_msg(pthread_timedjoin_np(t, NULL, &ts) == 0,
+	    "thread did not return within %d ms", ms);
+}
+
+/* ------------------------------------------------------ EV_FREEWATCH */
+
+/* A refcounted object as a binding would pass in udata with EV_FREEWATCH. */
+struct obj {
+	int id;
+	_Atomic int refs;	/* references the library holds (test's view) */
+	_Atomic int frees;	/* times the count reached zero */
+	_Atomic int underflows;	/* a reference returned that was never taken */
+};
+
+static inline void
+obj_ref(struct obj *o)
+{
+	atomic_fetch_add(&o->refs, 1);
+}
+
+static inline void
+obj_unref(struct obj *o)
+{
+	int left = atomic_fetch_sub(&o->refs, 1) - 1;
+
+	if (left == 0)
+		atomic_fetch_add(&o->frees, 1);
+	else if (left < 0)
+		atomic_fetch_add(&o->underflows, 1);
+}
+
+/* The binding's loop: one reference back per EV_FREEWATCH event. */
+static inline void
+drop_returned(const struct kevent *ev, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (ev[i].flags & EV_FREEWATCH)
+			obj_unref(ev[i].udata);
+}
 
 /* Run a suite built by make_suite(); exit status for automake. */
 #define KQ_TEST_MAIN(make_suite)					\

@@ -223,15 +223,23 @@ forget(int fd, struct fdslot **held)
 	fdn = atomic_exchange(&s->head, NULL);
 	for (; fdn != NULL; fdn = next) {
 		struct kq_kqueue *wkq = fdn->kq;
+		/* a free notice is due: wake the kqueue */
+		bool kick = atomic_load(&fdn->nfreewatch) > 0;
+
 		next = fdn->reg_next;
 		atomic_store(&fdn->closed, true);
 		kq_backend_forget_fd(wkq, fd);
+		/* Once pushed, fdn belongs to the kqueue, which may free it
+		 * (and then be closed itself) at once: touch neither after
+		 * the push without our own reference. */
+		atomic_fetch_add(&wkq->refs, 1);
 		fdn->closed_next = atomic_load(&wkq->closed);
 		while (!atomic_compare_exchange_weak(&wkq->closed,
 		    &fdn->closed_next, fdn))
 			;
-		if (atomic_load(&fdn->nfreewatch) > 0)
-			kq_kick(wkq);	/* a free notice is due */
+		if (kick)
+			kq_kick(wkq);
+		kq_put(wkq);
 	}
 	if (held != NULL)
 		*held = s;

@@ -737,21 +737,29 @@ sig_atfork_child(void)
 
 /* --------------------------------------------------------- interposition */
 
-static bool
+/*
+ * The unwatched paths of the interposers run before anything else is ready:
+ * a sanitizer runtime calls sigaction() while it initialises, and reaches
+ * ours through RTLD_NEXT.  They must touch no instrumented code then.
+ */
+#define SIG_EARLY __attribute__((no_sanitize_thread, no_sanitize_address))
+
+SIG_EARLY static bool
 sig_is_watched(int sig)
 {
 	return sig > 0 && sig < SIG_NSLOTS &&
 	    atomic_load(&sig_slots[sig].watched);
 }
 
-KQ_API int
+SIG_EARLY KQ_API int
 sigaction(int sig, const struct sigaction *act, struct sigaction *oact)
 {
 	struct sigaction prev;
 	sigset_t old;
 
 	if (!sig_is_watched(sig))
-		return real_sigaction(sig, act, oact);
+		return real_sigaction_fn != NULL ?
+		    real_sigaction_fn(sig, act, oact) : __sigaction(sig, act, oact);
 	sig_lock_all(&old);
 	if (!atomic_load(&sig_slots[sig].watched)) {
 		sig_unlock_all(&old);

@@ -17,6 +17,7 @@
  * Build: cc refcount.c $(pkg-config --cflags --libs libkqfree)
  * Run:   ./refcount      (exit status 0 when no object leaked)
  */
+#define _GNU_SOURCE	/* pipe2 */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

@@ -15,7 +15,7 @@
  *   struct kq_kqueue  one per kqueue(); its fd IS the epoll fd, so it is
  *                     pollable.  One mutex (kq->lock) guards everything in it.
  *   struct kq_knote   one per (filter, ident) in a kqueue: on its fd's node
- *                     (isfd filters) or in the hash kq->khash (the others).
+ *                     (isfd filters) or in the RB tree kq->knotes (the others).
  *   struct kq_poll    anything registered in the epoll set: a watched user fd
  *                     (inside struct kq_fdnode), the wake eventfd, the timerfd,
  *                     a pidfd...  epoll's data is a HANDLE (slot index and
@@ -185,7 +185,7 @@ struct kq_user_state {		/* filter_user.c */
 };
 
 struct kq_knote {
-	struct kq_knote *hnext;		/* kq->khash chain (not isfd) */
+	RB_ENTRY(kq_knote) tree;	/* kq->knotes (not isfd), key (filter, ident) */
 	TAILQ_ENTRY(kq_knote) link;	/* kq->active while KN_QUEUED; kq->notices while KN_NOTICE */
 	TAILQ_ENTRY(kq_knote) plink;	/* kq->polled while KN_POLLED */
 	LIST_ENTRY(kq_knote) fdlink;	/* fdn->knotes (isfd filters): their index */
@@ -207,10 +207,10 @@ struct kq_knote {
 	} u;
 };
 
+RB_HEAD(kq_knote_tree, kq_knote);
 TAILQ_HEAD(kq_knote_list, kq_knote);
 
 /* knote.c */
-int kq_knotes_init(struct kq_kqueue *kq);	/* the hash; 0 or ENOMEM */
 struct kq_knote *kq_knote_find(struct kq_kqueue *kq, short filter, uintptr_t ident);
 struct kq_knote *kq_knote_alloc(struct kq_kqueue *kq);
 void kq_knote_free(struct kq_kqueue *kq, struct kq_knote *kn);	/* never attached, or dead */
@@ -379,8 +379,7 @@ struct kq_kqueue {
 	pid_t pid;			/* creator; fork children never see it */
 	LIST_ENTRY(kq_kqueue) all;	/* kq_global list */
 
-	struct kq_knote **khash;	/* knotes whose ident is not an fd */
-	size_t khash_mask, nhashed;
+	struct kq_knote_tree knotes;	/* knotes whose ident is not an fd */
 	struct kq_knote *knote_cache;	/* freed knotes for reuse (knote.c) */
 	unsigned ncached;
 	struct kq_knote_list active;

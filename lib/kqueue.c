@@ -326,8 +326,8 @@ kq_create(bool cloexec)
 	TAILQ_INIT(&kq->idle);
 	kq->wake.fd = kq->timer.fd = kq->inotify.fd = kq->sigpoll.fd = -1;
 	kq->fd = -1;
-	if ((err = kq_knotes_init(kq)) != 0 ||
-	    (err = kq_backend_init(kq, cloexec)) != 0)
+	RB_INIT(&kq->knotes);
+	if ((err = kq_backend_init(kq, cloexec)) != 0)
 		goto fail;
 	kq->wake.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (kq->wake.fd < 0) {
@@ -356,7 +356,6 @@ fail:
 		kq_real_close(kq->fd);
 	kq_backend_close(kq);
 	pthread_mutex_destroy(&kq->lock);
-	free(kq->khash);
 	free(kq);
 	errno = err;
 	return -1;
@@ -395,7 +394,6 @@ kq_free(struct kq_kqueue *kq)
 		free(kq->fds[i]);
 	free(kq->fds);
 	kq_knote_cache_free(kq);
-	free(kq->khash);
 	free(kq->theap.v);
 	kq_backend_close(kq);
 	pthread_mutex_destroy(&kq->lock);

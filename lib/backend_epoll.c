@@ -233,3 +233,34 @@ kq_backend_wait(struct kq_kqueue *kq, struct kq_ready *out, int max,
 	}
 	return n < 0 ? -errno : n;
 }
+
+/*
+ * An edge detector over a process-wide fd (filter_signal.c's signalfd): a
+ * private epoll set holding fd edge-triggered.  Each batch of wake-ups of fd
+ * is taken exactly once, by whichever kq_edge_take() comes first, however
+ * many kqueues poll the detector (it polls readable while a batch is
+ * untaken).  Returns the detector's fd or -errno.
+ */
+int
+kq_edge_open(int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET };
+	int e = epoll_create1(EPOLL_CLOEXEC), err;
+
+	if (e < 0)
+		return -errno;
+	if (epoll_ctl(e, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		err = errno;
+		kq_real_close(e);
+		return -err;
+	}
+	return e;
+}
+
+bool
+kq_edge_take(int efd)
+{
+	struct epoll_event ev;
+
+	return epoll_wait(efd, &ev, 1, 0) == 1;
+}

@@ -71,6 +71,7 @@ static struct sig_slot sig_slots[SIG_NSLOTS];
 static pthread_mutex_t sig_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int sig_evfd = -1;	/* written by the handler */
 static int sig_sfd = -1;		/* signalfd for sig_set */
+static int sig_sfd_edges = -1;		/* kq_edge_open(sig_sfd) */
 static sigset_t sig_set;		/* watched signals that can stay pending */
 static LIST_HEAD(, sig_kq) sig_kqs = LIST_HEAD_INITIALIZER(sig_kqs);
 static pthread_once_t sig_once = PTHREAD_ONCE_INIT;
@@ -103,6 +104,8 @@ static _Thread_local _Atomic uint64_t sig_intr
 extern int __sigaction(int, const struct sigaction *, struct sigaction *);
 
 static void sig_handler(int sig, siginfo_t *si, void *uc);
+static void sig_lock_all(sigset_t *old);
+static void sig_unlock_all(const sigset_t *old);
 static void sig_atfork_child(void);
 static void sig_fork_check(void);
 
@@ -247,18 +250,33 @@ sig_consumed(int sig)
 		sig_note(sig);
 }
 
-/* The signalfd said a signal was generated: count the watched signals that
- * are now pending and blocked, once each until they are consumed. */
+/*
+ * The signalfd said a signal was generated: count the watched signals that
+ * are now pending and blocked, once each until they are consumed.
+ *
+ * A real-time signal queued again while it is still pending wakes the
+ * signalfd too (each one is queued), and FreeBSD counts every generation.
+ * The edge detector hands each batch of wake-ups to one scan only, so a
+ * batch that made nothing newly pending is counted for the one watched
+ * real-time signal pending, if there is exactly one.  (A standard signal sent
+ * again while pending is merged by Linux and wakes nothing: not countable.)
+ */
 static void
 sig_scan_pending(void)
 {
 	unsigned before[SIG_NSLOTS];
-	sigset_t pend;
+	sigset_t pend, old;
+	bool edge, counted = false;
+	int only = 0, nrt = 0;
 
 	for (int sig = 1; sig < SIG_NSLOTS; sig++)
 		before[sig] = atomic_load(&sig_slots[sig].consumed);
-	if (sigpending(&pend) != 0)
+	sig_lock_all(&old);
+	edge = kq_edge_take(sig_sfd_edges);
+	if (sigpending(&pend) != 0) {
+		sig_unlock_all(&old);
 		return;
+	}
 	for (int sig = 1; sig < SIG_NSLOTS; sig++) {
 		struct sig_slot *s = &sig_slots[sig];
 		int one = 1;
@@ -266,6 +284,8 @@ sig_scan_pending(void)
 		if (!atomic_load(&s->watched))
 			continue;
 		if (sigismember(&pend, sig) == 1) {
+			if (sig >= SIGRTMIN && sig <= SIGRTMAX)
+				nrt++, only = sig;
 			if (atomic_exchange(&s->pend_counted, 1) != 0)
 				continue;
 			/* Another thread began taking a signal meanwhile: if
@@ -276,12 +296,17 @@ sig_scan_pending(void)
 			    &one, 0))
 				continue;
 			sig_note(sig);
+			counted = true;
 		} else {
 			/* Consumed where we could not see it (the
 			 * application's own signalfd): count it next time. */
 			atomic_compare_exchange_strong(&s->pend_counted, &one, 0);
 		}
 	}
+	edge |= kq_edge_take(sig_sfd_edges);
+	if (edge && !counted && nrt == 1)
+		sig_note(only);
+	sig_unlock_all(&old);
 }
 
 /* Default action of a signal the application left at SIG_DFL. */
@@ -407,6 +432,12 @@ sig_fds_open(void)
 		sig_sfd = signalfd(-1, &none, SFD_CLOEXEC | SFD_NONBLOCK);
 		if (sig_sfd < 0)
 			return errno;
+	}
+	if (sig_sfd_edges < 0) {
+		fd = kq_edge_open(sig_sfd);
+		if (fd < 0)
+			return -fd;
+		sig_sfd_edges = fd;
 	}
 	return 0;
 }
@@ -591,7 +622,7 @@ sig_kq_open(struct kq_kqueue *kq)
 	sig_lock_all(&old);
 	LIST_INSERT_HEAD(&sig_kqs, sk, link);
 	sig_unlock_all(&old);
-	err = sig_poll_open(kq, &sk->pend, sig_sfd, sig_ready_pending, sk);
+	err = sig_poll_open(kq, &sk->pend, sig_sfd_edges, sig_ready_pending, sk);
 	if (err != 0) {
 		sk->pend.fd = -1;
 		sig_kq_close(kq);
@@ -727,6 +758,9 @@ sig_fork_check(void)
 	if (sig_sfd >= 0)
 		kq_real_close(sig_sfd);
 	sig_sfd = -1;
+	if (sig_sfd_edges >= 0)
+		kq_real_close(sig_sfd_edges);
+	sig_sfd_edges = -1;
 }
 
 static void

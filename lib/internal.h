@@ -290,6 +290,9 @@ void kq_backend_flush(struct kq_kqueue *kq);
 /* Wait (called WITHOUT kq->lock).  ts NULL = forever.  Returns count or -errno. */
 int kq_backend_wait(struct kq_kqueue *kq, struct kq_ready *out, int max,
     const struct timespec *ts);
+/* Edge detector over a process-wide fd: one taker per batch of wake-ups. */
+int kq_edge_open(int fd);			/* detector fd or -errno */
+bool kq_edge_take(int efd);
 /* Tests: number of epoll_ctl calls made by this process. */
 extern _Atomic unsigned long kq_stat_ctl_calls;
 

@@ -489,6 +489,35 @@ START_TEST(blocked_signal_counted_while_pending)
 }
 END_TEST
 
+/* Each sigqueue() of a blocked real-time signal is a generation FreeBSD
+ * counts, also while earlier ones are still pending, and every kqueue
+ * watching it counts it, also one registered after the first generation. */
+START_TEST(blocked_realtime_signal_counted_per_generation)
+{
+	sigset_t set;
+	union sigval v = { .sival_int = 0 };
+	int sig = SIGRTMIN + 4, a = xkqueue(), b, i;
+
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	ck_assert_int_eq(sigprocmask(SIG_BLOCK, &set, NULL), 0);
+	kev_ok(a, sig, EVFILT_SIGNAL, EV_ADD, 0, 0, UD(1));
+	ck_assert_int_eq(sigqueue(getpid(), sig, v), 0);
+	kev_expect(a, WAIT_MS, sig, EVFILT_SIGNAL, EV_CLEAR, 0, 1, UD(1));
+	b = xkqueue();
+	kev_ok(b, sig, EVFILT_SIGNAL, EV_ADD, 0, 0, UD(2));
+	for (i = 0; i < 3; i++) {
+		ck_assert_int_eq(sigqueue(getpid(), sig, v), 0);
+		kev_expect(a, WAIT_MS, sig, EVFILT_SIGNAL, EV_CLEAR, 0, 1, UD(1));
+		kev_expect(b, WAIT_MS, sig, EVFILT_SIGNAL, EV_CLEAR, 0, 1, UD(2));
+	}
+	kev_expect_none(a);
+	kev_expect_none(b);
+	close(a);
+	close(b);
+}
+END_TEST
+
 START_TEST(blocked_signal_consumed_by_sigwait_counted_once)
 {
 	sigset_t set;
@@ -766,6 +795,7 @@ signal_suite(void)
 	tcase_add_test(tc, disposition_set_while_watched_survives_delete);
 	tcase_add_test(tc, blocked_signal_counted_while_pending);
 	tcase_add_test(tc, blocked_signal_consumed_by_sigwait_counted_once);
+	tcase_add_test(tc, blocked_realtime_signal_counted_per_generation);
 	tcase_add_test(tc, sigchld_counted_on_child_exit);
 	tcase_add_test(tc, sigchld_ignored_not_counted_and_children_reap_themselves);
 	tcase_add_test(tc, invalid_signal_numbers_einval);

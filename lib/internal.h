@@ -6,7 +6,7 @@
  *   kevent.c   kevent(): changelist (EV_ERROR, RECEIPT, coalescing), scan, copy-out
  *   fdreg.c    process-wide fd registry + close/dup2/close_range/fclose/closedir
  *              interposition; the only code that reacts to a close
- *   knote.c    knote tree, activation queue, THE release function, free notices
+ *   knote.c    knote lookup, activation queue, THE release function, free notices
  *   filter_*.c one struct kq_filterops each; the core never switches on filter
  *   backend_epoll.c  the only file that calls epoll_*(); same interface could
  *              be provided by an io_uring backend
@@ -27,7 +27,8 @@
  *                     is what the fd registry links, and what a close() kills.
  *
  * KNOTE LIFECYCLE
- *   kq_knote_create -> fop->attach -> (activate / scan / touch)* ->
+ *   kq_knote_alloc -> kq_knote_insert -> fop->attach ->
+ *   (activate / scan / touch)* ->
  *   kq_knote_release(kq, kn, reason, fired)   <- the ONE place a knote dies.
  *   release: fop->detach, unlink from tree/queue/fdnode, and, if the knote
  *   holds an EV_FREEWATCH reference: either marks the event being returned
@@ -45,7 +46,10 @@
  *   EV_CLEAR, level knotes on an edge-triggered fd).  Level knotes on a
  *   level-triggered epoll registration are not requeued: epoll re-reports.
  *   While kq->active or kq->notices is non-empty the wake eventfd is kept
- *   readable, so the kqueue (epoll) fd polls readable.
+ *   readable, so the kqueue (epoll) fd polls readable; activations inside a
+ *   call cost no syscall, only kq_update_wake() at its end touches the fd.
+ *   Knotes nothing wakes (EVFILT_EMPTY) are KN_POLLED: re-activated on every
+ *   pass of the scan, whose wait is then capped at KQ_POLL_NS.
  *
  * CHANGE COALESCING
  *   Filters say what they want from epoll by setting kq_poll.want and calling
@@ -60,11 +64,15 @@
  *   watched fd it takes the fd's registry lock, and for each kqueue's fdnode:
  *   marks it closed, removes the epoll registration (kq_backend_forget_fd) and
  *   pushes the fdnode on the kqueue's lock-free closed stack, then kicks the
- *   kqueue.  It never takes kq->lock, so it is safe from a signal handler and
- *   while another thread blocks in kevent().  kevent() drains the stack under
- *   kq->lock (kq_drain_closed) and releases the knotes with NOTE_FREE_CLOSE.
- *   Any epoll_ctl on a user fd is done under that fd's registry lock
- *   (kq_fdreg_lock), so a registration can never be re-added after close.
+ *   kqueue if a free notice is due (fdn->nfreewatch).  The real close runs
+ *   with the fd's registry lock still held.  It never takes kq->lock, so it
+ *   is safe from a signal handler and while another thread blocks in
+ *   kevent().  kevent() drains the stack under kq->lock (kq_drain_closed,
+ *   also before reusing a closed fd's node) and releases the knotes with
+ *   NOTE_FREE_CLOSE.  Any epoll_ctl on a user fd is done under that fd's
+ *   registry lock (kq_fdreg_lock), so a registration can never be re-added
+ *   after close.  Code the interposition cannot reach (RTLD_LOCAL modules)
+ *   gets the same functions through its patched GOT (gotpatch.c).
  *
  * LOCK ORDER
  *   kq_global_lock (kqueue list, fork)  ->  kq->lock  ->  fd registry lock.

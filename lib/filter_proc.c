@@ -163,17 +163,17 @@ proc_exit_status(int pidfd, pid_t pid)
 	if (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOWAIT | WNOHANG) == 0 &&
 	    si.si_pid != 0)
 		return proc_status_of_siginfo(&si);
-	/* not our child, or already reaped */
-	if (proc_info_exit(pidfd, &status))
-		return status;
-	if (pid > 0 && proc_stat_exit(pid, &status)) {
-		/* still a zombie, so the pid was not reused under us */
-		if (pidfd_send_signal(pidfd, 0, NULL, 0) == 0)
-			return status;
+	/* Not our child, or already reaped.  Its parent may reap it while we
+	 * look: the zombie's /proc entry goes, the pidfd's exit info comes;
+	 * so ask both, twice. */
+	for (int tries = 0; tries < 2; tries++) {
 		if (proc_info_exit(pidfd, &status))
 			return status;
+		if (pid > 0 && proc_stat_exit(pid, &status) &&
+		    pidfd_send_signal(pidfd, 0, NULL, 0) == 0)
+			return status;	/* still a zombie: not a reused pid */
 	}
-	return 0;
+	return proc_info_exit(pidfd, &status) ? status : 0;
 }
 
 /* The pid a pidfd refers to (/proc/self/fdinfo), or -1. */

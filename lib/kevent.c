@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <unistd.h>
 
 static const struct kq_filterops *const filters[EVFILT_SYSCOUNT + 1] = {
 	[-EVFILT_READ] = &kq_filt_read,
@@ -345,8 +346,13 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 		pthread_mutex_unlock(&kq->lock);
 		r = kq_backend_wait(kq, ready, KQ_READY_MAX, tsp);
 		pthread_mutex_lock(&kq->lock);
-		if (kq->dead)
+		if (kq->dead) {
+			/* the edge kq_destroy() wrote woke one sleeper: pass
+			 * it on to the next */
+			uint64_t one = 1;
+			(void)!write(kq->wake.fd, &one, sizeof one);
 			return -EBADF;
+		}
 		/* our signal handler ran for a signal the application ignores:
 		 * on FreeBSD nothing would have interrupted the wait */
 		if (r == -EINTR && kq_signal_phantom_eintr(intr))

@@ -24,7 +24,13 @@ kq_now_ns(clockid_t clk)
 
 /* ------------------------------------------------------------------ wake */
 
-/* Signal-safe: the close path calls it. */
+/*
+ * The wake eventfd sits in the epoll set edge-triggered: each write is one
+ * edge, and `kicked` means "an edge is on its way or sitting in epoll's ready
+ * list".  The scan that takes the edge clears it (wake_ready), so a
+ * cross-thread wake-up costs one write and no read.  Signal-safe: the close
+ * path calls it.
+ */
 void
 kq_kick(struct kq_kqueue *kq)
 {
@@ -36,9 +42,11 @@ kq_kick(struct kq_kqueue *kq)
 }
 
 /*
- * End of every kevent() call: the wake fd is readable exactly while something
- * is queued.  Activations inside a call need no syscall; only what is left
- * over at the end costs one write (and its read once consumed).
+ * End of every kevent() call: the kqueue fd must poll readable exactly while
+ * something is queued.  Activations inside a call need no syscall; what is
+ * left over at the end costs one write.  An edge nobody took while nothing is
+ * queued any more is defused by emptying the counter: epoll re-checks a ready
+ * item before it reports it, also to poll() on the kqueue fd.
  */
 void
 kq_update_wake(struct kq_kqueue *kq)
@@ -59,10 +67,12 @@ kq_update_wake(struct kq_kqueue *kq)
 	}
 }
 
+/* The scan took the edge: the next kick must write again. */
 static void
 wake_ready(struct kq_kqueue *kq, struct kq_poll *p, uint32_t revents)
 {
-	(void)kq, (void)p, (void)revents;	/* the scan looks at the queues */
+	(void)p, (void)revents;
+	atomic_store(&kq->kicked, false);
 }
 
 /* --------------------------------------------------------------- fdnodes */
@@ -335,7 +345,7 @@ kq_create(bool cloexec)
 		goto fail;
 	}
 	kq->wake.ready = wake_ready;
-	kq->wake.want = KQ_POLLIN;
+	kq->wake.want = KQ_POLLIN | KQ_POLLET;
 	if ((err = kq_poll_register(kq, &kq->wake)) != 0 ||
 	    (err = kq_backend_attach(kq, &kq->wake)) != 0 ||
 	    (err = kq_fdreg_reserve(kq->fd)) != 0)
@@ -437,7 +447,7 @@ kq_destroy(struct kq_kqueue *kq)
 	/* no close path can push any more; what it pushed is in kq->fds */
 	atomic_store(&kq->closed, NULL);
 	/* as FreeBSD's kqueue_close, wake threads sleeping in kevent() on it:
-	 * they return EBADF */
+	 * they return EBADF, each waking the next (scan) */
 	uint64_t one = 1;
 	ssize_t r = write(kq->wake.fd, &one, sizeof one);
 	(void)r;

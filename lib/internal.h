@@ -342,7 +342,7 @@ TAILQ_HEAD(kq_fdnode_list, kq_fdnode);
 
 /* kqueue.c / fdnode helpers */
 struct kq_fdnode *kq_fdnode_get(struct kq_kqueue *kq, int fd, int *err);
-struct kq_fdnode *kq_fdnode_find(struct kq_kqueue *kq, int fd);
+struct kq_fdnode *kq_fdnode_find(struct kq_kqueue *kq, int fd);	/* live node or NULL */
 void kq_fdnode_put(struct kq_kqueue *kq, struct kq_fdnode *fdn);	/* free if no knotes */
 /* Recompute fdn->poll.want from its knotes' pollevents() and schedule it. */
 void kq_fdnode_update(struct kq_kqueue *kq, struct kq_fdnode *fdn);
@@ -443,7 +443,6 @@ void kq_put(struct kq_kqueue *kq);		/* drop a reference */
 void kq_destroy(struct kq_kqueue *kq);		/* its fd is being closed */
 int64_t kq_pending_count(int fd);		/* queued events of kqueue fd, -1 if none */
 int64_t kq_now_ns(clockid_t clk);
-extern pthread_mutex_t kq_global_lock;
 
 /* kevent.c */
 const struct kq_filterops *kq_filterops_lookup(short filter);

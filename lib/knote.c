@@ -51,12 +51,6 @@ kq_knote_find(struct kq_kqueue *kq, short filter, uintptr_t ident)
 	}
 	if (ident > INT_MAX || (fdn = kq_fdnode_find(kq, (int)ident)) == NULL)
 		return NULL;
-	if (atomic_load(&fdn->closed)) {
-		/* closed on another thread since this call drained */
-		kq_drain_closed(kq);
-		if ((fdn = kq_fdnode_find(kq, (int)ident)) == NULL)
-			return NULL;
-	}
 	LIST_FOREACH(kn, &fdn->knotes, fdlink)
 		if (kn->kev.filter == filter)
 			return kn;

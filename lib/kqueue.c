@@ -10,7 +10,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-pthread_mutex_t kq_global_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t kq_global_lock = PTHREAD_MUTEX_INITIALIZER;
 static LIST_HEAD(, kq_kqueue) kq_all = LIST_HEAD_INITIALIZER(kq_all);
 
 int64_t
@@ -79,11 +79,15 @@ wake_ready(struct kq_kqueue *kq, struct kq_poll *p, uint32_t revents)
 
 static void fdnode_ready(struct kq_kqueue *, struct kq_poll *, uint32_t);
 
+/* The live node of fd: one closed (on another thread) since this call
+ * drained is drained now, since the number may name another file. */
 struct kq_fdnode *
 kq_fdnode_find(struct kq_kqueue *kq, int fd)
 {
-	if (fd < 0 || fd >= kq->nfds)
+	if (fd < 0 || fd >= kq->nfds || kq->fds[fd] == NULL)
 		return NULL;
+	if (atomic_load(&kq->fds[fd]->closed))
+		kq_drain_closed(kq);
 	return kq->fds[fd];
 }
 
@@ -92,12 +96,6 @@ kq_fdnode_get(struct kq_kqueue *kq, int fd, int *err)
 {
 	struct kq_fdnode *fdn = kq_fdnode_find(kq, fd);
 
-	if (fdn != NULL && atomic_load(&fdn->closed)) {
-		/* closed (on another thread) since this call drained: the
-		 * number now names another file */
-		kq_drain_closed(kq);
-		fdn = kq_fdnode_find(kq, fd);
-	}
 	if (fdn != NULL) {
 		if (fdn->idle) {
 			TAILQ_REMOVE(&kq->idle, fdn, idle_link);

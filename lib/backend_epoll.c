@@ -245,13 +245,13 @@ int
 kq_edge_open(int fd)
 {
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLET };
-	int e = epoll_create1(EPOLL_CLOEXEC), err;
+	int e = kq_fd_own(epoll_create1(EPOLL_CLOEXEC)), err;
 
 	if (e < 0)
 		return -errno;
 	if (epoll_ctl(e, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		err = errno;
-		kq_real_close(e);
+		kq_fd_close(e);
 		return -err;
 	}
 	return e;

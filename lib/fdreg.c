@@ -1,14 +1,28 @@
 /*
- * The process-wide fd registry and the close interposition.
+ * The process's descriptor numbers: who watches each one, which ones the
+ * library owns, and the close interposition.
  *
- * For every fd number that some kqueue watches (or that is a kqueue) there is
- * a slot: a tiny spinlock, the chain of fdnodes (one per kqueue watching the
- * fd) and the kqueue living at that number.  Every libc call that closes or
- * replaces an fd comes here first.  For a watched fd we remove the epoll
- * registrations *before* the real close, so the number can never be reused
- * while epoll still holds the old file, and hand the fdnodes to their
- * kqueues' lock-free closed stacks.  Nothing here takes a kqueue lock, which
- * makes close() safe from signal handlers and while kevent() runs elsewhere.
+ * For every fd number that something in the library cares about there is a
+ * slot: a tiny spinlock, a chain of watchers (struct kq_fdwatch: a kqueue's
+ * node for a watched fd, or a kqueue alias) and flags.  Every libc call that
+ * closes or replaces an fd comes here first.  Under the slot's lock the
+ * watchers are unlinked and told, through their own callback, that the
+ * number is going away; the real close runs with the lock still held, so no
+ * EV_ADD on another thread can register the dying file in between.  This
+ * file knows nothing about kqueues: it only calls the watchers' callbacks,
+ * which are async-signal-safe by contract (internal.h), and so is all of
+ * this path - close() is safe in a signal handler and while kevent() runs on
+ * another thread.
+ *
+ * A signal handler that closes a number whose slot its own thread holds (it
+ * interrupted the library inside that slot's critical section) cannot touch
+ * the chain: it marks the slot SLOT_PENDING and closes; the interrupted
+ * section's unlock tells the watchers before anyone else can take the slot.
+ *
+ * The library's own descriptors (SLOT_OWNED: epoll sets, wake eventfds,
+ * timerfds, pidfds...) are invisible to the application's close family:
+ * close() answers EBADF as if the number were not open, close_range() and
+ * closefrom() step around them, dup2()/dup3() onto one fail with EBUSY.
  *
  * Closing an unwatched fd costs one relaxed load on top of libc's close.
  *
@@ -38,10 +52,15 @@ static void resolve_real(void);
 #define CHUNK_SIZE	(1u << CHUNK_BITS)
 #define TOP_SIZE	(1u << 16)	/* 64M fds */
 
+#define SLOT_OWNED	0x1u	/* one of the library's own descriptors */
+#define SLOT_PENDING	0x2u	/* closed by a signal handler while held */
+#define SLOT_RANGE	0x4u	/* held by close_range() across the real call */
+
 struct fdslot {
 	_Atomic uintptr_t owner;		/* spinlock: pthread_self() of holder */
-	_Atomic(struct kq_fdnode *) head;	/* watchers (written under owner) */
-	_Atomic(struct kq_kqueue *) kq;		/* the kqueue at this number */
+	unsigned depth;				/* nested holds by the owner */
+	_Atomic(struct kq_fdwatch *) head;	/* watchers (written under owner) */
+	_Atomic unsigned flags;			/* SLOT_* */
 };
 
 static _Atomic(struct fdslot *) chunks[TOP_SIZE];
@@ -66,6 +85,14 @@ slot_peek(int fd)
 	return c != NULL ? &c[fd & (CHUNK_SIZE - 1)] : NULL;
 }
 
+/* Anything here at all?  The close path's fast test. */
+static bool
+slot_busy(struct fdslot *s)
+{
+	return atomic_load_explicit(&s->head, memory_order_relaxed) != NULL ||
+	    atomic_load_explicit(&s->flags, memory_order_relaxed) != 0;
+}
+
 int
 kq_fdreg_reserve(int fd)
 {
@@ -82,12 +109,12 @@ kq_fdreg_reserve(int fd)
 }
 
 /*
- * Returns false when this thread already holds the lock: a signal handler
- * interrupted our own critical section.  The caller must then not touch the
- * chain (it is mid-update); it degrades to an untracked close.
+ * The close path's lock: false when this thread already holds it (a signal
+ * handler interrupted our own critical section), and the caller must then
+ * not touch the chain.
  */
 static bool
-slot_lock(struct fdslot *s)
+slot_trylock_closing(struct fdslot *s)
 {
 	uintptr_t self = (uintptr_t)pthread_self(), expect;
 
@@ -102,9 +129,33 @@ slot_lock(struct fdslot *s)
 	}
 }
 
+/* The library's lock: nests (a handler that calls back into the library). */
 static void
-slot_unlock(struct fdslot *s)
+slot_lock(struct fdslot *s)
 {
+	if (atomic_load_explicit(&s->owner, memory_order_relaxed) ==
+	    (uintptr_t)pthread_self()) {
+		s->depth++;
+		return;
+	}
+	slot_trylock_closing(s);
+}
+
+static void tell_watchers(struct fdslot *s, int fd);
+
+static void
+slot_unlock(struct fdslot *s, int fd)
+{
+	if (s->depth > 0) {
+		s->depth--;
+		return;
+	}
+	/* a handler closed the number while we held it: tell its watchers
+	 * before anyone else can see the slot */
+	if (atomic_load_explicit(&s->flags, memory_order_relaxed) & SLOT_PENDING) {
+		atomic_fetch_and(&s->flags, ~SLOT_PENDING);
+		tell_watchers(s, fd);
+	}
 	atomic_store_explicit(&s->owner, 0, memory_order_release);
 }
 
@@ -121,173 +172,213 @@ kq_fdreg_unlock(int fd)
 {
 	struct fdslot *s = slot_peek(fd);
 	if (s != NULL)
-		slot_unlock(s);
+		slot_unlock(s, fd);
 }
 
 int
-kq_fdreg_link(struct kq_fdnode *fdn)
+kq_fdreg_watch(int fd, struct kq_fdwatch *w)
 {
-	struct fdslot *s = slot_peek(fdn->fd);
+	struct fdslot *s = slot_peek(fd);
 	if (s == NULL)
 		return ENOMEM;
-	fdn->reg_next = atomic_load_explicit(&s->head, memory_order_relaxed);
-	atomic_store_explicit(&s->head, fdn, memory_order_release);
+	w->next = atomic_load_explicit(&s->head, memory_order_relaxed);
+	atomic_store_explicit(&s->head, w, memory_order_release);
 	return 0;
 }
 
 void
-kq_fdreg_unlink(struct kq_fdnode *fdn)
+kq_fdreg_unwatch(int fd, struct kq_fdwatch *w)
 {
-	struct fdslot *s = slot_peek(fdn->fd);
-	struct kq_fdnode *p, *prev = NULL;
+	struct fdslot *s = slot_peek(fd);
+	struct kq_fdwatch *p, *prev = NULL;
 
-	if (s == NULL || atomic_load(&fdn->closed))
+	if (s == NULL)
 		return;
 	for (p = atomic_load_explicit(&s->head, memory_order_relaxed); p != NULL;
-	    prev = p, p = p->reg_next) {
-		if (p != fdn)
+	    prev = p, p = p->next) {
+		if (p != w)
 			continue;
 		if (prev == NULL)
-			atomic_store_explicit(&s->head, p->reg_next, memory_order_release);
+			atomic_store_explicit(&s->head, p->next, memory_order_release);
 		else
-			prev->reg_next = p->reg_next;
+			prev->next = p->next;
 		break;
 	}
 }
 
-void
-kq_fdreg_set_kqueue(int fd, struct kq_kqueue *kq)
+struct kq_fdwatch *
+kq_fdreg_find(int fd, const struct kq_fdwatch_ops *ops,
+    void (*hold)(struct kq_fdwatch *))
 {
 	struct fdslot *s = slot_peek(fd);
-	if (s != NULL)
-		atomic_store_explicit(&s->kq, kq, memory_order_release);
+	struct kq_fdwatch *w;
+
+	if (s == NULL || atomic_load_explicit(&s->head, memory_order_acquire) == NULL)
+		return NULL;
+	slot_lock(s);
+	for (w = atomic_load_explicit(&s->head, memory_order_relaxed); w != NULL;
+	    w = w->next)
+		if (w->ops == ops)
+			break;
+	if (w != NULL && hold != NULL)
+		hold(w);
+	slot_unlock(s, fd);
+	return w;
 }
 
-struct kq_kqueue *
-kq_fdreg_get_kqueue(int fd)
+/* Under the slot's lock: unlink every watcher and tell it. */
+static void
+tell_watchers(struct fdslot *s, int fd)
 {
-	struct fdslot *s = slot_peek(fd);
-	struct kq_kqueue *kq;
+	struct kq_fdwatch *w = atomic_exchange(&s->head, NULL), *next;
 
-	if (s == NULL || atomic_load_explicit(&s->kq, memory_order_acquire) == NULL)
-		return NULL;
-	if (!slot_lock(s))
-		return NULL;
-	kq = atomic_load_explicit(&s->kq, memory_order_relaxed);
-	if (kq != NULL)
-		atomic_fetch_add(&kq->refs, 1);
-	slot_unlock(s);
-	return kq;
-}
-
-/* Child of fork(): forget everything without freeing what may be locked. */
-void
-kq_fdreg_reset_after_fork(void)
-{
-	unsigned i;
-
-	owner_pid = (pid_t)syscall(SYS_getpid);
-	for (i = 0; i < TOP_SIZE; i++) {
-		struct fdslot *c = atomic_load(&chunks[i]);
-		if (c != NULL)
-			memset((void *)c, 0, CHUNK_SIZE * sizeof *c);
+	for (; w != NULL; w = next) {
+		next = w->next;
+		w->next = NULL;
+		w->ops->closed(w, fd);
 	}
 }
 
-/*
- * fd is about to be closed or replaced (or was, behind our back, and its
- * number is being reused).  Returns the kqueue that lives at that number, if
- * any, detached from the registry: the caller destroys it.  With held, the
- * slot stays locked (*held) until the caller's real close is done, so no
- * EV_ADD on another thread can register the dying file in between.
- */
-static struct kq_kqueue *
-forget(int fd, struct fdslot **held)
+void
+kq_fdreg_forget(int fd)
 {
 	struct fdslot *s = slot_peek(fd);
-	struct kq_fdnode *fdn, *next;
-	struct kq_kqueue *kq;
 
-	if (s == NULL || !tracking)
-		return NULL;
-	if (atomic_load_explicit(&s->head, memory_order_relaxed) == NULL &&
-	    atomic_load_explicit(&s->kq, memory_order_relaxed) == NULL)
+	if (s == NULL || atomic_load(&s->head) == NULL)
+		return;
+	slot_lock(s);
+	tell_watchers(s, fd);
+	slot_unlock(s, fd);
+}
+
+/* -------------------------------------------------------- owned numbers */
+
+bool
+kq_fd_owned(int fd)
+{
+	struct fdslot *s = slot_peek(fd);
+	return s != NULL && (atomic_load_explicit(&s->flags,
+	    memory_order_relaxed) & SLOT_OWNED);
+}
+
+/*
+ * Take fd (just made by the kernel, O_CLOEXEC) as the library's own.  Never
+ * 0, 1 or 2: programs dup2() onto those numbers.  Whatever watched the number
+ * before is stale (it was closed behind our back).  Returns the fd, or -1
+ * with errno and fd closed.
+ */
+int
+kq_fd_own(int fd)
+{
+	int err;
+
+	if (fd < 0)
+		return -1;
+	if (fd < 3) {
+		int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		err = errno;
+		kq_real_close(fd);
+		if (moved < 0) {
+			errno = err;
+			return -1;
+		}
+		fd = moved;
+	}
+	if ((err = kq_fdreg_reserve(fd)) != 0) {
+		kq_real_close(fd);
+		errno = err;
+		return -1;
+	}
+	kq_fdreg_forget(fd);
+	atomic_fetch_or(&slot_peek(fd)->flags, SLOT_OWNED);
+	return fd;
+}
+
+int
+kq_fd_close(int fd)
+{
+	struct fdslot *s = slot_peek(fd);
+
+	if (s != NULL)
+		atomic_fetch_and(&s->flags, ~SLOT_OWNED);
+	return kq_real_close(fd);
+}
+
+bool
+kq_fdreg_tracking(void)
+{
+	return tracking;
+}
+
+/*
+ * Fork child: every owned descriptor is closed (they are shared with the
+ * parent's objects), and every watcher forgotten without being told: the
+ * kqueues they belong to were not inherited.  The slots are plain words
+ * updated atomically, so another thread cannot have left them half-written;
+ * a lock it held is simply dropped.
+ */
+void
+kq_fdreg_fork_child(void)
+{
+	unsigned c, i;
+
+	owner_pid = (pid_t)syscall(SYS_getpid);
+	for (c = 0; c < TOP_SIZE; c++) {
+		struct fdslot *chunk = atomic_load(&chunks[c]);
+		if (chunk == NULL)
+			continue;
+		for (i = 0; i < CHUNK_SIZE; i++) {
+			if (atomic_load(&chunk[i].flags) & SLOT_OWNED)
+				kq_real_close((int)(c << CHUNK_BITS | i));
+		}
+		memset((void *)chunk, 0, CHUNK_SIZE * sizeof *chunk);
+	}
+}
+
+/* -------------------------------------------------------- the close path */
+
+/*
+ * fd is about to be closed or replaced.  Returns the slot, locked, if the
+ * caller must unlock it after the real call (NULL: nothing to hold).
+ */
+static struct fdslot *
+closing(int fd)
+{
+	struct fdslot *s = slot_peek(fd);
+
+	if (s == NULL || !tracking || !slot_busy(s))
 		return NULL;
 	/* a vfork() child shares our memory but not our fd table: its
 	 * close leaves our file open */
 	if ((pid_t)syscall(SYS_getpid) != owner_pid)
 		return NULL;
-	if (!slot_lock(s))
+	if (!slot_trylock_closing(s)) {
+		atomic_fetch_or(&s->flags, SLOT_PENDING);
 		return NULL;
-	kq = atomic_exchange(&s->kq, NULL);
-	fdn = atomic_exchange(&s->head, NULL);
-	for (; fdn != NULL; fdn = next) {
-		struct kq_kqueue *wkq = fdn->kq;
-		/* a free notice is due: wake the kqueue */
-		bool kick = atomic_load(&fdn->nfreewatch) > 0;
-
-		next = fdn->reg_next;
-		atomic_store(&fdn->closed, true);
-		kq_backend_forget_fd(wkq, fd);
-		/* Once pushed, fdn belongs to the kqueue, which may free it
-		 * (and then be closed itself) at once: touch neither after
-		 * the push without our own reference. */
-		atomic_fetch_add(&wkq->refs, 1);
-		fdn->closed_next = atomic_load(&wkq->closed);
-		while (!atomic_compare_exchange_weak(&wkq->closed,
-		    &fdn->closed_next, fdn))
-			;
-		if (kick)
-			kq_kick(wkq);
-		kq_put(wkq);
 	}
-	if (held != NULL)
-		*held = s;
-	else
-		slot_unlock(s);
-	return kq;
+	tell_watchers(s, fd);
+	return s;
 }
 
-struct kq_kqueue *
-kq_fdreg_forget(int fd)
+/* Is fd one of ours, as the application's close family sees it? */
+static bool
+refused(int fd)
 {
-	return forget(fd, NULL);
+	return tracking && kq_fd_owned(fd) &&
+	    (pid_t)syscall(SYS_getpid) == owner_pid;
 }
 
-/* Close of a number that may be a kqueue or watched (close_range). */
-static void
-before_close(int fd)
-{
-	struct kq_kqueue *kq = forget(fd, NULL);
-	if (kq != NULL)
-		kq_destroy(kq);
-}
-
-/* The close family: detach, destroy a kqueue living there, then do the real
- * call with the slot still locked. */
-#define CLOSING(fd, call) ({							struct fdslot *held_ = NULL;						struct kq_kqueue *kq_ = forget((fd), &held_);				if (kq_ != NULL)								kq_destroy(kq_);						__typeof__(call) r_ = (call);						int e_ = errno;								if (held_ != NULL)								slot_unlock(held_);						errno = e_;								r_;								})
-
-static void
-before_close_range(unsigned first, unsigned last)
-{
-	unsigned c, i;
-
-	if (!tracking)
-		return;
-	for (c = first >> CHUNK_BITS; c < TOP_SIZE && c <= (last >> CHUNK_BITS); c++) {
-		struct fdslot *chunk = atomic_load(&chunks[c]);
-		if (chunk == NULL)
-			continue;
-		for (i = 0; i < CHUNK_SIZE; i++) {
-			unsigned fd = c << CHUNK_BITS | i;
-			if (fd < first || fd > last)
-				continue;
-			if (atomic_load_explicit(&chunk[i].head, memory_order_relaxed) != NULL ||
-			    atomic_load_explicit(&chunk[i].kq, memory_order_relaxed) != NULL)
-				before_close((int)fd);
-		}
-	}
-}
+/* The close family: tell the watchers, then the real call with the slot
+ * still locked. */
+#define CLOSING(fd, call) ({							\
+	struct fdslot *held_ = closing(fd);					\
+	__typeof__(call) r_ = (call);						\
+	int e_ = errno;								\
+	if (held_ != NULL)							\
+		slot_unlock(held_, (fd));					\
+	errno = e_;								\
+	r_;									\
+})
 
 #define REAL(fn) (__builtin_expect(real_##fn == NULL, 0) ? resolve_real() : (void)0, real_##fn)
 
@@ -297,15 +388,71 @@ kq_real_close(int fd)
 	return REAL(close)(fd);
 }
 
+/*
+ * close_range()/closefrom() without the owned numbers: every watched number
+ * in range is told and held (ascending order, so two ranges cannot deadlock)
+ * across the real calls, which close the gaps between owned numbers.
+ */
+static int
+close_range_tracked(unsigned first, unsigned last, int flags)
+{
+	unsigned c, i, from = first;
+	int r = 0, e = 0;
+
+	for (c = first >> CHUNK_BITS; c < TOP_SIZE && c <= (last >> CHUNK_BITS); c++) {
+		struct fdslot *chunk = atomic_load(&chunks[c]);
+		if (chunk == NULL)
+			continue;
+		for (i = 0; i < CHUNK_SIZE; i++) {
+			unsigned fd = c << CHUNK_BITS | i;
+			struct fdslot *s = &chunk[i];
+			if (fd < first || fd > last || !slot_busy(s))
+				continue;
+			if (refused((int)fd)) {
+				if (fd > from && REAL(close_range)(from, fd - 1, flags) < 0)
+					r = -1, e = errno;
+				from = fd + 1;
+				continue;
+			}
+			if (closing((int)fd) != NULL)
+				atomic_fetch_or(&s->flags, SLOT_RANGE);
+		}
+	}
+	if (from <= last && from >= first && REAL(close_range)(from, last, flags) < 0)
+		r = -1, e = errno;
+	for (c = first >> CHUNK_BITS; c < TOP_SIZE && c <= (last >> CHUNK_BITS); c++) {
+		struct fdslot *chunk = atomic_load(&chunks[c]);
+		if (chunk == NULL)
+			continue;
+		for (i = 0; i < CHUNK_SIZE; i++) {
+			struct fdslot *s = &chunk[i];
+			if (atomic_load_explicit(&s->flags, memory_order_relaxed) & SLOT_RANGE) {
+				atomic_fetch_and(&s->flags, ~SLOT_RANGE);
+				slot_unlock(s, (int)(c << CHUNK_BITS | i));
+			}
+		}
+	}
+	errno = e;
+	return r;
+}
+
 KQ_API int
 close(int fd)
 {
+	if (refused(fd)) {
+		errno = EBADF;
+		return -1;
+	}
 	return CLOSING(fd, REAL(close)(fd));
 }
 
 KQ_API int
 dup2(int oldfd, int newfd)
 {
+	if (refused(newfd) && oldfd != newfd) {
+		errno = EBUSY;
+		return -1;
+	}
 	if (oldfd == newfd || fcntl(oldfd, F_GETFD) < 0)
 		return REAL(dup2)(oldfd, newfd);
 	return CLOSING(newfd, REAL(dup2)(oldfd, newfd));
@@ -314,6 +461,10 @@ dup2(int oldfd, int newfd)
 KQ_API int
 dup3(int oldfd, int newfd, int flags)
 {
+	if (refused(newfd) && oldfd != newfd) {
+		errno = EBUSY;
+		return -1;
+	}
 	if (oldfd == newfd || fcntl(oldfd, F_GETFD) < 0)
 		return REAL(dup3)(oldfd, newfd, flags);
 	return CLOSING(newfd, REAL(dup3)(oldfd, newfd, flags));
@@ -322,17 +473,21 @@ dup3(int oldfd, int newfd, int flags)
 KQ_API int
 close_range(unsigned first, unsigned last, int flags)
 {
-	if (!(flags & CLOSE_RANGE_CLOEXEC) && first <= last)
-		before_close_range(first, last);
-	return REAL(close_range)(first, last, flags);
+	/* CLOEXEC closes nothing now (our own fds have it already) */
+	if (!tracking || (flags & ~CLOSE_RANGE_UNSHARE) || first > last)
+		return REAL(close_range)(first, last, flags);
+	return close_range_tracked(first, last, flags);
 }
 
 KQ_API void
 closefrom(int lowfd)
 {
-	if (lowfd >= 0)
-		before_close_range((unsigned)lowfd, ~0u);
-	REAL(closefrom)(lowfd);
+	if (!tracking || lowfd < 0) {
+		REAL(closefrom)(lowfd);
+		return;
+	}
+	if (close_range_tracked((unsigned)lowfd, ~0u, 0) < 0 && errno == ENOSYS)
+		REAL(closefrom)(lowfd);	/* no close_range(): nothing to skip */
 }
 
 KQ_API int
@@ -394,7 +549,8 @@ resolve_real(void)
 __attribute__((constructor)) static void
 fdreg_init(void)
 {
-	const char *e = getenv("KQFREE_CLOSE_TRACKING");
+	/* a set-uid program must not let its caller switch tracking off */
+	const char *e = secure_getenv("KQFREE_CLOSE_TRACKING");
 
 	resolve_real();
 	owner_pid = (pid_t)syscall(SYS_getpid);

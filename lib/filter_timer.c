@@ -119,7 +119,7 @@ timerfd_open(struct kq_kqueue *kq)
 
 	if (p->fd >= 0)
 		return 0;
-	fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	fd = kq_fd_own(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
 	if (fd < 0)
 		return errno;
 	*p = (struct kq_poll){
@@ -129,13 +129,13 @@ timerfd_open(struct kq_kqueue *kq)
 		.owner = kq,
 	};
 	if ((err = kq_poll_register(kq, p)) != 0) {
-		kq_real_close(fd);
+		kq_fd_close(fd);
 		p->fd = -1;
 		return err;
 	}
 	if ((err = kq_backend_attach(kq, p)) != 0) {
 		kq_poll_unregister(kq, p);
-		kq_real_close(fd);
+		kq_fd_close(fd);
 		p->fd = -1;
 		return err;
 	}
@@ -152,7 +152,7 @@ timerfd_shut(struct kq_kqueue *kq)
 	/* A fork child: the core already closed our fd and the epoll fd. */
 	if (kq->pid == getpid()) {
 		kq_backend_detach(kq, p);
-		kq_real_close(p->fd);
+		kq_fd_close(p->fd);
 	}
 	kq_poll_unregister(kq, p);
 	p->fd = -1;

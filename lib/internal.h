@@ -105,6 +105,17 @@ struct kq_kqueue;
 struct kq_knote;
 struct kq_poll;
 struct kq_fdnode;
+struct kq_alias;
+
+/* fdreg.c's watcher of one descriptor number (see fdreg.c below) */
+struct kq_fdwatch;
+struct kq_fdwatch_ops {
+	void (*closed)(struct kq_fdwatch *w, int fd);
+};
+struct kq_fdwatch {
+	struct kq_fdwatch *next;	/* the slot's chain, under its lock */
+	const struct kq_fdwatch_ops *ops;
+};
 
 /* ---------------------------------------------------------------- filters */
 
@@ -328,7 +339,7 @@ struct kq_fdnode {
 	bool no_fionread;		/* FIONREAD fails (listening socket, eventfd...) */
 	bool force_et;			/* edge-triggered even without EV_CLEAR */
 	LIST_HEAD(, kq_knote) knotes;	/* every knote with ident == fd */
-	struct kq_fdnode *reg_next;	/* fdreg chain for this fd (under its lock) */
+	struct kq_fdwatch watch;	/* in fd's registry slot while watched */
 	struct kq_fdnode *closed_next;	/* kq->closed stack */
 	_Atomic bool closed;		/* set by the close path */
 	/* knotes holding an EV_FREEWATCH reference: only then must a close
@@ -352,17 +363,33 @@ void kq_drain_closed(struct kq_kqueue *kq);
 /* Free idle fdnodes that epoll no longer holds (after a flush). */
 void kq_fdnode_reap(struct kq_kqueue *kq);
 
-/* fdreg.c */
+/* fdreg.c: descriptor numbers.  A watcher is told, once, that the number it
+ * watches is being closed or replaced; it is unlinked first.  Its callback
+ * runs in the closer's context (any thread, a signal handler, with kevent()
+ * running elsewhere) under the slot lock: async-signal-safe, no kq->lock, no
+ * malloc/free.  Whoever frees a watcher that may have been told first takes
+ * and drops that slot's lock, so a callback in progress has finished. */
 int kq_fdreg_reserve(int fd);			/* make fd's slot exist: 0 or ENOMEM */
-void kq_fdreg_lock(int fd);
+void kq_fdreg_lock(int fd);			/* nests; no-op without a slot */
 void kq_fdreg_unlock(int fd);
-int kq_fdreg_link(struct kq_fdnode *fdn);	/* under kq_fdreg_lock(fdn->fd) */
-void kq_fdreg_unlink(struct kq_fdnode *fdn);	/* under kq_fdreg_lock(fdn->fd) */
-void kq_fdreg_set_kqueue(int fd, struct kq_kqueue *kq);
-struct kq_kqueue *kq_fdreg_get_kqueue(int fd);	/* takes a reference */
-void kq_fdreg_reset_after_fork(void);
-/* Detach fd's watchers as a close would (returns a kqueue living there). */
-struct kq_kqueue *kq_fdreg_forget(int fd);
+int kq_fdreg_watch(int fd, struct kq_fdwatch *w);	/* under kq_fdreg_lock(fd) */
+void kq_fdreg_unwatch(int fd, struct kq_fdwatch *w);	/* under kq_fdreg_lock(fd) */
+/* First watcher of fd with these ops, hold() called on it under the lock. */
+struct kq_fdwatch *kq_fdreg_find(int fd, const struct kq_fdwatch_ops *ops,
+    void (*hold)(struct kq_fdwatch *));
+/* The kernel just handed out fd: tell whatever still watches that number
+ * (it was closed behind our back). */
+void kq_fdreg_forget(int fd);
+bool kq_fdreg_tracking(void);			/* KQFREE_CLOSE_TRACKING != 0 */
+/* The library's own descriptors: take one just made (O_CLOEXEC) - moved
+ * above 2, protected from the application's close family - or give it back
+ * and close it.  kq_fd_own(-1) and failures return -1 with errno. */
+int kq_fd_own(int fd);
+int kq_fd_close(int fd);
+bool kq_fd_owned(int fd);
+/* Fork child: close every owned descriptor, forget every watcher.  Process-
+ * wide services never close their own fds in a fork child: this did. */
+void kq_fdreg_fork_child(void);
 int kq_real_close(int fd);			/* libc's close, bypassing tracking */
 void kq_fdreg_check_new_objects(void);		/* re-run the GOT patch if dlopen() added objects */
 
@@ -383,10 +410,14 @@ struct kq_timer_heap {
 };
 
 struct kq_kqueue {
-	int fd;				/* the epoll fd = the kqueue fd */
+	int fd;				/* the library's own descriptor of the
+					 * epoll set; the application holds
+					 * aliases of it (kqueue.c) */
 	pthread_mutex_t lock;
-	_Atomic int refs;
-	bool dead;			/* closed; waiters finish, nothing new */
+	_Atomic int refs;		/* 1 while alive + one per call in flight */
+	bool dead;			/* no alias left; waiters finish, nothing new */
+	_Atomic bool suspect;		/* an alias was closed: alive? */
+	LIST_HEAD(, kq_alias) aliases;	/* under kq_global_lock */
 	pid_t pid;			/* creator; fork children never see it */
 	LIST_ENTRY(kq_kqueue) all;	/* kq_global list */
 
@@ -440,7 +471,10 @@ void kq_inotify_unwatch(struct kq_kqueue *kq, struct kq_knote *kn);
 void kq_kick(struct kq_kqueue *kq);		/* make the kq fd readable (signal-safe) */
 void kq_update_wake(struct kq_kqueue *kq);	/* after scan: re-arm/clear the wake fd */
 void kq_put(struct kq_kqueue *kq);		/* drop a reference */
-void kq_destroy(struct kq_kqueue *kq);		/* its fd is being closed */
+/* The kqueue an application descriptor names, referenced; search: also
+ * numbers not seen before (dups), never under a kqueue lock. */
+struct kq_kqueue *kq_lookup(int fd, bool search);
+void kq_reap_suspects(void);			/* kill kqueues nothing names */
 int64_t kq_pending_count(int fd);		/* queued events of kqueue fd, -1 if none */
 int64_t kq_now_ns(clockid_t clk);
 

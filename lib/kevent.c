@@ -218,6 +218,26 @@ after_copyout(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 	}
 }
 
+/*
+ * Ask the filter.  An fd's knote asks under the fd's slot lock, so the
+ * number cannot be closed and reused while event() reads it (FIONREAD...);
+ * one closed already is left to kq_drain_closed.
+ */
+static int
+knote_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
+{
+	struct kq_fdnode *fdn = kn->fdn;
+	int r;
+
+	if (fdn == NULL)
+		return kn->fop->event(kq, kn, ev);
+	kq_fdreg_lock(fdn->fd);
+	r = atomic_load_explicit(&fdn->closed, memory_order_relaxed) ? 0 :
+	    kn->fop->event(kq, kn, ev);
+	kq_fdreg_unlock(fdn->fd);
+	return r;
+}
+
 /* Pop queued knotes into out[]; each queued knote is looked at once. */
 static int
 collect(struct kq_kqueue *kq, struct kevent *out, int max)
@@ -237,7 +257,7 @@ collect(struct kq_kqueue *kq, struct kevent *out, int max)
 			.flags = kn->kev.flags,
 			.udata = kn->kev.udata,
 		};
-		if (kn->fop->event(kq, kn, ev) || (kn->status & KN_FORCED)) {
+		if (knote_event(kq, kn, ev) || (kn->status & KN_FORCED)) {
 			kn->status &= ~KN_FORCED;
 			/* event() may have made it die with this report */
 			ev->flags |= kn->kev.flags & EV_ONESHOT;
@@ -345,9 +365,12 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 		intr = kq_signal_intr_snapshot();
 		pthread_mutex_unlock(&kq->lock);
 		r = kq_backend_wait(kq, ready, KQ_READY_MAX, tsp);
+		/* an alias was closed: if it was the last one, we are done */
+		if (atomic_load_explicit(&kq->suspect, memory_order_relaxed))
+			kq_reap_suspects();
 		pthread_mutex_lock(&kq->lock);
 		if (kq->dead) {
-			/* the edge kq_destroy() wrote woke one sleeper: pass
+			/* the edge kq_kill() wrote woke one sleeper: pass
 			 * it on to the next */
 			uint64_t one = 1;
 			(void)!write(kq->wake.fd, &one, sizeof one);
@@ -392,7 +415,8 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 	 * never with a kqueue lock held */
 	if (nchanges > 0)
 		kq_fdreg_check_new_objects();
-	if ((kq = kq_fdreg_get_kqueue(fd)) == NULL) {
+	kq_reap_suspects();
+	if ((kq = kq_lookup(fd, true)) == NULL) {
 		errno = EBADF;
 		return -1;
 	}

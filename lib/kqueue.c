@@ -5,9 +5,14 @@
  */
 #include "internal.h"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/kcmp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static pthread_mutex_t kq_global_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -41,6 +46,13 @@ kq_kick(struct kq_kqueue *kq)
 	}
 }
 
+/* Something the close path left for a kevent() to pick up. */
+static bool
+closer_pending(struct kq_kqueue *kq)
+{
+	return atomic_load(&kq->closed) != NULL || atomic_load(&kq->suspect);
+}
+
 /*
  * End of every kevent() call: the kqueue fd must poll readable exactly while
  * something is queued.  Activations inside a call need no syscall; what is
@@ -52,7 +64,7 @@ void
 kq_update_wake(struct kq_kqueue *kq)
 {
 	bool want = !TAILQ_EMPTY(&kq->active) || !TAILQ_EMPTY(&kq->notices) ||
-	    atomic_load(&kq->closed) != NULL;
+	    closer_pending(kq);
 
 	if (want) {
 		kq_kick(kq);
@@ -61,8 +73,8 @@ kq_update_wake(struct kq_kqueue *kq)
 		ssize_t r = read(kq->wake.fd, &v, sizeof v);
 		(void)r;
 		atomic_store(&kq->kicked, false);
-		/* a close path may have pushed between our check and here */
-		if (atomic_load(&kq->closed) != NULL)
+		/* a close path may have kicked between our check and here */
+		if (closer_pending(kq))
 			kq_kick(kq);
 	}
 }
@@ -78,6 +90,34 @@ wake_ready(struct kq_kqueue *kq, struct kq_poll *p, uint32_t revents)
 /* --------------------------------------------------------------- fdnodes */
 
 static void fdnode_ready(struct kq_kqueue *, struct kq_poll *, uint32_t);
+
+/*
+ * The close path (fdreg.c) on a watched fd: runs in the closer's context,
+ * maybe a signal handler, under the fd's slot lock.  The registration goes
+ * before the real close (the file may live on in a dup or a child), and the
+ * node goes to its kqueue's lock-free stack.  Touching fdn and kq after the
+ * push is safe only because kq_drain_closed() passes through this slot's
+ * lock before it frees fdn, and a kqueue is freed only after that drain.
+ */
+static void
+fdnode_closed(struct kq_fdwatch *w, int fd)
+{
+	struct kq_fdnode *fdn = (struct kq_fdnode *)((char *)w -
+	    offsetof(struct kq_fdnode, watch));
+	struct kq_kqueue *kq = fdn->kq;
+	/* a free notice is due: wake the kqueue */
+	bool kick = atomic_load(&fdn->nfreewatch) > 0;
+
+	atomic_store(&fdn->closed, true);
+	kq_backend_forget_fd(kq, fd);
+	fdn->closed_next = atomic_load(&kq->closed);
+	while (!atomic_compare_exchange_weak(&kq->closed, &fdn->closed_next, fdn))
+		;
+	if (kick)
+		kq_kick(kq);
+}
+
+static const struct kq_fdwatch_ops fdnode_watch_ops = { .closed = fdnode_closed };
 
 /* The live node of fd: one closed (on another thread) since this call
  * drained is drained now, since the number may name another file. */
@@ -125,6 +165,7 @@ kq_fdnode_get(struct kq_kqueue *kq, int fd, int *err)
 	}
 	fdn->kq = kq;
 	fdn->fd = fd;
+	fdn->watch.ops = &fdnode_watch_ops;
 	LIST_INIT(&fdn->knotes);
 	fdn->poll.fd = fd;
 	fdn->poll.userfd = true;
@@ -135,7 +176,7 @@ kq_fdnode_get(struct kq_kqueue *kq, int fd, int *err)
 		return NULL;
 	}
 	kq_fdreg_lock(fd);
-	kq_fdreg_link(fdn);
+	kq_fdreg_watch(fd, &fdn->watch);
 	kq_fdreg_unlock(fd);
 	kq->fds[fd] = fdn;
 	return fdn;
@@ -280,7 +321,7 @@ kq_fdnode_reap(struct kq_kqueue *kq)
 			continue;
 		}
 		kq_backend_detach(kq, &fdn->poll);
-		kq_fdreg_unlink(fdn);
+		kq_fdreg_unwatch(fdn->fd, &fdn->watch);
 		kq_fdreg_unlock(fdn->fd);
 		fdnode_free(kq, fdn);
 	}
@@ -304,6 +345,10 @@ kq_drain_closed(struct kq_kqueue *kq)
 	}
 	while ((fdn = rev) != NULL) {
 		rev = fdn->closed_next;
+		/* the closer may still be kicking us: it is done once it has
+		 * let go of the slot (internal.h, CLOSE TRACKING) */
+		kq_fdreg_lock(fdn->fd);
+		kq_fdreg_unlock(fdn->fd);
 		fdn->poll.in_backend = false;	/* the close path removed it */
 		fdn->poll.armed = 0;
 		kq_backend_detach(kq, &fdn->poll);
@@ -313,15 +358,263 @@ kq_drain_closed(struct kq_kqueue *kq)
 	}
 }
 
+/* ---------------------------------------------------------------- aliases */
+
+/*
+ * The numbers the application holds for a kqueue are aliases: other
+ * descriptors of the epoll file the library waits on through its own
+ * kq->fd.  kevent(N) maps N to the kqueue (one slot lock when N is known,
+ * a search when it is not: a dup), and holds a reference across the call.
+ * A kqueue lives while some descriptor other than kq->fd names its file:
+ * closing an alias only makes its kqueue a suspect, looked at by the next
+ * kqueue(), kevent() or the kqueue's own sleeper (kq_reap_suspects), never
+ * by the close path itself, which must not lock or free.
+ */
+struct kq_alias {
+	struct kq_fdwatch watch;	/* in the slot of fd while linked */
+	struct kq_kqueue *kq;
+	int fd;
+	bool linked;			/* under the slot lock of fd */
+	LIST_ENTRY(kq_alias) link;	/* kq->aliases, under kq_global_lock */
+};
+
+static _Atomic int kq_suspects;	/* kqueues with kq->suspect set */
+static bool kcmp_broken;	/* seccomp or no CONFIG_KCMP: fdinfo instead */
+
+static void
+alias_closed(struct kq_fdwatch *w, int fd)
+{
+	struct kq_alias *a = (struct kq_alias *)w;
+	struct kq_kqueue *kq = a->kq;
+
+	(void)fd;
+	a->linked = false;
+	if (!atomic_exchange(&kq->suspect, true))
+		atomic_fetch_add(&kq_suspects, 1);
+	/* a sleeper must look: this may have been the last alias */
+	kq_kick(kq);
+}
+
+static const struct kq_fdwatch_ops alias_watch_ops = { .closed = alias_closed };
+
+static void
+alias_hold(struct kq_fdwatch *w)
+{
+	atomic_fetch_add(&((struct kq_alias *)w)->kq->refs, 1);
+}
+
+/* The "tfd:" lines of an epoll fd's fdinfo: which files it watches. */
+static ssize_t
+epoll_items(int fd, char *buf, size_t len)
+{
+	char path[64], raw[4096], *p, *line;
+	ssize_t n, out = 0;
+	int f;
+
+	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+	if ((f = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	n = read(f, raw, sizeof raw - 1);
+	kq_real_close(f);
+	if (n < 0)
+		return -1;
+	raw[n] = '\0';
+	for (line = raw; (p = strstr(line, "tfd:")) != NULL; line = p + 4) {
+		char *end = strchrnul(p, '\n');
+		size_t l = (size_t)(end - p);
+		if ((size_t)out + l >= len)
+			break;
+		memcpy(buf + out, p, l);
+		out += (ssize_t)l;
+	}
+	return out;
+}
+
+/* Do descriptors a and b name the same open file? */
+static bool
+same_file(int a, int b)
+{
+	pid_t pid = getpid();
+
+	if (a < 0 || b < 0)
+		return false;
+	if (!kcmp_broken) {
+		long r = syscall(SYS_kcmp, pid, pid, KCMP_FILE, a, b);
+		if (r >= 0)
+			return r == 0;
+		if (errno != ENOSYS && errno != EPERM && errno != EACCES)
+			return false;
+		kcmp_broken = true;
+	}
+	/* every kqueue's epoll set holds its own wake eventfd: two sets
+	 * watching the same files are the same set */
+	char x[2048], y[2048];
+	ssize_t nx = epoll_items(a, x, sizeof x), ny = epoll_items(b, y, sizeof y);
+	return nx > 0 && nx == ny && memcmp(x, y, (size_t)nx) == 0;
+}
+
+/* Link a (new or reused) alias of kq at fd.  Under kq_global_lock. */
+static int
+alias_add(struct kq_kqueue *kq, int fd)
+{
+	struct kq_alias *a;
+	int err;
+
+	LIST_FOREACH(a, &kq->aliases, link)
+		if (!a->linked)
+			break;
+	if (a == NULL) {
+		if ((a = calloc(1, sizeof *a)) == NULL)
+			return ENOMEM;
+		a->watch.ops = &alias_watch_ops;
+		a->kq = kq;
+		LIST_INSERT_HEAD(&kq->aliases, a, link);
+	}
+	if ((err = kq_fdreg_reserve(fd)) != 0)
+		return err;
+	kq_fdreg_lock(fd);
+	if (!a->linked) {
+		a->fd = fd;
+		a->linked = true;
+		kq_fdreg_watch(fd, &a->watch);
+	}
+	kq_fdreg_unlock(fd);
+	return 0;
+}
+
+static void
+alias_unlink_all(struct kq_kqueue *kq)
+{
+	struct kq_alias *a;
+
+	LIST_FOREACH(a, &kq->aliases, link) {
+		kq_fdreg_lock(a->fd);
+		if (a->linked) {
+			kq_fdreg_unwatch(a->fd, &a->watch);
+			a->linked = false;
+		}
+		kq_fdreg_unlock(a->fd);
+	}
+}
+
+/* Does fd name kq?  Under fd's slot lock: a close in progress there (it
+ * told us before its real close) has finished. */
+static bool
+names(int fd, struct kq_kqueue *kq)
+{
+	bool r;
+
+	kq_fdreg_lock(fd);
+	r = same_file(fd, kq->fd);
+	kq_fdreg_unlock(fd);
+	return r;
+}
+
+/*
+ * Does any descriptor besides kq->fd still name kq?  The numbers known to
+ * be aliases first, then every open descriptor.  Under kq_global_lock.
+ */
+static bool
+kq_alive(struct kq_kqueue *kq)
+{
+	struct kq_alias *a;
+	struct dirent *de;
+	DIR *d;
+	bool found = false;
+
+	LIST_FOREACH(a, &kq->aliases, link)
+		if (names(a->fd, kq))
+			return true;
+	if ((d = opendir("/proc/self/fd")) == NULL)
+		return true;	/* cannot tell: keep it */
+	while (!found && (de = readdir(d)) != NULL) {
+		char *end;
+		long fd = strtol(de->d_name, &end, 10);
+		if (*end != '\0' || end == de->d_name || fd == kq->fd ||
+		    fd == dirfd(d) || kq_fd_owned((int)fd))
+			continue;
+		if (names((int)fd, kq) && alias_add(kq, (int)fd) == 0)
+			found = true;
+	}
+	closedir(d);
+	return found;
+}
+
 /* ---------------------------------------------------------------- kqueue */
+
+static void kq_kill(struct kq_kqueue *kq);
+static void kq_free(struct kq_kqueue *kq);
+
+/*
+ * Kqueues whose alias was closed (and, without close tracking, every one):
+ * kill those nothing names any more.  Called where locks and free() are
+ * safe: kqueue(), kevent() and a sleeper woken by alias_closed.
+ */
+void
+kq_reap_suspects(void)
+{
+	struct kq_kqueue *kq, *next;
+	bool all = !kq_fdreg_tracking();
+
+	if (!all && atomic_load_explicit(&kq_suspects, memory_order_relaxed) == 0)
+		return;
+	pthread_mutex_lock(&kq_global_lock);
+	for (kq = LIST_FIRST(&kq_all); kq != NULL; kq = next) {
+		next = LIST_NEXT(kq, all);
+		bool suspect = atomic_exchange(&kq->suspect, false);
+		if (suspect)
+			atomic_fetch_sub(&kq_suspects, 1);
+		if ((suspect || all) && !kq_alive(kq))
+			kq_kill(kq);
+	}
+	pthread_mutex_unlock(&kq_global_lock);
+}
+
+/*
+ * The kqueue named by descriptor fd, with a reference, or NULL.  A number
+ * seen before costs one slot lock (and, without close tracking, a kcmp to
+ * be sure it still names the same file); a new one (a dup) is searched for
+ * among the live kqueues when search is set (never under a kqueue lock).
+ */
+struct kq_kqueue *
+kq_lookup(int fd, bool search)
+{
+	struct kq_fdwatch *w = kq_fdreg_find(fd, &alias_watch_ops, alias_hold);
+	struct kq_kqueue *kq = NULL, *k;
+
+	if (w != NULL) {
+		kq = ((struct kq_alias *)w)->kq;
+		if (kq_fdreg_tracking() || same_file(fd, kq->fd))
+			return kq;
+		kq_put(kq);
+		kq = NULL;
+	}
+	if (!search || fd < 0 || kq_fd_owned(fd) || fcntl(fd, F_GETFD) < 0)
+		return NULL;
+	pthread_mutex_lock(&kq_global_lock);
+	LIST_FOREACH(k, &kq_all, all) {
+		if (!same_file(fd, k->fd))
+			continue;
+		/* a stale alias of another kqueue may sit at fd */
+		kq_fdreg_forget(fd);
+		if (alias_add(k, fd) == 0) {
+			atomic_fetch_add(&k->refs, 1);
+			kq = k;
+		}
+		break;
+	}
+	pthread_mutex_unlock(&kq_global_lock);
+	return kq;
+}
 
 static int
 kq_create(bool cloexec)
 {
-	struct kq_kqueue *kq = calloc(1, sizeof *kq), *stale;
-	int err;
+	struct kq_kqueue *kq;
+	int err, app = -1;
 
-	if (kq == NULL) {
+	kq_reap_suspects();
+	if ((kq = calloc(1, sizeof *kq)) == NULL) {
 		errno = ENOMEM;
 		return -1;
 	}
@@ -332,12 +625,21 @@ kq_create(bool cloexec)
 	TAILQ_INIT(&kq->notices);
 	TAILQ_INIT(&kq->polled);
 	TAILQ_INIT(&kq->idle);
+	LIST_INIT(&kq->aliases);
 	kq->wake.fd = kq->timer.fd = kq->inotify.fd = kq->sigpoll.fd = -1;
 	kq->fd = -1;
 	RB_INIT(&kq->knotes);
+	/* the backend's set gets the lowest free number, as kqueue(2) would:
+	 * that one is the application's; the library waits on its own dup */
 	if ((err = kq_backend_init(kq, cloexec)) != 0)
 		goto fail;
-	kq->wake.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	app = kq->fd;
+	kq->fd = kq_fd_own(fcntl(app, F_DUPFD_CLOEXEC, 3));
+	if (kq->fd < 0) {
+		err = errno;
+		goto fail;
+	}
+	kq->wake.fd = kq_fd_own(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 	if (kq->wake.fd < 0) {
 		err = errno;
 		goto fail;
@@ -345,26 +647,23 @@ kq_create(bool cloexec)
 	kq->wake.ready = wake_ready;
 	kq->wake.want = KQ_POLLIN | KQ_POLLET;
 	if ((err = kq_poll_register(kq, &kq->wake)) != 0 ||
-	    (err = kq_backend_attach(kq, &kq->wake)) != 0 ||
-	    (err = kq_fdreg_reserve(kq->fd)) != 0)
+	    (err = kq_backend_attach(kq, &kq->wake)) != 0)
 		goto fail;
-	/* The number may have been closed behind our back while watched. */
-	if ((stale = kq_fdreg_forget(kq->fd)) != NULL)
-		kq_destroy(stale);
 	pthread_mutex_lock(&kq_global_lock);
+	/* the number is new: whatever watched it was closed behind our back */
+	kq_fdreg_forget(app);
+	if ((err = alias_add(kq, app)) != 0) {
+		pthread_mutex_unlock(&kq_global_lock);
+		goto fail;
+	}
 	LIST_INSERT_HEAD(&kq_all, kq, all);
 	pthread_mutex_unlock(&kq_global_lock);
-	kq_fdreg_set_kqueue(kq->fd, kq);
 	kq_fdreg_check_new_objects();
-	return kq->fd;
+	return app;
 fail:
-	if (kq->wake.fd >= 0)
-		kq_real_close(kq->wake.fd);
-	if (kq->fd >= 0)
-		kq_real_close(kq->fd);
-	kq_backend_close(kq);
-	pthread_mutex_destroy(&kq->lock);
-	free(kq);
+	if (app >= 0)
+		kq_real_close(app);
+	kq_free(kq);
 	errno = err;
 	return -1;
 }
@@ -388,15 +687,24 @@ kqueuex(unsigned int flags)
 static void
 kq_free(struct kq_kqueue *kq)
 {
+	struct kq_alias *a;
 	unsigned i;
 
 	/* mechanism fds a filter kept (the wake fd always) */
 	for (i = 1; i < kq->nslots; i++) {
 		struct kq_poll *p = kq->slots[i];
 		if (p != NULL && !p->userfd && !p->shared && p->fd >= 0) {
-			kq_real_close(p->fd);
+			kq_fd_close(p->fd);
 			p->fd = -1;
 		}
+	}
+	if (kq->wake.fd >= 0)
+		kq_fd_close(kq->wake.fd);	/* failed kq_create */
+	if (kq->fd >= 0)
+		kq_fd_close(kq->fd);
+	while ((a = LIST_FIRST(&kq->aliases)) != NULL) {
+		LIST_REMOVE(a, link);
+		free(a);
 	}
 	for (i = 0; i < (unsigned)kq->nfds; i++)
 		free(kq->fds[i]);
@@ -416,19 +724,19 @@ kq_put(struct kq_kqueue *kq)
 }
 
 /*
- * close() of the kqueue fd (the caller closes the epoll fd itself right
- * after).  Knotes die without notices: the fd that would carry them is going
- * away; bindings call kqfree_release() first to collect them.
+ * Nothing names kq any more (under kq_global_lock).  Knotes die without
+ * notices: the fd that would carry them is gone; bindings call
+ * kqfree_release() first to collect them.  As FreeBSD's kqueue_close,
+ * threads sleeping in kevent() on it wake up: they return EBADF, each
+ * waking the next (scan).  The memory goes with the last reference.
  */
-void
-kq_destroy(struct kq_kqueue *kq)
+static void
+kq_kill(struct kq_kqueue *kq)
 {
 	int i;
 
-	pthread_mutex_lock(&kq_global_lock);
 	LIST_REMOVE(kq, all);
-	pthread_mutex_unlock(&kq_global_lock);
-
+	alias_unlink_all(kq);
 	pthread_mutex_lock(&kq->lock);
 	kq->dead = true;
 	kq_drain_closed(kq);
@@ -439,13 +747,12 @@ kq_destroy(struct kq_kqueue *kq)
 		if (fdn == NULL)
 			continue;
 		kq_fdreg_lock(fdn->fd);
-		kq_fdreg_unlink(fdn);
+		kq_fdreg_unwatch(fdn->fd, &fdn->watch);
 		kq_fdreg_unlock(fdn->fd);
 	}
-	/* no close path can push any more; what it pushed is in kq->fds */
+	/* a close path that took a node before our unwatch has pushed it
+	 * (we passed its lock): those are in kq->fds too */
 	atomic_store(&kq->closed, NULL);
-	/* as FreeBSD's kqueue_close, wake threads sleeping in kevent() on it:
-	 * they return EBADF, each waking the next (scan) */
 	uint64_t one = 1;
 	ssize_t r = write(kq->wake.fd, &one, sizeof one);
 	(void)r;
@@ -456,18 +763,21 @@ kq_destroy(struct kq_kqueue *kq)
 KQ_API int
 kqfree_release(int fd)
 {
-	struct kq_kqueue *kq = kq_fdreg_get_kqueue(fd);
+	struct kq_kqueue *kq;
 
-	if (kq == NULL) {
+	kq_reap_suspects();
+	if ((kq = kq_lookup(fd, true)) == NULL) {
 		errno = EBADF;
 		return -1;
 	}
 	pthread_mutex_lock(&kq->lock);
-	kq_drain_closed(kq);
-	kq_release_all(kq, NOTE_FREE_RELEASE, true);
-	kq_backend_flush(kq);
-	kq_fdnode_reap(kq);
-	kq_update_wake(kq);
+	if (!kq->dead) {
+		kq_drain_closed(kq);
+		kq_release_all(kq, NOTE_FREE_RELEASE, true);
+		kq_backend_flush(kq);
+		kq_fdnode_reap(kq);
+		kq_update_wake(kq);
+	}
 	pthread_mutex_unlock(&kq->lock);
 	kq_put(kq);
 	return 0;
@@ -475,13 +785,14 @@ kqfree_release(int fd)
 
 /*
  * EVFILT_READ on a kqueue fd: how many events it has queued, like FreeBSD's
- * kq_count.  -1 if fd is not one of ours.  Only a try-lock: the caller holds
- * its own kqueue's lock and must not wait for another's.
+ * kq_count.  -1 if fd is not a kqueue we know by that number.  Only a
+ * try-lock: the caller holds its own kqueue's lock and must not wait for
+ * another's.
  */
 int64_t
 kq_pending_count(int fd)
 {
-	struct kq_kqueue *kq = kq_fdreg_get_kqueue(fd);
+	struct kq_kqueue *kq = kq_lookup(fd, false);
 	struct kq_knote *kn;
 	int64_t n = 0;
 
@@ -500,6 +811,9 @@ kq_pending_count(int fd)
 
 /* ------------------------------------------------------------------ fork */
 
+/* Kqueues a fork child inherited: never touched again, kept reachable. */
+static struct kq_kqueue *kq_forsaken;
+
 static void
 fork_prepare(void)
 {
@@ -513,38 +827,33 @@ fork_parent(void)
 }
 
 /*
- * As on BSD the child does not inherit kqueues.  The epoll, timerfd and
- * inotify objects are shared with the parent, so the child must not modify
- * them: close every fd the kqueues own first (later epoll_ctl / timerfd
- * calls then fail with EBADF and change nothing), then free the memory.
- * Locks held by threads that do not exist in the child are not taken.
+ * As on BSD the child does not inherit kqueues.  Other threads of the parent
+ * may have been anywhere inside one (trees, heaps, queues half-updated), so
+ * the child reads nothing of them but the list and the alias numbers, both
+ * written only under kq_global_lock, which fork_prepare holds.  It closes
+ * each alias that still names its kqueue (a number the application reused
+ * is left alone), then every descriptor the library owns (fdreg.c), and
+ * forgets the kqueues: their memory stays, unreachable from any call.
  */
 static void
 fork_child(void)
 {
-	struct kq_kqueue *kq, *next;
-	uint32_t i;
+	struct kq_kqueue *kq;
+	struct kq_alias *a;
 
-	LIST_FOREACH(kq, &kq_all, all) {
-		for (i = 1; i < kq->nslots; i++) {
-			struct kq_poll *p = kq->slots[i];
-			if (p != NULL && !p->userfd && !p->shared && p->fd >= 0) {
-				kq_real_close(p->fd);
-				p->fd = -1;
-			}
-		}
-		kq_real_close(kq->fd);
-	}
-	kq_fdreg_reset_after_fork();
-	for (kq = LIST_FIRST(&kq_all); kq != NULL; kq = next) {
-		next = LIST_NEXT(kq, all);
-		pthread_mutex_init(&kq->lock, NULL);
-		kq->dead = true;
-		atomic_store(&kq->closed, NULL);
-		kq_release_all(kq, NOTE_FREE_RELEASE, false);
-		kq_free(kq);
+	LIST_FOREACH(kq, &kq_all, all)
+		LIST_FOREACH(a, &kq->aliases, link)
+			if (a->fd != kq->fd && same_file(a->fd, kq->fd))
+				kq_real_close(a->fd);
+	kq_fdreg_fork_child();
+	if ((kq = LIST_FIRST(&kq_all)) != NULL) {
+		while (LIST_NEXT(kq, all) != NULL)
+			kq = LIST_NEXT(kq, all);
+		kq->all.le_next = kq_forsaken;
+		kq_forsaken = LIST_FIRST(&kq_all);
 	}
 	LIST_INIT(&kq_all);
+	atomic_store(&kq_suspects, 0);
 	pthread_mutex_init(&kq_global_lock, NULL);
 }
 

@@ -676,6 +676,66 @@ START_TEST(close_in_signal_handler_during_kevent_calls)
 }
 END_TEST
 
+/*
+ * The handler closes the fd while the interrupted thread holds that fd's
+ * registry lock (it toggles the knote, so the flush's epoll_ctl runs under
+ * it, and scans, whose event() does too): the close is still tracked - one
+ * NOTE_FREE_CLOSE - and the pipe that gets the number next is a new file,
+ * whose readiness is reported under its own udata.
+ */
+START_TEST(close_in_signal_handler_holding_fd_lock_is_tracked)
+{
+	enum { ROUNDS = 300 };
+	int kq = xkqueue();
+	struct kicker k = { .target = pthread_self() };
+	pthread_t t;
+	struct kevent ev[16];
+	int i, n, j;
+
+	install_handler();
+	ck_assert_int_eq(pthread_create(&t, NULL, kick_loop, &k), 0);
+	for (i = 0; i < ROUNDS; i++) {
+		int p[2], q[2], closes = 0;
+		bool on = true;
+
+		xpipe2(p, O_NONBLOCK);
+		kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, UD(1000 + i));
+		victim = p[0];
+		int64_t t0 = now_ms();
+		while (atomic_load(&victim) >= 0 && now_ms() - t0 < 5000) {
+			kev_change(kq, p[0], EVFILT_READ, EV_KEEPUDATA |
+			    (on ? EV_DISABLE : EV_ENABLE), 0, 0, NULL);
+			on = !on;
+			n = kev_wait(kq, ev, 16, 0);
+			for (j = 0; j < n; j++)
+				closes += ev[j].fflags == NOTE_FREE_CLOSE;
+		}
+		ck_assert_msg(victim == -1, "round %d: signal never delivered", i);
+		while ((n = kev_wait(kq, ev, 16, 0)) > 0) {
+			for (j = 0; j < n; j++) {
+				ck_assert_msg(ev[j].flags == (EV_FREEWATCH | EV_DELETE) &&
+				    ev[j].fflags == NOTE_FREE_CLOSE &&
+				    ev[j].udata == UD(1000 + i),
+				    "round %d: flags 0x%x fflags %u", i, ev[j].flags, ev[j].fflags);
+				closes++;
+			}
+		}
+		ck_assert_msg(closes == 1, "round %d: %d close notices", i, closes);
+		close(p[1]);
+		xpipe2(q, O_NONBLOCK);
+		kev_ok(kq, q[0], EVFILT_READ, EV_ADD, 0, 0, UD(5000 + i));
+		ck_assert_int_eq(write(q[1], "y", 1), 1);
+		kev_expect(kq, 1000, q[0], EVFILT_READ, 0, 0, 1, UD(5000 + i));
+		kev_ok(kq, q[0], EVFILT_READ, EV_DELETE, 0, 0, NULL);
+		close(q[0]);
+		close(q[1]);
+	}
+	atomic_store(&k.stop, true);
+	join_bounded(t, 2000);
+	close(kq);
+}
+END_TEST
+
 #ifndef __SANITIZE_THREAD__	/* see close_suite() */
 struct adder {
 	int kq, fd;
@@ -1031,6 +1091,7 @@ close_suite(void)
 	tcase_add_test(tc, close_on_other_thread_wakes_waiter);
 	tcase_add_test(tc, close_in_signal_handler_while_blocked);
 	tcase_add_test(tc, close_in_signal_handler_during_kevent_calls);
+	tcase_add_test(tc, close_in_signal_handler_holding_fd_lock_is_tracked);
 #ifndef __SANITIZE_THREAD__
 	/* A deliberate close/EV_ADD race on one fd: TSan rightly calls it the
 	 * application's race, so that build leaves it out. */

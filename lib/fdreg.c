@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -42,6 +43,7 @@ struct fdslot {
 	_Atomic uintptr_t owner;		/* spinlock: pthread_self() of holder */
 	_Atomic(struct kq_fdnode *) head;	/* watchers (written under owner) */
 	_Atomic(struct kq_kqueue *) kq;		/* the kqueue at this number */
+	_Atomic int sockerr;			/* SO_ERROR we consumed, the app's */
 };
 
 static _Atomic(struct fdslot *) chunks[TOP_SIZE];
@@ -55,6 +57,7 @@ static int (*real_close_range)(unsigned, unsigned, int);
 static void (*real_closefrom)(int);
 static int (*real_fclose)(FILE *);
 static int (*real_closedir)(DIR *);
+static int (*real_getsockopt)(int, int, int, void *, socklen_t *);
 
 static struct fdslot *
 slot_peek(int fd)
@@ -211,7 +214,8 @@ forget(int fd, struct fdslot **held)
 	if (s == NULL || !tracking)
 		return NULL;
 	if (atomic_load_explicit(&s->head, memory_order_relaxed) == NULL &&
-	    atomic_load_explicit(&s->kq, memory_order_relaxed) == NULL)
+	    atomic_load_explicit(&s->kq, memory_order_relaxed) == NULL &&
+	    atomic_load_explicit(&s->sockerr, memory_order_relaxed) == 0)
 		return NULL;
 	/* a vfork() child shares our memory but not our fd table: its
 	 * close leaves our file open */
@@ -221,6 +225,7 @@ forget(int fd, struct fdslot **held)
 		return NULL;
 	kq = atomic_exchange(&s->kq, NULL);
 	fdn = atomic_exchange(&s->head, NULL);
+	atomic_store(&s->sockerr, 0);		/* the socket's, not the number's */
 	for (; fdn != NULL; fdn = next) {
 		struct kq_kqueue *wkq = fdn->kq;
 		/* a free notice is due: wake the kqueue */
@@ -283,7 +288,8 @@ before_close_range(unsigned first, unsigned last)
 			if (fd < first || fd > last)
 				continue;
 			if (atomic_load_explicit(&chunk[i].head, memory_order_relaxed) != NULL ||
-			    atomic_load_explicit(&chunk[i].kq, memory_order_relaxed) != NULL)
+			    atomic_load_explicit(&chunk[i].kq, memory_order_relaxed) != NULL ||
+			    atomic_load_explicit(&chunk[i].sockerr, memory_order_relaxed) != 0)
 				before_close((int)fd);
 		}
 	}
@@ -335,6 +341,45 @@ closefrom(int lowfd)
 	REAL(closefrom)(lowfd);
 }
 
+/*
+ * SO_ERROR stays the application's.  Reading it clears it on Linux, but an
+ * EV_EOF report needs it in fflags (filter_read.c), and event libraries read
+ * it after the event to learn how a connect() ended.  What the library
+ * consumed is kept per fd number, dies with every close of the number (in
+ * forget()), and is handed to the application's getsockopt(SO_ERROR) when
+ * the kernel has nothing newer.  Without close tracking nothing is kept: a
+ * stale error could outlive its socket.
+ */
+void
+kq_fdreg_stash_sockerr(int fd, int err)
+{
+	struct fdslot *s = slot_peek(fd);
+
+	if (s != NULL && tracking)
+		atomic_store(&s->sockerr, err);
+}
+
+int
+kq_fdreg_take_sockerr(int fd)
+{
+	struct fdslot *s = slot_peek(fd);
+
+	if (s == NULL || atomic_load_explicit(&s->sockerr, memory_order_relaxed) == 0)
+		return 0;
+	return atomic_exchange(&s->sockerr, 0);
+}
+
+KQ_API int
+getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+{
+	int r = REAL(getsockopt)(fd, level, name, val, len);
+
+	if (__builtin_expect(level == SOL_SOCKET && name == SO_ERROR, 0) &&
+	    r == 0 && *len >= sizeof(int) && *(int *)val == 0)
+		*(int *)val = kq_fdreg_take_sockerr(fd);
+	return r;
+}
+
 KQ_API int
 fclose(FILE *f)
 {
@@ -361,6 +406,7 @@ static const struct kq_interpose interposed[] = {
 	{ "closefrom", (void *)closefrom },
 	{ "fclose", (void *)fclose },
 	{ "closedir", (void *)closedir },
+	{ "getsockopt", (void *)getsockopt },
 };
 
 void
@@ -389,6 +435,7 @@ resolve_real(void)
 	real_closefrom = next_sym("closefrom");
 	real_fclose = next_sym("fclose");
 	real_closedir = next_sym("closedir");
+	real_getsockopt = next_sym("getsockopt");
 }
 
 __attribute__((constructor)) static void

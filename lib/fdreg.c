@@ -43,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -61,6 +62,7 @@ struct fdslot {
 	unsigned depth;				/* nested holds by the owner */
 	_Atomic(struct kq_fdwatch *) head;	/* watchers (written under owner) */
 	_Atomic unsigned flags;			/* SLOT_* */
+	_Atomic int sockerr;			/* SO_ERROR we consumed, the app's */
 };
 
 static _Atomic(struct fdslot *) chunks[TOP_SIZE];
@@ -74,6 +76,7 @@ static int (*real_close_range)(unsigned, unsigned, int);
 static void (*real_closefrom)(int);
 static int (*real_fclose)(FILE *);
 static int (*real_closedir)(DIR *);
+static int (*real_getsockopt)(int, int, int, void *, socklen_t *);
 
 static struct fdslot *
 slot_peek(int fd)
@@ -90,7 +93,8 @@ static bool
 slot_busy(struct fdslot *s)
 {
 	return atomic_load_explicit(&s->head, memory_order_relaxed) != NULL ||
-	    atomic_load_explicit(&s->flags, memory_order_relaxed) != 0;
+	    atomic_load_explicit(&s->flags, memory_order_relaxed) != 0 ||
+	    atomic_load_explicit(&s->sockerr, memory_order_relaxed) != 0;
 }
 
 int
@@ -155,6 +159,7 @@ slot_unlock(struct fdslot *s, int fd)
 	if (atomic_load_explicit(&s->flags, memory_order_relaxed) & SLOT_PENDING) {
 		atomic_fetch_and(&s->flags, ~SLOT_PENDING);
 		tell_watchers(s, fd);
+		atomic_store(&s->sockerr, 0);
 	}
 	atomic_store_explicit(&s->owner, 0, memory_order_release);
 }
@@ -357,6 +362,7 @@ closing(int fd)
 		return NULL;
 	}
 	tell_watchers(s, fd);
+	atomic_store(&s->sockerr, 0);		/* the socket's, not the number's */
 	return s;
 }
 
@@ -490,6 +496,45 @@ closefrom(int lowfd)
 		REAL(closefrom)(lowfd);	/* no close_range(): nothing to skip */
 }
 
+/*
+ * SO_ERROR stays the application's.  Reading it clears it on Linux, but an
+ * EV_EOF report needs it in fflags (filter_read.c), and event libraries read
+ * it after the event to learn how a connect() ended.  What the library
+ * consumed is kept per fd number, dies with every close of the number
+ * (closing()), and is handed to the application's getsockopt(SO_ERROR) when
+ * the kernel has nothing newer.  Without close tracking nothing is kept: a
+ * stale error could outlive its socket.
+ */
+void
+kq_fdreg_stash_sockerr(int fd, int err)
+{
+	struct fdslot *s = slot_peek(fd);
+
+	if (s != NULL && tracking)
+		atomic_store(&s->sockerr, err);
+}
+
+int
+kq_fdreg_take_sockerr(int fd)
+{
+	struct fdslot *s = slot_peek(fd);
+
+	if (s == NULL || atomic_load_explicit(&s->sockerr, memory_order_relaxed) == 0)
+		return 0;
+	return atomic_exchange(&s->sockerr, 0);
+}
+
+KQ_API int
+getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+{
+	int r = REAL(getsockopt)(fd, level, name, val, len);
+
+	if (__builtin_expect(level == SOL_SOCKET && name == SO_ERROR, 0) &&
+	    r == 0 && *len >= sizeof(int) && *(int *)val == 0)
+		*(int *)val = kq_fdreg_take_sockerr(fd);
+	return r;
+}
+
 KQ_API int
 fclose(FILE *f)
 {
@@ -516,6 +561,7 @@ static const struct kq_interpose interposed[] = {
 	{ "closefrom", (void *)closefrom },
 	{ "fclose", (void *)fclose },
 	{ "closedir", (void *)closedir },
+	{ "getsockopt", (void *)getsockopt },
 };
 
 void
@@ -544,6 +590,7 @@ resolve_real(void)
 	real_closefrom = next_sym("closefrom");
 	real_fclose = next_sym("fclose");
 	real_closedir = next_sym("closedir");
+	real_getsockopt = next_sym("getsockopt");
 }
 
 __attribute__((constructor)) static void

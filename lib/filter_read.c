@@ -89,18 +89,6 @@ is_file(const struct kq_fdnode *fdn)
 	return fdn->fmt == S_IFREG || fdn->fmt == S_IFDIR;
 }
 
-/* Pending error of a socket, as FreeBSD's so_error in fflags. */
-static unsigned
-so_error(int fd)
-{
-	int v = 0;
-	socklen_t len = sizeof v;
-
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &v, &len) < 0)
-		return 0;
-	return (unsigned)v;
-}
-
 /* An eventfd's counter, without reading (and so resetting) it. */
 static int64_t
 eventfd_count(int fd)
@@ -179,31 +167,29 @@ out:
 
 /*
  * A stream socket that was never connected polls as hung up on Linux; on
- * FreeBSD it is simply not ready.  Watch it edge-triggered from then on, so
- * the constant HUP cannot spin the kqueue; connect() makes the next edge.
+ * FreeBSD it is simply not ready.  Linux's HUP means "both directions shut
+ * or state CLOSE": a socket that was connected once and then closed (FIN
+ * both ways, reset, refused connect) has its receive side shut too and polls
+ * RDHUP as well; one that never connected does not.  (Asking SO_ERROR or
+ * getpeername() cannot tell: a half-closed socket whose peer then closed is
+ * not connected and has no error either.)  Watch it edge-triggered from then
+ * on, so the constant HUP cannot spin the kqueue; connect() makes the next
+ * edge.
  */
 static bool
 unconnected(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof ss;
-	int v = 0;
-	socklen_t vl = sizeof v;
+	struct pollfd p = { fdn->fd, POLLRDHUP, 0 };
 
-	if (fdn->fmt != S_IFSOCK || fdn->listening)
+	if (fdn->fmt != S_IFSOCK || fdn->listening ||
+	    !(fdn->revents & KQ_POLLHUP) || (fdn->revents & KQ_POLLRDHUP))
 		return false;
 	sock_type(fdn);
 	if (fdn->sotype != SOCK_STREAM && fdn->sotype != SOCK_SEQPACKET)
 		return false;
-	if (getpeername(fdn->fd, (struct sockaddr *)&ss, &len) == 0 ||
-	    errno != ENOTCONN)
+	/* RDHUP is only in revents if a READ knote asked for it */
+	if (poll(&p, 1, 0) == 1 && (p.revents & POLLRDHUP))
 		return false;
-	/* reset or refused: that is an EOF with an error, not "not yet" */
-	if (getsockopt(fdn->fd, SOL_SOCKET, SO_ERROR, &v, &vl) == 0 && v != 0) {
-		/* keep it for the EOF report: getsockopt cleared it */
-		fdn->so_error = v;
-		return false;
-	}
 	if (!fdn->force_et) {
 		fdn->force_et = true;
 		kq_fdnode_update(kq, fdn);
@@ -211,19 +197,58 @@ unconnected(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 	return true;
 }
 
+/*
+ * so_error for an EV_EOF report.  Linux clears SO_ERROR when it is read, and
+ * event libraries read it after the event to learn how a connect() ended:
+ * what we take is kept for the application's own getsockopt(SO_ERROR)
+ * (fdreg.c), and later reports of the same EOF carry it until the
+ * application has taken it, as FreeBSD's so_error stays until then.  Under
+ * the fd's registry lock, so a close cannot slip in between the read and
+ * the keep; a closed node's number may already be another socket's.
+ */
 static unsigned
 sock_eof_error(struct kq_fdnode *fdn)
 {
-	if (fdn->so_error != 0) {	/* taken by unconnected() */
-		unsigned e = (unsigned)fdn->so_error;
-		fdn->so_error = 0;
-		return e;
+	int v = 0;
+	socklen_t len = sizeof v;
+
+	kq_fdreg_lock(fdn->fd);
+	if (!atomic_load(&fdn->closed)) {
+		if (getsockopt(fdn->fd, SOL_SOCKET, SO_ERROR, &v, &len) < 0)
+			v = 0;
+		if (v == 0)
+			v = kq_fdreg_take_sockerr(fdn->fd);
+		if (v != 0)
+			kq_fdreg_stash_sockerr(fdn->fd, v);
 	}
-	return so_error(fdn->fd);
+	kq_fdreg_unlock(fdn->fd);
+	return (unsigned)v;
 }
 
+/*
+ * POLLERR without an EOF: a socket error the application has not collected
+ * yet (a refused UDP datagram, the error queue).  FreeBSD reports so_error
+ * as ready ("a temporary udp error") and leaves it; Linux polls ERR until it
+ * is collected, so calling it "not ready" would spin.  fdn->revents may be
+ * older than the last recv() on an edge-triggered registration: ask again.
+ */
+static bool
+error_pending(const struct kq_fdnode *fdn)
+{
+	struct pollfd p = { fdn->fd, 0, 0 };
+
+	if (!(fdn->revents & KQ_POLLERR))
+		return false;
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLERR);
+}
+
+/*
+ * Everything that can refuse a READ/WRITE/EMPTY knote, with no side effect
+ * on the knote: an attach that fails must leave nothing behind (the core
+ * frees the knote without detach).
+ */
 static int
-rw_attach(struct kq_kqueue *kq, struct kq_knote *kn)
+rw_check(struct kq_kqueue *kq, struct kq_knote *kn)
 {
 	struct kq_fdnode *fdn = kn->fdn;
 	int err = kq_fdnode_probe(kq, fdn);
@@ -238,12 +263,27 @@ rw_attach(struct kq_kqueue *kq, struct kq_knote *kn)
 		fd_type(fdn);
 	if (fdn->kqueue && kn->kev.filter != EVFILT_READ)
 		return EINVAL;
+	/* FreeBSD: only sockets have EMPTY (pipe_kqfilter, vfs_kqfilter:
+	 * EINVAL) */
+	if (kn->kev.filter == EVFILT_EMPTY && fdn->fmt != S_IFSOCK)
+		return EINVAL;
 	if (fdn->fmt == S_IFIFO && kn->kev.filter == EVFILT_WRITE) {
 		/* FreeBSD: a pipe whose reader is gone cannot be watched */
 		struct pollfd p = { fdn->fd, POLLOUT, 0 };
 		if (poll(&p, 1, 0) == 1 && (p.revents & POLLERR))
 			return EPIPE;
 	}
+	return 0;
+}
+
+static int
+rw_attach(struct kq_kqueue *kq, struct kq_knote *kn)
+{
+	struct kq_fdnode *fdn = kn->fdn;
+	int err = rw_check(kq, kn);
+
+	if (err != 0)
+		return err;
 	if (fdn->kind == KQ_FD_NOPOLL) {
 		/* Always ready, as poll() reports it: a level knote the scan
 		 * re-checks.  A file at EOF re-arms when it grows (inotify). */
@@ -251,6 +291,7 @@ rw_attach(struct kq_kqueue *kq, struct kq_knote *kn)
 		if (fdn->fmt == S_IFREG && kn->kev.filter == EVFILT_READ &&
 		    (err = kq_inotify_watch(kq, kn, fdn->fd, IN_MODIFY)) != 0)
 			return err;
+		/* last: nothing may fail once the knote is queued */
 		kq_knote_activate(kq, kn);
 	}
 	return 0;
@@ -353,6 +394,8 @@ read_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 			ev->fflags = sock_eof_error(fdn);
 		return 1;
 	}
+	if (error_pending(fdn))
+		return 1;
 	return ev->data >= lowat;
 }
 
@@ -382,7 +425,12 @@ write_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 	} else if (fdn->eventfd) {
 		ev->data = (int64_t)(EVENTFD_MAX - (uint64_t)eventfd_count(fdn->fd));
 	}
-	if (fdn->revents & (KQ_POLLHUP | KQ_POLLERR)) {
+	/* a socket's ERR without HUP is so_error without CANTSENDMORE: ready,
+	 * not EOF (a pipe's ERR is its reader gone: EOF) */
+	if (fdn->fmt == S_IFSOCK && !(fdn->revents & KQ_POLLHUP)) {
+		if (error_pending(fdn))
+			return 1;
+	} else if (fdn->revents & (KQ_POLLHUP | KQ_POLLERR)) {
 		if (unconnected(kq, fdn))
 			return 0;
 		ev->flags |= EV_EOF;
@@ -408,13 +456,12 @@ write_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 static int
 empty_attach(struct kq_kqueue *kq, struct kq_knote *kn)
 {
-	int err = rw_attach(kq, kn);
+	int err = rw_check(kq, kn);
 
-	if (err == 0 && kn->fdn->fmt != S_IFSOCK)
-		return EINVAL;
-	if (err == 0)
-		kq_knote_poll(kq, kn);
-	return err;
+	if (err != 0)
+		return err;
+	kq_knote_poll(kq, kn);
+	return 0;
 }
 
 static int

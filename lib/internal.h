@@ -331,7 +331,6 @@ struct kq_fdnode {
 	int sotype;			/* SO_TYPE for sockets */
 	bool listening;			/* SO_ACCEPTCONN */
 	int sofamily;			/* 0 until sock_type() asked */
-	int so_error;			/* SO_ERROR read early, kept for EV_EOF */
 	uint32_t revents;		/* what epoll reported last (EOF/HUP state) */
 	bool eventfd;			/* anon_inode:[eventfd] */
 	bool kqueue;			/* one of our kqueues */
@@ -391,6 +390,13 @@ bool kq_fd_owned(int fd);
  * wide services never close their own fds in a fork child: this did. */
 void kq_fdreg_fork_child(void);
 int kq_real_close(int fd);			/* libc's close, bypassing tracking */
+/* SO_ERROR stays the application's: reading it clears it on Linux, so an
+ * error the library read (for EV_EOF fflags) is kept per fd number until the
+ * application's getsockopt(SO_ERROR) takes it (when the kernel has none
+ * newer) or the number is closed.  Read-and-keep under kq_fdreg_lock(fd)
+ * after checking the fdnode is not closed. */
+void kq_fdreg_stash_sockerr(int fd, int err);	/* remember an error we consumed */
+int kq_fdreg_take_sockerr(int fd);		/* 0 if none; clears it */
 void kq_fdreg_check_new_objects(void);		/* re-run the GOT patch if dlopen() added objects */
 
 /* gotpatch.c: point other objects' GOT entries for the close family at ours,

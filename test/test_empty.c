@@ -171,6 +171,49 @@ START_TEST(empty_on_non_socket_is_einval)
 }
 END_TEST
 
+/*
+ * A rejected EV_ADD leaves nothing behind.  Files, directories and
+ * /dev/null are always-ready knotes for READ/WRITE; EMPTY must refuse them
+ * before any of that happens, or a freed knote stays queued and the next
+ * scan runs through recycled memory.
+ */
+START_TEST(empty_rejected_on_file_leaves_nothing_queued)
+{
+	int kq = xkqueue(), f = make_regular_file(10), p[2], i;
+	int d = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int n = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	ck_assert_int_ge(d, 0);
+	ck_assert_int_ge(n, 0);
+	xpipe(p);
+	for (i = 0; i < 3; i++) {
+		ck_assert_errno(kev_change(kq, f, EVFILT_EMPTY, EV_ADD, 0, 0,
+		    UD(10)), EINVAL);
+		ck_assert_errno(kev_change(kq, d, EVFILT_EMPTY, EV_ADD, 0, 0,
+		    UD(11)), EINVAL);
+		ck_assert_errno(kev_change(kq, n, EVFILT_EMPTY, EV_ADD, 0, 0,
+		    UD(12)), EINVAL);
+	}
+	kev_expect_none(kq);
+	ck_assert_errno(kev_change(kq, f, EVFILT_EMPTY, EV_DELETE, 0, 0, NULL),
+	    ENOENT);
+	/* the kqueue still works: a new knote (recycled memory) reports */
+	xwrite(p[1], 3);
+	kev_ok(kq, p[0], EVFILT_READ, EV_ADD, 0, 0, UD(13));
+	kev_expect(kq, 1000, p[0], EVFILT_READ, 0, 0, 3, UD(13));
+	/* and /dev/null still takes an always-ready WRITE knote */
+	kev_ok(kq, p[0], EVFILT_READ, EV_DELETE, 0, 0, NULL);
+	kev_ok(kq, n, EVFILT_WRITE, EV_ADD, 0, 0, UD(14));
+	kev_expect(kq, 1000, n, EVFILT_WRITE, 0, 0, 0, UD(14));
+	close(n);
+	close(d);
+	close(f);
+	close(p[0]);
+	close(p[1]);
+	close(kq);
+}
+END_TEST
+
 static Suite *
 empty_suite(void)
 {
@@ -185,6 +228,7 @@ empty_suite(void)
 	tcase_add_test(tc, listening_socket_is_always_empty);
 	tcase_add_test(tc, udp_empty_fires);
 	tcase_add_test(tc, empty_on_non_socket_is_einval);
+	tcase_add_test(tc, empty_rejected_on_file_leaves_nothing_queued);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -329,7 +329,120 @@ START_TEST(unix_listen_data_is_pending_connections)
 }
 END_TEST
 
+/*
+ * HTTP client shape: the request is written and the write side shut down;
+ * the server answers and closes.  Linux then polls the client as
+ * IN|RDHUP|HUP (both directions shut), which must not be mistaken for a
+ * socket that was never connected: FreeBSD has CANTRCVMORE, so EV_EOF.
+ */
+static void
+half_close_client(int *c, int *s)
+{
+	tcp_pair(c, s);
+	xwrite(*c, 10);
+	ck_assert_int_eq(shutdown(*c, SHUT_WR), 0);
+	ck_assert_uint_eq(drain(*s, 10), 10);
+}
+
+START_TEST(tcp_read_eof_after_local_half_close)
+{
+	int kq = xkqueue(), c, s;
+
+	half_close_client(&c, &s);
+	kev_ok(kq, c, EVFILT_READ, EV_ADD, 0, 0, UD(30));
+	expect_quiet(kq, 50);
+	xwrite(s, 5);
+	close(s);
+	expect_read_settles(kq, c, EV_EOF, 0, 5, UD(30));
+	xread(c, 5);
+	/* everything read: still EOF, level, with data 0 */
+	kev_expect(kq, 1000, c, EVFILT_READ, EV_EOF, 0, 0, UD(30));
+	kev_expect(kq, 1000, c, EVFILT_READ, EV_EOF, 0, 0, UD(30));
+	close(c);
+	close(kq);
+}
+END_TEST
+
+START_TEST(tcp_read_clear_eof_after_local_half_close)
+{
+	int kq = xkqueue(), c, s;
+
+	half_close_client(&c, &s);
+	kev_ok(kq, c, EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, UD(31));
+	expect_quiet(kq, 50);
+	close(s);
+	kev_expect(kq, 2000, c, EVFILT_READ, EV_CLEAR | EV_EOF, 0, 0, UD(31));
+	expect_quiet(kq, 50);
+	close(c);
+	close(kq);
+}
+END_TEST
+
+/*
+ * A refused non-blocking connect: FreeBSD sets CANTRCVMORE|CANTSENDMORE and
+ * so_error, so READ and WRITE both report EV_EOF with ECONNREFUSED, and the
+ * error is still there for the application's getsockopt(SO_ERROR).
+ */
+START_TEST(tcp_connect_refused_read_and_write_both_report_econnrefused)
+{
+	int kq = xkqueue(), c = tcp_refused_connect(), n, i, seen = 0;
+	struct kevent ch[2], ev[2];
+
+	EV_SET(&ch[0], c, EVFILT_READ, EV_ADD, 0, 0, UD(32));
+	EV_SET(&ch[1], c, EVFILT_WRITE, EV_ADD, 0, 0, UD(33));
+	ck_assert_int_eq(kevent(kq, ch, 2, NULL, 0, NULL), 0);
+	for (int round = 0; round < 2; round++) {
+		memset(ev, 0, sizeof ev);
+		n = kevent(kq, NULL, 0, ev, 2, &(struct timespec){ 2, 0 });
+		ck_assert_int_eq(n, 2);
+		for (i = 0; i < n; i++) {
+			int rd = ev[i].filter == EVFILT_READ;
+			ck_assert_uint_eq(ev[i].ident, (uintptr_t)c);
+			ck_assert(rd || ev[i].filter == EVFILT_WRITE);
+			ck_assert_uint_eq(ev[i].flags, EV_EOF);
+			ck_assert_uint_eq(ev[i].fflags, ECONNREFUSED);
+			if (rd)
+				ck_assert_int_eq(ev[i].data, 0);
+			ck_assert_ptr_eq(ev[i].udata, rd ? UD(32) : UD(33));
+			seen |= rd ? 1 : 2;
+		}
+		ck_assert_int_eq(seen, 3);
+	}
+	ck_assert_int_eq(sock_error(c), ECONNREFUSED);
+	/* read by the application: gone, as on FreeBSD */
+	ck_assert_int_eq(sock_error(c), 0);
+	kev_ok(kq, c, EVFILT_WRITE, EV_DELETE, 0, 0, NULL);
+	kev_expect(kq, 1000, c, EVFILT_READ, EV_EOF, 0, 0, UD(32));
+	close(c);
+	close(kq);
+}
+END_TEST
+
 /* ------------------------------------------------------- datagram sockets */
+
+/*
+ * A connected UDP socket whose datagram was refused (ICMP port
+ * unreachable): FreeBSD's filt_soread reports so_error as "a temporary udp
+ * error": ready, no EV_EOF, data = bytes queued, and so_error stays for the
+ * application's recv() or getsockopt().  Linux polls it as POLLERR until
+ * then, so a knote that called it "not ready" made kevent() spin.
+ */
+START_TEST(udp_pending_error_is_readable_without_eof)
+{
+	int kq = xkqueue(), u = udp_refused();
+	char b;
+
+	kev_ok(kq, u, EVFILT_READ, EV_ADD, 0, 0, UD(34));
+	kev_expect(kq, 1000, u, EVFILT_READ, 0, 0, 0, UD(34));
+	/* level: reported while the error is pending */
+	kev_expect(kq, 1000, u, EVFILT_READ, 0, 0, 0, UD(34));
+	/* the kernel still has it: the next recv() returns it */
+	ck_assert_errno(recv(u, &b, 1, 0), ECONNREFUSED);
+	expect_quiet(kq, 50);
+	close(u);
+	close(kq);
+}
+END_TEST
 
 static void
 dgram_case(int rx, int tx, const struct sockaddr *to, socklen_t tolen)
@@ -684,11 +797,15 @@ read_suite(void)
 	tcase_add_test(tc, tcp_read_data_is_bytes_buffered);
 	tcase_add_test(tc, tcp_read_eof_on_peer_shutdown);
 	tcase_add_test(tc, tcp_read_reset_reports_econnreset);
+	tcase_add_test(tc, tcp_read_eof_after_local_half_close);
+	tcase_add_test(tc, tcp_read_clear_eof_after_local_half_close);
+	tcase_add_test(tc, tcp_connect_refused_read_and_write_both_report_econnrefused);
 	tcase_add_test(tc, read_lowat_waits_for_that_many_bytes);
 	tcase_add_test(tc, tcp_listen_data_is_pending_connections);
 	tcase_add_test(tc, unix_listen_data_is_pending_connections);
 	tcase_add_test(tc, udp_read_data_counts_datagram_bytes);
 	tcase_add_test(tc, unix_dgram_read_data_counts_datagram_bytes);
+	tcase_add_test(tc, udp_pending_error_is_readable_without_eof);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("devices");

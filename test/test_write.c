@@ -378,6 +378,73 @@ START_TEST(tcp_connect_refused_reports_econnrefused)
 }
 END_TEST
 
+/*
+ * Event libraries decide whether a non-blocking connect() succeeded by
+ * reading SO_ERROR once the socket is writable.  Linux clears SO_ERROR when
+ * read, so the library's own read must not take it from them: the
+ * application's getsockopt still gets ECONNREFUSED, exactly once.
+ */
+START_TEST(tcp_connect_refused_leaves_so_error_to_application)
+{
+	int kq = xkqueue(), c = tcp_refused_connect();
+
+	kev_ok(kq, c, EVFILT_WRITE, EV_ADD | EV_ONESHOT, 0, 0, UD(20));
+	(void)expect_write(kq, c, EV_ONESHOT | EV_EOF, ECONNREFUSED, UD(20));
+	ck_assert_int_eq(sock_error(c), ECONNREFUSED);
+	ck_assert_int_eq(sock_error(c), 0);
+	close(c);
+	close(kq);
+}
+END_TEST
+
+/* An error the library read and kept for the application belongs to that
+ * socket: whatever gets its number next (close, dup2) starts clean. */
+START_TEST(kept_so_error_dies_with_the_fd_number)
+{
+	int kq = xkqueue(), c, n;
+
+	c = tcp_refused_connect();
+	kev_ok(kq, c, EVFILT_WRITE, EV_ADD | EV_ONESHOT, 0, 0, UD(21));
+	(void)expect_write(kq, c, EV_ONESHOT | EV_EOF, ECONNREFUSED, UD(21));
+	close(c);
+	n = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(n, c);		/* lowest free number */
+	ck_assert_int_eq(sock_error(n), 0);
+	close(n);
+
+	c = tcp_refused_connect();
+	kev_ok(kq, c, EVFILT_WRITE, EV_ADD | EV_ONESHOT, 0, 0, UD(22));
+	(void)expect_write(kq, c, EV_ONESHOT | EV_EOF, ECONNREFUSED, UD(22));
+	n = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(n, 0);
+	ck_assert_int_eq(dup2(n, c), c);
+	ck_assert_int_eq(sock_error(c), 0);
+	close(n);
+	close(c);
+	close(kq);
+}
+END_TEST
+
+/* FreeBSD's filt_sowrite: so_error without CANTSENDMORE is "a temporary udp
+ * error": writable, no EV_EOF, no fflags, and so_error stays. */
+START_TEST(udp_pending_error_is_writable_without_eof)
+{
+	int kq = xkqueue(), u = udp_refused();
+	int64_t d;
+
+	kev_ok(kq, u, EVFILT_WRITE, EV_ADD, 0, 0, UD(23));
+	d = expect_write(kq, u, 0, 0, UD(23));
+	ck_assert_int_gt(d, 0);
+	ck_assert_int_le(d, sndbuf(u));
+	ck_assert_int_eq(sock_error(u), ECONNREFUSED);
+	ck_assert_int_eq(sock_error(u), 0);
+	d = expect_write(kq, u, 0, 0, UD(23));
+	ck_assert_int_gt(d, 0);
+	close(u);
+	close(kq);
+}
+END_TEST
+
 START_TEST(udp_is_writable)
 {
 	int kq = xkqueue(), u = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
@@ -509,7 +576,10 @@ write_suite(void)
 	tcase_add_test(tc, tcp_write_reset_reports_econnreset);
 	tcase_add_test(tc, tcp_connect_completion_makes_writable);
 	tcase_add_test(tc, tcp_connect_refused_reports_econnrefused);
+	tcase_add_test(tc, tcp_connect_refused_leaves_so_error_to_application);
+	tcase_add_test(tc, kept_so_error_dies_with_the_fd_number);
 	tcase_add_test(tc, udp_is_writable);
+	tcase_add_test(tc, udp_pending_error_is_writable_without_eof);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("other");

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -215,6 +216,66 @@ tcp_pair(int *client, int *server)
 	close(l);
 	set_nonblock(*client);
 	set_nonblock(*server);
+}
+
+/* A non-blocking TCP socket whose connect() to a loopback port nothing
+ * listens on is in progress (its RST refuses it at once, or nearly). */
+static inline int
+tcp_refused_connect(void)
+{
+	struct sockaddr_in sin;
+	int l = tcp_listener(1, &sin), c, r;
+
+	close(l);		/* nothing listens on that port now */
+	c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(c, 0);
+	r = connect(c, (struct sockaddr *)&sin, sizeof sin);
+	/* non-blocking: the verdict comes later, through SO_ERROR */
+	ck_assert_int_eq(r, -1);
+	ck_assert_int_eq(errno, EINPROGRESS);
+	return c;
+}
+
+/* A non-blocking UDP socket connected to a loopback port nothing listens
+ * on, after one datagram: the ICMP port unreachable leaves ECONNREFUSED
+ * pending (waited for with poll, at most 2 s). */
+static inline int
+udp_refused(void)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof sin;
+	int d = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	int u = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	struct pollfd p;
+
+	ck_assert_int_ge(d, 0);
+	ck_assert_int_ge(u, 0);
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(d, (struct sockaddr *)&sin, sizeof sin), 0);
+	ck_assert_int_eq(getsockname(d, (struct sockaddr *)&sin, &len), 0);
+	close(d);		/* the port is closed now */
+	ck_assert_int_eq(connect(u, (struct sockaddr *)&sin, sizeof sin), 0);
+	ck_assert_int_eq(send(u, "x", 1, 0), 1);
+	p.fd = u;
+	p.events = POLLIN;
+	p.revents = 0;
+	ck_assert_int_eq(poll(&p, 1, 2000), 1);
+	ck_assert_uint_eq(p.revents, POLLERR);
+	return u;
+}
+
+/* SO_ERROR as the application reads it. */
+static inline int
+sock_error(int fd)
+{
+	int v = -1;
+	socklen_t len = sizeof v;
+
+	ck_assert_int_eq(getsockopt(fd, SOL_SOCKET, SO_ERROR, &v, &len), 0);
+	ck_assert_uint_eq(len, sizeof v);
+	return v;
 }
 
 /* Read from a non-blocking fd until want bytes came or nothing came for

@@ -19,8 +19,8 @@
  *    reported when it is enabled again.
  *  - EV_ADD on an existing timer throws away undelivered expirations and
  *    restarts it with the new data/fflags.  Deviation: an invalid re-add
- *    fails with EINVAL and leaves the running timer untouched (FreeBSD
- *    reports success and leaves a dead timer).
+ *    fails with EINVAL and leaves the knote untouched: timer, udata, flags,
+ *    enabled state (FreeBSD reports success and leaves a dead timer).
  *  - NOTE_ABSTIME: data is a CLOCK_REALTIME time since the Epoch.  It is
  *    converted to a CLOCK_MONOTONIC deadline when the timer is armed, so
  *    later steps of the wall clock do not move it; a time already passed
@@ -292,12 +292,18 @@ filt_timer_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 	return kn->data != 0;
 }
 
-/* EV_ADD on an existing timer: restart it; other changes leave it alone. */
+/*
+ * EV_ADD on an existing timer: restart it; other changes leave it alone.
+ * A re-add that fails leaves the timer as it was (internal.h, touch): the
+ * timerfd and the heap slot a restart needs are got before anything is
+ * thrown away, so the restart itself cannot fail.
+ */
 static int
 filt_timer_touch(struct kq_kqueue *kq, struct kq_knote *kn,
     const struct kevent *change)
 {
-	int64_t now, expiry, period;
+	struct kq_timer_state *t = &kn->u.timer;
+	int64_t now, expiry, period, old_expiry = t->expiry_ns;
 	int err;
 
 	if (!(change->flags & EV_ADD))
@@ -307,6 +313,19 @@ filt_timer_touch(struct kq_kqueue *kq, struct kq_knote *kn,
 	    &period);
 	if (err != 0)
 		return err;
+	if ((expiry > now || period != 0) && t->heap_index == KQ_THEAP_NONE) {
+		if ((err = timerfd_open(kq)) != 0)
+			return err;
+		/* not armed, so its expiry is not looked at: the slot is
+		 * taken at the new deadline, the old one restored on failure */
+		t->expiry_ns = expiry;
+		if ((err = kq_theap_insert(&kq->theap, kn)) != 0) {
+			t->expiry_ns = old_expiry;
+			if (kq->theap.n == 0)
+				timerfd_shut(kq);
+			return err;
+		}
+	}
 	kn->sfflags = change->fflags;
 	kn->sdata = change->data;
 	kq_knote_deactivate(kq, kn);

@@ -131,9 +131,15 @@ struct kq_filterops {
 	/* Fill ev->data, ev->fflags, EV_EOF in ev->flags for a knote popped
 	 * from the active queue.  Return 1 to report it, 0 to drop it. */
 	int (*event)(struct kq_kqueue *, struct kq_knote *, struct kevent *ev);
-	/* EV_ADD on an existing knote (kn->sfflags/sdata already updated, or
-	 * NOTE_TRIGGER etc. for touch-style filters).  Return 0 or errno.
-	 * May be NULL. */
+	/* Any change to an existing knote (not EV_DELETE): store the change's
+	 * fflags/data as the filter means them (kn->sfflags/sdata still the
+	 * old ones; NOTE_TRIGGER etc. for touch-style filters).  Return 0 or
+	 * errno.  On error it must leave the knote (and what it owns: timer,
+	 * watches, queue state) exactly as it was: validate and get every
+	 * resource first, or undo.  The core calls it before it applies
+	 * udata, EV_ENABLE/EV_DISABLE or the reference (only EV_FORCEONESHOT
+	 * precedes it, and is undone), so a failed change leaves no trace.
+	 * May be NULL (the core then copies fflags/data). */
 	int (*touch)(struct kq_kqueue *, struct kq_knote *, const struct kevent *change);
 	/* Knote became enabled/disabled or its flags changed: update the
 	 * source (epoll interest, timer arming).  May be NULL. */

@@ -49,6 +49,16 @@ add_knote(struct kq_kqueue *kq, const struct kq_filterops *fop,
 
 	if (fop->isfd && kev->ident > INT_MAX)
 		return EBADF;
+	/*
+	 * FreeBSD looks the descriptor up first.  Here the fd table and the
+	 * registry grow to the number, so a number beyond the table must be
+	 * open before anything is sized by it (one bad add at 67108863 would
+	 * cost 512 MiB).  Below kq->nfds nothing grows, and epoll_ctl
+	 * answers EBADF: no extra syscall on the common path.
+	 */
+	if (fop->isfd && (int)kev->ident >= kq->nfds &&
+	    fcntl((int)kev->ident, F_GETFD) < 0)
+		return EBADF;
 	if ((kn = kq_knote_alloc(kq)) == NULL)
 		return ENOMEM;
 	kn->kev = *kev;
@@ -73,7 +83,9 @@ add_knote(struct kq_kqueue *kq, const struct kq_filterops *fop,
 		kq_knote_free_unattached(kq, kn);
 		return err;
 	}
-	if ((kev->flags & (EV_FREEWATCH | EV_KEEPUDATA)) == EV_FREEWATCH)
+	/* EV_KEEPUDATA keeps an existing knote's udata; a new knote has
+	 * none to keep, so it takes the reference like any EV_FREEWATCH add */
+	if (kev->flags & EV_FREEWATCH)
 		kq_knote_set_freewatch(kn, true);
 	if (kn->fdn != NULL)
 		kq_fdnode_update(kq, kn->fdn);
@@ -83,15 +95,15 @@ add_knote(struct kq_kqueue *kq, const struct kq_filterops *fop,
 /*
  * Replace udata.  A held EV_FREEWATCH reference comes back as a notice even
  * when the new pointer is equal, so notices always equal references taken.
+ * note: allocated by the caller beforehand when the knote holds a reference,
+ * so that nothing fails once the change has been validated.
  */
-static int
-replace_udata(struct kq_kqueue *kq, struct kq_knote *kn, const struct kevent *kev)
+static void
+replace_udata(struct kq_kqueue *kq, struct kq_knote *kn, const struct kevent *kev,
+    struct kq_knote *note)
 {
 	if (kn->status & KN_FREEWATCH) {
-		struct kq_knote *note = kq_knote_alloc(kq);
 		struct kevent ev;
-		if (note == NULL)
-			return ENOMEM;
 		EV_SET(&ev, kn->kev.ident, kn->kev.filter, EV_FREEWATCH | EV_DELETE,
 		    NOTE_FREE_UDATA, 0, kn->kev.udata);
 		kq_knote_queue_notice(kq, note, &ev);
@@ -100,22 +112,55 @@ replace_udata(struct kq_kqueue *kq, struct kq_knote *kn, const struct kevent *ke
 	kn->kev.udata = kev->udata;
 	if ((kev->flags & (EV_ADD | EV_FREEWATCH)) == (EV_ADD | EV_FREEWATCH))
 		kq_knote_set_freewatch(kn, true);
-	return 0;
 }
 
+/*
+ * A change to an existing knote.  It either applies whole or leaves the
+ * knote exactly as it was (udata, reference, flags, enabled state, filter
+ * state): what can fail (the notice's memory, the filter's touch) runs
+ * before anything visible changes.  Only EV_FORCEONESHOT goes before touch,
+ * as in FreeBSD (a timer re-add then runs oneshot and discards the forced
+ * activation); touch leaves the knote untouched when it fails, so undoing
+ * that one step restores it.
+ */
 static int
 modify_knote(struct kq_kqueue *kq, struct kq_knote *kn, const struct kevent *kev)
 {
 	const struct kq_filterops *fop = kn->fop;
+	bool replace = !(kev->flags & EV_KEEPUDATA);
+	unsigned short oflags = kn->kev.flags;
+	unsigned ostatus = kn->status;
+	struct kq_knote *note = NULL;
 	int err = 0;
 
-	if (!(kev->flags & EV_KEEPUDATA) && (err = replace_udata(kq, kn, kev)) != 0)
-		return err;
+	if (replace && (kn->status & KN_FREEWATCH) &&
+	    (note = kq_knote_alloc(kq)) == NULL)
+		return ENOMEM;
 	if (kev->flags & EV_FORCEONESHOT) {
 		kn->kev.flags |= EV_ONESHOT;
 		kn->status |= KN_FORCED;
 		kq_knote_activate(kq, kn);
 	}
+	if (fop->touch != NULL) {
+		err = fop->touch(kq, kn, kev);
+	} else {
+		kn->sfflags = kev->fflags;
+		kn->sdata = kev->data;
+	}
+	if (err != 0) {
+		/* activation can only have appended kn to the queue */
+		if ((kn->status & KN_QUEUED) && !(ostatus & KN_QUEUED))
+			TAILQ_REMOVE(&kq->active, kn, link);
+		kn->status = ostatus;
+		kn->kev.flags = oflags;
+		if (note != NULL)
+			kq_knote_free(kq, note);
+		return err;
+	}
+	if (replace)
+		replace_udata(kq, kn, kev, note);
+	/* After touch: what touch activated is queued or held back by the
+	 * new state just as if the state had changed first. */
 	if (kev->flags & EV_ENABLE) {
 		kn->status &= ~KN_DISABLED;
 		if (kn->status & KN_ACTIVE)
@@ -126,12 +171,6 @@ modify_knote(struct kq_kqueue *kq, struct kq_knote *kn, const struct kevent *kev
 			TAILQ_REMOVE(&kq->active, kn, link);
 			kn->status &= ~KN_QUEUED;
 		}
-	}
-	if (fop->touch != NULL) {
-		err = fop->touch(kq, kn, kev);
-	} else {
-		kn->sfflags = kev->fflags;
-		kn->sdata = kev->data;
 	}
 	if (fop->rearm != NULL)
 		fop->rearm(kq, kn);
@@ -148,7 +187,7 @@ modify_knote(struct kq_kqueue *kq, struct kq_knote *kn, const struct kevent *kev
 		    (p->armed & (KQ_POLLET | KQ_POLLONESHOT)))
 			kq_knote_activate(kq, kn);
 	}
-	return err;
+	return 0;
 }
 
 static int
@@ -163,7 +202,14 @@ apply_change(struct kq_kqueue *kq, const struct kevent *kev)
 		return EINVAL;
 	kn = kq_knote_find(kq, kev->filter, kev->ident);
 	if (kn == NULL) {
-		if (kev->flags & EV_ADD)
+		/* EV_DELETE wins over EV_ADD (FreeBSD, on an existing knote).
+		 * A change with EV_DELETE takes no reference, so with
+		 * EV_FREEWATCH it never makes a knote either: nothing to
+		 * delete is ENOENT, and udata goes back in the EV_ERROR entry.
+		 * Without EV_FREEWATCH FreeBSD adds the missing knote. */
+		if ((kev->flags & EV_ADD) &&
+		    (kev->flags & (EV_DELETE | EV_FREEWATCH)) !=
+		    (EV_DELETE | EV_FREEWATCH))
 			return add_knote(kq, fop, kev);
 		/* FreeBSD looks the fd up before the knote */
 		if (fop->isfd && (kev->ident > INT_MAX ||

@@ -636,6 +636,153 @@ START_TEST(failed_add_takes_no_reference)
 }
 END_TEST
 
+/*
+ * A change that fails leaves the knote exactly as it was: an EV_ADD whose
+ * touch fails (an invalid timer re-add) must not store its udata, take its
+ * reference, return the old one, or apply its EV_DISABLE / EV_FORCEONESHOT.
+ */
+START_TEST(failed_modify_keeps_udata_and_reference)
+{
+	int kq = xkqueue();
+	struct kevent ch, ev[4];
+
+	fw_add_ok(kq, 1, EVFILT_TIMER, 0, 0, 30, obj(0));
+	obj_ref(obj(1));
+	EV_SET(&ch, 1, EVFILT_TIMER,
+	    EV_ADD | EV_FREEWATCH | EV_DISABLE | EV_FORCEONESHOT, 0, -1, obj(1));
+	memset(ev, 0xa5, sizeof(ev));
+	ck_assert_int_eq(kevent(kq, &ch, 1, ev, 4, &(struct timespec){ 0, 0 }), 1);
+	ck_assert_uint_eq(ev[0].ident, 1);
+	ck_assert_int_eq(ev[0].filter, EVFILT_TIMER);
+	ck_assert_uint_eq(ev[0].flags, EV_ERROR);
+	ck_assert_int_eq(ev[0].data, EINVAL);
+	ck_assert_ptr_eq(ev[0].udata, obj(1));
+	obj_unref(obj(1));	/* the failed change took no reference */
+	/* without room for the entry: -1/EINVAL, no reference either */
+	ck_assert_errno(fw_add(kq, 1, EVFILT_TIMER, EV_DISABLE,
+	    NOTE_SECONDS | NOTE_NSECONDS, 5, obj(1)), EINVAL);
+	/* Still the old pointer, still enabled, still periodic (no notice
+	 * for obj 0, no forced oneshot report). */
+	for (int i = 0; i < 2; i++) {
+		memset(ev, 0xa5, sizeof(ev));
+		ck_assert_int_eq(kev_wait(kq, ev, 1, 2000), 1);
+		ck_assert_uint_eq(ev[0].ident, 1);
+		ck_assert_int_eq(ev[0].filter, EVFILT_TIMER);
+		ck_assert_uint_eq(ev[0].flags, EV_CLEAR);
+		ck_assert_uint_eq(ev[0].fflags, 0);
+		ck_assert_int_ge(ev[0].data, 1);
+		ck_assert_ptr_eq(ev[0].udata, obj(0));
+	}
+	kev_ok(kq, 1, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	expect_notice(kq, 1, EVFILT_TIMER, NOTE_FREE_DELETE, obj(0));
+	kev_expect_none(kq);
+	assert_all_freed(0, 1);
+	ck_assert_int_eq(obj(1)->refs, 0);
+	ck_assert_int_eq(obj(1)->underflows, 0);
+	close(kq);
+}
+END_TEST
+
+/*
+ * EV_ADD|EV_DELETE: the delete wins (FreeBSD's kqueue_register looks at
+ * EV_DELETE before EV_ADD for an existing knote), and a change with
+ * EV_DELETE takes no reference: the old one comes back, once.
+ */
+START_TEST(add_delete_freewatch_on_existing_knote_is_a_delete)
+{
+	int kq = xkqueue(), p[2];
+
+	xpipe2(p, O_NONBLOCK);
+	fw_add_ok(kq, 3, EVFILT_USER, 0, 0, 0, obj(0));
+	fw_add_ok(kq, p[0], EVFILT_READ, 0, 0, 0, obj(1));
+	kev_ok(kq, 3, EVFILT_USER, EV_ADD | EV_DELETE | EV_FREEWATCH, 0, 0, obj(2));
+	kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_DELETE | EV_FREEWATCH, 0, 0,
+	    obj(3));
+	expect_notice(kq, 3, EVFILT_USER, NOTE_FREE_DELETE, obj(0));
+	expect_notice(kq, p[0], EVFILT_READ, NOTE_FREE_DELETE, obj(1));
+	kev_expect_none(kq);
+	ck_assert_errno(kev_change(kq, 3, EVFILT_USER, EV_DELETE, 0, 0, NULL), ENOENT);
+	ck_assert_errno(kev_change(kq, p[0], EVFILT_READ, EV_DELETE, 0, 0, NULL),
+	    ENOENT);
+	close(p[0]);
+	kev_expect_none(kq);
+	assert_all_freed(0, 2);
+	for (int i = 2; i < 4; i++) {
+		ck_assert_int_eq(objs[i].refs, 0);
+		ck_assert_int_eq(objs[i].underflows, 0);
+	}
+	close(p[1]);
+	close(kq);
+}
+END_TEST
+
+/* Nothing to delete: ENOENT (EBADF for a closed fd, looked up first, as
+ * FreeBSD does), the EV_ERROR entry hands udata back, nothing is kept. */
+START_TEST(add_delete_freewatch_on_missing_knote_is_enoent)
+{
+	int kq = xkqueue(), p[2];
+	struct kevent ch[3], ev[4];
+
+	xpipe2(p, O_NONBLOCK);
+	int bad = dup(p[1]);
+	ck_assert_int_ge(bad, 0);
+	close(bad);
+	EV_SET(&ch[0], 5, EVFILT_USER, EV_ADD | EV_DELETE | EV_FREEWATCH, 0, 0, obj(0));
+	EV_SET(&ch[1], p[0], EVFILT_READ, EV_ADD | EV_DELETE | EV_FREEWATCH, 0, 0,
+	    obj(1));
+	EV_SET(&ch[2], bad, EVFILT_READ, EV_ADD | EV_DELETE | EV_FREEWATCH, 0, 0,
+	    obj(2));
+	memset(ev, 0xa5, sizeof(ev));
+	ck_assert_int_eq(kevent(kq, ch, 3, ev, 4, &(struct timespec){ 0, 0 }), 3);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_uint_eq(ev[i].ident, ch[i].ident);
+		ck_assert_int_eq(ev[i].filter, ch[i].filter);
+		ck_assert_uint_eq(ev[i].flags, EV_ERROR);
+		ck_assert_int_eq(ev[i].data, i == 2 ? EBADF : ENOENT);
+		ck_assert_ptr_eq(ev[i].udata, obj(i));
+	}
+	ck_assert_errno(kev_change(kq, 5, EVFILT_USER,
+	    EV_ADD | EV_DELETE | EV_FREEWATCH, 0, 0, obj(0)), ENOENT);
+	/* no knote was made */
+	ck_assert_errno(kev_change(kq, 5, EVFILT_USER, EV_DELETE, 0, 0, NULL), ENOENT);
+	ck_assert_errno(kev_change(kq, p[0], EVFILT_READ, EV_DELETE, 0, 0, NULL),
+	    ENOENT);
+	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	kev_expect_none(kq);
+	close(p[0]);
+	kev_expect_none(kq);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(objs[i].refs, 0);
+		ck_assert_int_eq(objs[i].underflows, 0);
+	}
+	close(p[1]);
+	close(kq);
+}
+END_TEST
+
+/* A new knote has no old udata to keep: EV_KEEPUDATA changes nothing, the
+ * add takes its reference and it comes back. */
+START_TEST(keepudata_on_new_knote_takes_reference)
+{
+	int kq = xkqueue(), p[2];
+
+	xpipe2(p, O_NONBLOCK);
+	fw_add_ok(kq, 2, EVFILT_USER, EV_KEEPUDATA, 0, 0, obj(0));
+	fw_add_ok(kq, p[0], EVFILT_READ, EV_KEEPUDATA, 0, 0, obj(1));
+	kev_ok(kq, 2, EVFILT_USER, EV_KEEPUDATA, NOTE_TRIGGER, 0, NULL);
+	/* stored like any flag, as FreeBSD does */
+	kev_expect(kq, 2000, 2, EVFILT_USER, EV_KEEPUDATA, 0, 0, obj(0));
+	kev_ok(kq, 2, EVFILT_USER, EV_DELETE, 0, 0, NULL);
+	expect_notice(kq, 2, EVFILT_USER, NOTE_FREE_DELETE, obj(0));
+	close(p[0]);
+	expect_notice(kq, p[0], EVFILT_READ, NOTE_FREE_CLOSE, obj(1));
+	kev_expect_none(kq);
+	assert_all_freed(0, 2);
+	close(p[1]);
+	close(kq);
+}
+END_TEST
+
 /* ------------------------------------------------------------ release */
 
 START_TEST(release_returns_every_reference)
@@ -889,6 +1036,10 @@ freewatch_suite(void)
 	tcase_add_test(tc, udata_replaced_without_freewatch_returns_old);
 	tcase_add_test(tc, keepudata_takes_no_reference);
 	tcase_add_test(tc, failed_add_takes_no_reference);
+	tcase_add_test(tc, failed_modify_keeps_udata_and_reference);
+	tcase_add_test(tc, add_delete_freewatch_on_existing_knote_is_a_delete);
+	tcase_add_test(tc, add_delete_freewatch_on_missing_knote_is_enoent);
+	tcase_add_test(tc, keepudata_on_new_knote_takes_reference);
 	tcase_add_test(tc, release_returns_every_reference);
 	tcase_add_test(tc, release_of_bad_fd_fails);
 	tcase_add_test(tc, notices_drain_in_order_without_loss);

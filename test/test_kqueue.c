@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
@@ -410,6 +411,53 @@ START_TEST(ident_minus_one_is_ebadf)
 	ck_assert_errno(kevent(kq, &ch, 1, NULL, 0, NULL), EBADF);
 	EV_SET(&ch, 900000, EVFILT_READ, EV_ADD, 0, 0, NULL);
 	ck_assert_errno(kevent(kq, &ch, 1, NULL, 0, NULL), EBADF);
+	close(kq);
+}
+END_TEST
+
+/* Resident memory of this process, in bytes. */
+static long
+rss_bytes(void)
+{
+	long size, resident;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fscanf(f, "%ld %ld", &size, &resident), 2);
+	fclose(f);
+	return resident * sysconf(_SC_PAGESIZE);
+}
+
+/*
+ * FreeBSD looks the descriptor up before anything else: an EV_ADD on a
+ * number that is not open is EBADF having allocated nothing (no fd table,
+ * no registry grown to that number).
+ */
+START_TEST(add_of_unopened_huge_fd_is_ebadf_without_allocating)
+{
+	int kq = xkqueue(), p[2];
+	static const uintptr_t idents[] = { 67108863, 8000000, 67108863 - 1024 };
+	struct kevent ch, ev;
+	long before;
+
+	/* first-use allocations (fd table, registry) out of the way */
+	xpipe(p);
+	kev_ok(kq, p[0], EVFILT_READ, EV_ADD, 0, 0, NULL);
+	kev_ok(kq, p[0], EVFILT_READ, EV_DELETE, 0, 0, NULL);
+	before = rss_bytes();
+	for (size_t i = 0; i < sizeof idents / sizeof idents[0]; i++) {
+		EV_SET(&ch, idents[i], i % 2 ? EVFILT_WRITE : EVFILT_READ,
+		    EV_ADD | EV_FREEWATCH, 0, 0, UD(i + 2));
+		memset(&ev, 0xa5, sizeof ev);
+		ck_assert_int_eq(kevent(kq, &ch, 1, &ev, 1, NULL), 1);
+		assert_entry(&ev, idents[i], ch.filter, EV_ERROR, 0, EBADF,
+		    UD(i + 2));
+		ck_assert_errno(kevent(kq, &ch, 1, NULL, 0, NULL), EBADF);
+	}
+	ck_assert_msg(rss_bytes() - before < 1024 * 1024,
+	    "failed adds grew the RSS by %ld KiB", (rss_bytes() - before) / 1024);
+	close(p[0]);
+	close(p[1]);
 	close(kq);
 }
 END_TEST
@@ -1347,6 +1395,7 @@ kqueue_suite(void)
 	tcase_add_test(tc, negative_counts_are_einval);
 	tcase_add_test(tc, null_lists_with_counts_are_efault);
 	tcase_add_test(tc, ident_minus_one_is_ebadf);
+	tcase_add_test(tc, add_of_unopened_huge_fd_is_ebadf_without_allocating);
 	tcase_add_test(tc, unknown_filter_is_einval);
 	tcase_add_test(tc, unsupported_filters_are_einval);
 	tcase_add_test(tc, change_with_filter_zero_is_skipped);

@@ -344,6 +344,82 @@ START_TEST(timer_invalid_readd_is_einval_and_keeps_timer)
 }
 END_TEST
 
+/*
+ * A failed re-add leaves the knote exactly as it was: not its udata, not
+ * its EV_DISABLE, not its EV_FORCEONESHOT (a forced report, EV_ONESHOT in
+ * the flags) are applied.
+ */
+START_TEST(timer_invalid_readd_keeps_udata_flags_and_state)
+{
+	int kq = xkqueue(), u1, u2;
+	struct armed a = arm(kq, 1, EV_ADD, 0, 100, &u1);
+	struct kevent ch, ev;
+	int64_t d;
+
+	EV_SET(&ch, 1, EVFILT_TIMER, EV_ADD | EV_DISABLE | EV_FORCEONESHOT, 0,
+	    -5, &u2);
+	memset(&ev, 0xa5, sizeof ev);
+	ck_assert_int_eq(kevent(kq, &ch, 1, &ev, 1, &(struct timespec){ 0, 0 }), 1);
+	ck_assert_uint_eq(ev.flags, EV_ERROR);
+	ck_assert_int_eq(ev.data, EINVAL);
+	ck_assert_ptr_eq(ev.udata, &u2);
+	ck_assert_errno(kev_change(kq, 1, EVFILT_TIMER, EV_ADD | EV_DISABLE,
+	    NOTE_SECONDS | NOTE_NSECONDS, 5, &u2), EINVAL);
+	/* enabled, periodic, old udata */
+	d = expect_timer(kq, 3000, 1, EV_CLEAR, &u1, a, 100 * MS, 0);
+	expect_timer(kq, 3000, 1, EV_CLEAR, &u1, a, 100 * MS, d);
+	close(kq);
+}
+END_TEST
+
+/* ... and a failed re-add with EV_ENABLE leaves a disabled timer disabled. */
+START_TEST(timer_invalid_readd_keeps_disabled_timer_disabled)
+{
+	int kq = xkqueue(), u1, u2;
+	struct armed a = arm(kq, 1, EV_ADD | EV_DISABLE, 0, 10, &u1);
+
+	ck_assert_errno(kev_change(kq, 1, EVFILT_TIMER, EV_ADD | EV_ENABLE,
+	    0x40000000, 10, &u2), EINVAL);
+	sleep_ms(50);
+	kev_expect_none(kq);
+	kev_ok(kq, 1, EVFILT_TIMER, EV_ENABLE | EV_KEEPUDATA, 0, 0, NULL);
+	ck_assert_int_ge(expect_timer(kq, 0, 1, EV_CLEAR, &u1, a, 10 * MS, 0), 4);
+	close(kq);
+}
+END_TEST
+
+/*
+ * A re-add that fails for lack of a descriptor (the kqueue's timerfd is
+ * opened with its first armed timer) leaves the old timer running: here a
+ * NOTE_ABSTIME timer in the past, which stays triggered.
+ */
+START_TEST(timer_readd_failing_with_emfile_keeps_timer)
+{
+	int kq = xkqueue(), u1, u2, fds[65], n = 0;
+	struct rlimit rl;
+
+	kev_ok(kq, 1, EVFILT_TIMER, EV_ADD, NOTE_ABSTIME | NOTE_SECONDS, 1, &u1);
+	kev_expect(kq, 2000, 1, EVFILT_TIMER, 0, 0, 1, &u1);
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	int low = dup(0);
+	ck_assert_int_ge(low, 0);
+	close(low);
+	rl.rlim_cur = low + 64;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	while (n < 65 && (fds[n] = dup(0)) >= 0)
+		n++;
+	ck_assert_int_eq(errno, EMFILE);
+	ck_assert_errno(kev_change(kq, 1, EVFILT_TIMER, EV_ADD, 0, 60000, &u2),
+	    EMFILE);
+	/* still triggered, same udata, same flags */
+	kev_expect(kq, 2000, 1, EVFILT_TIMER, 0, 0, 1, &u1);
+	kev_expect(kq, 2000, 1, EVFILT_TIMER, 0, 0, 1, &u1);
+	while (n > 0)
+		close(fds[--n]);
+	close(kq);
+}
+END_TEST
+
 /* EV_DISABLE disables the event, not the filter: expirations are counted. */
 START_TEST(timer_disabled_counts_expirations_until_enabled)
 {
@@ -705,6 +781,9 @@ timer_suite(void)
 	tcase_add_test(tc, timer_readd_discards_undelivered_expirations);
 	tcase_add_test(tc, timer_readd_while_disabled_discards_counted_expirations);
 	tcase_add_test(tc, timer_invalid_readd_is_einval_and_keeps_timer);
+	tcase_add_test(tc, timer_invalid_readd_keeps_udata_flags_and_state);
+	tcase_add_test(tc, timer_invalid_readd_keeps_disabled_timer_disabled);
+	tcase_add_test(tc, timer_readd_failing_with_emfile_keeps_timer);
 	tcase_add_test(tc, timer_disabled_counts_expirations_until_enabled);
 	tcase_add_test(tc, timer_dispatch_disables_after_delivery_and_keeps_counting);
 	tcase_add_test(tc, timer_delete_stops_it);

@@ -36,14 +36,30 @@
  *    dl_iterate_phdr() only records candidates; each one is then pinned
  *    with dlopen(RTLD_NOLOAD), which waits for any load in progress and
  *    keeps the object mapped while we patch it.
- *  - kq_gotpatch_apply() is idempotent, serialized by one mutex, and does
- *    nothing if no object was loaded or unloaded since its last run
- *    (dlpi_adds/dlpi_subs), so it may be called from kqueue() and EV_ADD.
- *    Do not call it with kq->lock held: it may block on the loader lock,
- *    and a constructor running under the loader lock may call kevent().
+ *  - Lock order: the loader's locks come first.  A constructor runs under
+ *    the loader's lock and may call kqueue() or kevent(), which come here;
+ *    so gp_lock is never held across a loader call (dl_iterate_phdr,
+ *    dlopen, dlinfo, dlclose, dladdr).  It is a leaf that only serializes
+ *    the mprotect/store/mprotect sequences on GOT pages (two threads
+ *    patching one page would otherwise re-protect it under each other's
+ *    store).  The walk and the pins run unlocked: concurrent callers
+ *    patch the same slots to the same value, which is harmless.
+ *  - Re-entry from a constructor of a module being loaded is fine: the
+ *    loader's lock is recursive, every object on the list is relocated by
+ *    then (constructors run after relocation, and no other thread can be
+ *    loading while this one holds the lock), so the module patches itself.
+ *  - kq_gotpatch_apply() is idempotent and does nothing if no object was
+ *    loaded or unloaded since a completed run (dlpi_adds/dlpi_subs), so it
+ *    may be called from kqueue() and EV_ADD.  Do not call it with kq->lock
+ *    held: it waits for the loader, and a constructor running under the
+ *    loader's lock may call kevent().
+ *  - libkqfree is linked -z nodelete (lib/Makefile.am): a patched GOT entry
+ *    points into it, so dlclose() of the last module that uses it must not
+ *    unmap it.  Un-patching on unload instead could not be made safe: a
+ *    thread may be inside our close() at that moment.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE		/* dladdr, dlinfo, dl_iterate_phdr */
+#define _GNU_SOURCE		/* dlinfo, dl_iterate_phdr */
 #endif
 #include <dlfcn.h>
 #include <elf.h>
@@ -111,10 +127,11 @@ struct gp_walk {
 	bool have_counts;
 };
 
+/* A leaf lock: held only while writing GOT pages, and while reading or
+ * publishing the state below.  Never across a loader call. */
 static pthread_mutex_t gp_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_once_t gp_once = PTHREAD_ONCE_INIT;
-/* A walk completed at (gp_adds, gp_subs); read without the lock by
- * kq_gotpatch_stale(). */
+/* A walk of tab gp_tab completed at (gp_adds, gp_subs); the counters are
+ * read without the lock by kq_gotpatch_stale(). */
 static _Atomic bool gp_done;
 static _Atomic unsigned long long gp_adds, gp_subs;
 static const struct kq_interpose *gp_tab;
@@ -415,24 +432,15 @@ patch_object(const struct gp_obj *o, const struct gp_range *libc,
 static void
 gp_atfork_child(void)
 {
-	/* The parent's walker thread does not exist here. */
+	/* Another thread of the parent may have been patching. */
 	pthread_mutex_init(&gp_lock, NULL);
 }
 
-/* Any address inside libkqfree, to recognize (and skip) ourselves. */
-static uintptr_t gp_self;
-
-static void
+/* At load time, not in a pthread_once on first use: a once routine is a
+ * lock too (internal.h: LOADER LOCK ORDER). */
+__attribute__((constructor)) static void
 gp_init(void)
 {
-	Dl_info self;
-
-	/* &kq_gotpatch_apply could be a PLT stub in another object; dladdr
-	 * names the object that really contains the code. */
-	gp_self = (uintptr_t)&kq_gotpatch_apply;
-	if (dladdr((void *)&kq_gotpatch_apply, &self) != 0 &&
-	    self.dli_fbase != NULL)
-		gp_self = (uintptr_t)self.dli_fbase;
 	(void)pthread_atfork(NULL, NULL, gp_atfork_child);
 }
 
@@ -457,26 +465,26 @@ libc_marker(void)
 void
 kq_gotpatch_apply(const struct kq_interpose *tab, size_t n)
 {
-	pthread_once(&gp_once, gp_init);
-	pthread_mutex_lock(&gp_lock);
-	if (!GP_SUPPORTED || (tab == gp_tab && n == gp_n &&
-	    !kq_gotpatch_stale())) {
-		pthread_mutex_unlock(&gp_lock);
+	if (!GP_SUPPORTED)
 		return;
-	}
+	pthread_mutex_lock(&gp_lock);
+	bool same = tab == gp_tab && n == gp_n;
+	pthread_mutex_unlock(&gp_lock);
+	if (same && !kq_gotpatch_stale())
+		return;
 
+	/* gp_lock is a hidden variable of this object: its address is
+	 * inside libkqfree, whichever object calls us (no dladdr needed). */
 	struct gp_walk w = {
-		.self_addr = gp_self,
+		.self_addr = (uintptr_t)&gp_lock,
 		.libc_addr = (uintptr_t)libc_marker(),
 		.ldso_base = (uintptr_t)getauxval(AT_BASE),
 		.vdso_base = (uintptr_t)getauxval(AT_SYSINFO_EHDR),
 	};
 	w.cap = 16;
 	w.objs = malloc(w.cap * sizeof(*w.objs));
-	if (w.objs == NULL) {
-		pthread_mutex_unlock(&gp_lock);
+	if (w.objs == NULL)
 		return;
-	}
 	dl_iterate_phdr(walk_cb, &w);
 
 #if GP_SUPPORTED
@@ -492,21 +500,40 @@ kq_gotpatch_apply(const struct kq_interpose *tab, size_t n)
 		}
 		struct link_map *lm = NULL;
 		if (dlinfo(h, RTLD_DI_LINKMAP, &lm) == 0 && lm != NULL &&
-		    lm->l_addr == o->bias)
+		    lm->l_addr == o->bias) {
+			pthread_mutex_lock(&gp_lock);
 			(void)patch_object(o, &w.libc, tab, n);
+			pthread_mutex_unlock(&gp_lock);
+		}
 		dlclose(h);
 	}
 #endif
 
-	/* A failed walk (no memory) must be retried by the next call. */
-	atomic_store_explicit(&gp_adds, w.adds, memory_order_relaxed);
-	atomic_store_explicit(&gp_subs, w.subs, memory_order_relaxed);
-	atomic_store_explicit(&gp_done, !w.oom && w.have_counts,
-	    memory_order_release);
-	gp_tab = tab;
-	gp_n = n;
-	walk_free(&w);
+	/*
+	 * A failed walk (no memory) must be retried by the next call.  Walks
+	 * are ordered (dl_iterate_phdr runs under the loader's list lock) and
+	 * both counters only grow, so the pairs of any two walks are ordered
+	 * too.  Keeping the newest keeps "everything was patched at these
+	 * counters" true when another caller's older walk finishes last; and
+	 * kq_gotpatch_stale() reading one counter of an update and the other
+	 * of the previous one can only match the current counters if the new
+	 * pair does.
+	 */
+	pthread_mutex_lock(&gp_lock);
+	if (!w.oom && w.have_counts &&
+	    (tab != gp_tab || n != gp_n ||
+	     !atomic_load_explicit(&gp_done, memory_order_relaxed) ||
+	     (w.adds >= atomic_load_explicit(&gp_adds, memory_order_relaxed) &&
+	      w.subs >= atomic_load_explicit(&gp_subs, memory_order_relaxed)))) {
+		/* release: a reader that sees them sees our GOT stores */
+		atomic_store_explicit(&gp_adds, w.adds, memory_order_release);
+		atomic_store_explicit(&gp_subs, w.subs, memory_order_release);
+		atomic_store_explicit(&gp_done, true, memory_order_release);
+		gp_tab = tab;
+		gp_n = n;
+	}
 	pthread_mutex_unlock(&gp_lock);
+	walk_free(&w);
 }
 
 /*
@@ -523,6 +550,6 @@ kq_gotpatch_stale(void)
 	if (!atomic_load_explicit(&gp_done, memory_order_acquire))
 		return true;
 	return !w.have_counts ||
-	    w.adds != atomic_load_explicit(&gp_adds, memory_order_relaxed) ||
-	    w.subs != atomic_load_explicit(&gp_subs, memory_order_relaxed);
+	    w.adds != atomic_load_explicit(&gp_adds, memory_order_acquire) ||
+	    w.subs != atomic_load_explicit(&gp_subs, memory_order_acquire);
 }

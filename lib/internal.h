@@ -406,7 +406,21 @@ int kq_fdreg_take_sockerr(int fd);		/* 0 if none; clears it */
 void kq_fdreg_check_new_objects(void);		/* re-run the GOT patch if dlopen() added objects */
 
 /* gotpatch.c: point other objects' GOT entries for the close family at ours,
- * for code that symbol interposition cannot reach (RTLD_LOCAL modules). */
+ * for code that symbol interposition cannot reach (RTLD_LOCAL modules).
+ *
+ * LOADER LOCK ORDER: the dynamic loader's locks come before every libkqfree
+ * lock.  A module constructor runs inside dlopen() under the loader's lock
+ * and may call kqueue()/kevent(), so no libkqfree lock (kq->lock, the global
+ * lock, registry locks, gotpatch's own) may be held while calling a function
+ * that takes a loader lock: dlopen, dlclose, dlsym, dladdr, dlinfo,
+ * dl_iterate_phdr.  A pthread_once routine that calls one is a lock too:
+ * run it from our own constructor.  gotpatch.c's lock is a leaf: it covers
+ * the GOT page writes only.  kq_gotpatch_apply() may be re-entered from a
+ * constructor (the loader's lock is recursive).
+ *
+ * NEVER UNLOADED: libkqfree.so is linked -z nodelete, because patched GOT
+ * entries elsewhere point into it; dlclose() of the module that brought it
+ * in leaves it (and its kqueues) in place. */
 struct kq_interpose {
 	const char *name;
 	void *fn;

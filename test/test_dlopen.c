@@ -6,6 +6,7 @@
  * with the fd - through the GOT-patching fallback - and return their
  * references exactly once.
  */
+#include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -37,6 +38,19 @@ dlmod_path(void)
 	return DLMOD_PATH;
 #else
 	return "./.libs/dlmod.so";
+#endif
+}
+
+static const char *
+dlmod_ctor_path(void)
+{
+	const char *p = getenv("DLMOD_CTOR_PATH");
+	if (p != NULL && *p != '\0')
+		return p;
+#ifdef DLMOD_CTOR_PATH
+	return DLMOD_CTOR_PATH;
+#else
+	return "./.libs/dlmod_ctor.so";
 #endif
 }
 
@@ -337,6 +351,196 @@ START_TEST(fork_child_close_is_harmless)
 }
 END_TEST
 
+/*
+ * dlclose() of the module drops the last reference to libkqfree, but the
+ * program's GOT entries for the close family point into it: the library
+ * must stay mapped, and every one of them must still work - and still
+ * track the module's kqueue, which reports the close once the module is
+ * loaded again.
+ */
+START_TEST(close_family_works_after_module_dlclose)
+{
+	int p[2], q[2], kq = setup(p);
+	int (*volatile cl)(int) = close;
+
+	ck_assert_msg(close_slot_in("libkqfree"), "GOT entry for close not patched");
+	ck_assert_int_eq(dlclose(M.h), 0);
+	M.h = NULL;
+
+	ck_assert_int_eq(pipe2(q, O_CLOEXEC), 0);
+	ck_assert_int_eq(close(q[1]), 0);
+	ck_assert_errno(close(q[1]), EBADF);
+	ck_assert_errno(fcntl(q[1], F_GETFD), EBADF);
+	ck_assert_int_eq(dup2(q[0], q[1]), q[1]);
+	ck_assert_int_eq(fcntl(q[1], F_GETFD), 0);
+	ck_assert_int_eq(dup3(q[0], q[1], O_CLOEXEC), q[1]);
+	ck_assert_int_eq(fcntl(q[1], F_GETFD), FD_CLOEXEC);
+	ck_assert_int_eq(close_range(q[1], q[1], 0), 0);
+	ck_assert_errno(fcntl(q[1], F_GETFD), EBADF);
+	int hi = fcntl(q[0], F_DUPFD_CLOEXEC, 800);
+	ck_assert_int_ge(hi, 800);
+	closefrom(800);
+	ck_assert_errno(fcntl(hi, F_GETFD), EBADF);
+	int d = dup(q[0]);
+	ck_assert_int_ge(d, 0);
+	ck_assert_int_eq(cl(d), 0);		/* through the GLOB_DAT slot */
+	ck_assert_errno(fcntl(d, F_GETFD), EBADF);
+	FILE *f = fdopen(q[0], "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_errno(fcntl(q[0], F_GETFD), EBADF);
+	DIR *dir = opendir("/");
+	ck_assert_ptr_nonnull(dir);
+	int dfd = dirfd(dir);
+	ck_assert_int_ge(dfd, 0);
+	ck_assert_int_eq(closedir(dir), 0);
+	ck_assert_errno(fcntl(dfd, F_GETFD), EBADF);
+
+	/* The watched fd: its close is still tracked by the module's kqueue. */
+	ck_assert_int_eq(close(p[0]), 0);
+	load_module();
+	expect_free_close(kq, p[0], U(0));
+	expect_quiet(kq, 20);
+	check_dead_and_reuse(kq, p[0], p[1]);
+}
+END_TEST
+
+static void
+ctor_status(void *h, int *kq, int *kev, int *patched)
+{
+	void (*status)(int *, int *, int *) =
+	    (void (*)(int *, int *, int *))dlsym(h, "dlmod_ctor_status");
+
+	ck_assert_msg(status != NULL, "dlsym dlmod_ctor_status: %s", dlerror());
+	status(kq, kev, patched);
+}
+
+/*
+ * The patch path entered from a constructor, inside dlopen() (the loader's
+ * lock held by this thread): kqueue() and kevent() work there, and the
+ * module being loaded gets its own GOT patched before its constructor goes
+ * on.  Twice: the second load finds libkqfree already there.
+ */
+START_TEST(constructor_kqueue_patches_its_module)
+{
+	for (int i = 0; i < 2; i++) {
+		void *h = dlopen(dlmod_ctor_path(), RTLD_NOW | RTLD_LOCAL);
+		ck_assert_msg(h != NULL, "dlopen %s: %s", dlmod_ctor_path(), dlerror());
+		ck_assert_ptr_null(dlsym(RTLD_DEFAULT, "kqfree_release"));
+		int kq, kev, patched;
+		ctor_status(h, &kq, &kev, &patched);
+		ck_assert_int_ge(kq, 0);
+		ck_assert_int_eq(kev, 0);
+		ck_assert_int_eq(patched, 1);
+		ck_assert_errno(fcntl(kq, F_GETFD), EBADF);	/* it closed it */
+		if (i == 0)
+			load_module();		/* keeps libkqfree loaded */
+		ck_assert_int_eq(dlclose(h), 0);
+	}
+	ck_assert_msg(close_slot_in("libkqfree"), "GOT entry for close not patched");
+}
+END_TEST
+
+/*
+ * Lock order against the dynamic loader.  One thread dlopen()s and
+ * dlclose()s dlmod_ctor in a loop: its constructor calls kqueue() and
+ * kevent() while the loader's lock is held.  Another thread loops kevent()
+ * with a change, which takes the patch path every time the set of loaded
+ * objects changed.  If the patch path held its own lock while calling the
+ * loader (which waits for the loader's lock), each thread would wait for
+ * the other forever.  The main thread is the watchdog.
+ */
+#define LOADER_ROUNDS	1000	/* before the fix: deadlocked within 50 */
+#define LOADER_BUDGET_S	10	/* fewer rounds if slower (valgrind) */
+#define LOADER_DEADLINE_S 25
+
+static _Atomic bool loader_stop;
+static _Atomic int loader_rounds, loader_bad, kevent_calls, kevent_bad;
+
+static void *
+loader_thread(void *arg)
+{
+	struct timespec t0, t;
+
+	(void)arg;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < LOADER_ROUNDS && !loader_stop; i++) {
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if (t.tv_sec - t0.tv_sec >= LOADER_BUDGET_S)
+			break;
+		void *h = dlopen(dlmod_ctor_path(), RTLD_NOW | RTLD_LOCAL);
+		if (h == NULL) {
+			loader_bad++;
+			break;
+		}
+		int kq, kev, patched;
+		void (*status)(int *, int *, int *) =
+		    (void (*)(int *, int *, int *))dlsym(h, "dlmod_ctor_status");
+		if (status == NULL) {
+			loader_bad++;
+		} else {
+			status(&kq, &kev, &patched);
+			if (kq < 0 || kev != 0 || patched != 1)
+				loader_bad++;
+		}
+		if (dlclose(h) != 0)
+			loader_bad++;
+		loader_rounds++;
+	}
+	loader_stop = true;
+	return NULL;
+}
+
+static void *
+kevent_thread(void *arg)
+{
+	int kq = *(int *)arg;
+	struct kevent ch, ev;
+
+	while (!loader_stop) {
+		/* A change: the patch path runs if the loader thread loaded or
+		 * unloaded dlmod_ctor since the last call. */
+		EV_SET(&ch, 7, EVFILT_USER, 0, NOTE_TRIGGER, 0, UD(7));
+		memset(&ev, 0xa5, sizeof ev);
+		int n = M.kevent(kq, &ch, 1, &ev, 1, 0);
+		if (n != 1 || ev.ident != 7 || ev.filter != EVFILT_USER ||
+		    ev.flags != EV_CLEAR || ev.fflags != 0 || ev.data != 0 ||
+		    ev.udata != UD(7))
+			kevent_bad++;
+		kevent_calls++;
+	}
+	return NULL;
+}
+
+START_TEST(loader_lock_vs_patch_path_no_deadlock)
+{
+	pthread_t lt, kt;
+	struct timespec dl;
+
+	load_module();
+	int kq = M.kqueue();
+	ck_assert_int_ge(kq, 0);
+	struct kevent ch;
+	EV_SET(&ch, 7, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, UD(7));
+	ck_assert_int_eq(M.kevent(kq, &ch, 1, NULL, 0, 0), 0);
+	ck_assert_int_eq(pthread_create(&kt, NULL, kevent_thread, &kq), 0);
+	ck_assert_int_eq(pthread_create(&lt, NULL, loader_thread, NULL), 0);
+	ck_assert_int_eq(clock_gettime(CLOCK_REALTIME, &dl), 0);
+	dl.tv_sec += LOADER_DEADLINE_S;
+	int e = pthread_timedjoin_np(lt, NULL, &dl);
+	ck_assert_msg(e == 0, "deadlock: dlopen() with kqueue() in a constructor "
+	    "vs kevent(): %d rounds, %d kevent calls in %d s",
+	    loader_rounds, kevent_calls, LOADER_DEADLINE_S);
+	e = pthread_timedjoin_np(kt, NULL, &dl);
+	ck_assert_msg(e == 0, "kevent thread stuck after %d calls", kevent_calls);
+	ck_assert_int_gt(loader_rounds, 0);
+	ck_assert_int_eq(loader_bad, 0);
+	ck_assert_int_gt(kevent_calls, 0);
+	ck_assert_int_eq(kevent_bad, 0);
+	close(kq);
+}
+END_TEST
+
 static Suite *
 dlopen_suite(void)
 {
@@ -359,6 +563,13 @@ dlopen_suite(void)
 	tcase_add_test(tc, close_errors_are_libc_errors);
 	tcase_add_test(tc, release_through_module_returns_all);
 	tcase_add_test(tc, fork_child_close_is_harmless);
+	tcase_add_test(tc, close_family_works_after_module_dlclose);
+	tcase_add_test(tc, constructor_kqueue_patches_its_module);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("loader_lock");
+	tcase_set_timeout(tc, LOADER_DEADLINE_S + 10);
+	tcase_add_test(tc, loader_lock_vs_patch_path_no_deadlock);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #endif
 #include <fcntl.h>
+#include <signal.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -248,6 +249,98 @@ START_TEST(fork_while_a_thread_waits_in_kevent)
 }
 END_TEST
 
+/*
+ * fork() while another thread is inside kevent(), mutating the kqueue's
+ * trees, timer heap and queues: the child must not walk any of it (it used
+ * to, and died in RB_REMOVE_COLOR or the heap now and then).  Many forks,
+ * each child checked with a bounded wait.
+ */
+struct churner {
+	int kq;
+	_Atomic bool stop;
+};
+
+static void *
+churn_kevent(void *arg)
+{
+	struct churner *c = arg;
+	struct kevent ch[8], ev[8];
+	int p[2], i = 0;
+
+	ck_assert_int_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+	while (!atomic_load(&c->stop)) {
+		int id = i++ % 64;
+		EV_SET(&ch[0], id, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 1 + id % 3, NULL);
+		EV_SET(&ch[1], (id + 32) % 64, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+		EV_SET(&ch[2], id, EVFILT_USER, EV_ADD | EV_CLEAR, NOTE_TRIGGER, 0, NULL);
+		EV_SET(&ch[3], (id + 7) % 64, EVFILT_USER, EV_DELETE, 0, 0, NULL);
+		EV_SET(&ch[4], p[0], EVFILT_READ, (id & 1) ? EV_ADD : EV_DELETE, 0, 0, NULL);
+		EV_SET(&ch[5], 1000 + id, EVFILT_TIMER, EV_ADD, 0, 1000, NULL);
+		EV_SET(&ch[6], 1000 + (id + 16) % 64, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+		EV_SET(&ch[7], p[1], EVFILT_WRITE, EV_ADD | EV_ONESHOT, 0, 0, NULL);
+		for (int j = 0; j < 8; j++)
+			ch[j].flags |= EV_RECEIPT;
+		kevent(c->kq, ch, 8, ev, 8, &(struct timespec){ 0, 0 });
+		kevent(c->kq, NULL, 0, ev, 8, &(struct timespec){ 0, 0 });
+	}
+	close(p[0]);
+	close(p[1]);
+	return NULL;
+}
+
+static int
+wait_child_bounded(pid_t pid, int ms)
+{
+	int status, i;
+
+	for (i = 0; i < ms; i++) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+		if (r == pid)
+			return status;
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return -1;
+}
+
+START_TEST(fork_while_a_thread_mutates_the_kqueue)
+{
+	struct churner c = { .kq = xkqueue() };
+	pthread_t t;
+	int i, bad = 0, first = 0;
+
+	ck_assert_int_eq(pthread_create(&t, NULL, churn_kevent, &c), 0);
+	for (i = 0; i < 300; i++) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			struct kevent ev;
+			int kq2;
+
+			child_sees_no_kqueue(c.kq, 0);
+			kq2 = kqueue();
+			CHILD_CHECK(50, kq2 >= 0);
+			EV_SET(&ev, 1, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 1, NULL);
+			CHILD_CHECK(51, kevent(kq2, &ev, 1, &ev, 1,
+			    &(struct timespec){ 2, 0 }) == 1);
+			CHILD_CHECK(52, ev.filter == EVFILT_TIMER && ev.ident == 1);
+			CHILD_CHECK(53, close(kq2) == 0);
+			_exit(0);
+		}
+		ck_assert_int_gt(pid, 0);
+		int status = wait_child_bounded(pid, 5000);
+		if (status != 0 && bad++ == 0)
+			first = status;
+	}
+	atomic_store(&c.stop, true);
+	join_bounded(t, 2000);
+	ck_assert_msg(bad == 0, "%d of 300 children failed (first: status 0x%x)",
+	    bad, first);
+	close(c.kq);
+}
+END_TEST
+
 START_TEST(grandchild_sees_no_kqueue_of_child)
 {
 	int p[2];
@@ -294,6 +387,7 @@ fork_suite(void)
 	tcase_add_test(tc, child_does_not_consume_parent_pending_events);
 	tcase_add_test(tc, fork_while_a_thread_waits_in_kevent);
 	tcase_add_test(tc, grandchild_sees_no_kqueue_of_child);
+	tcase_add_test(tc, fork_while_a_thread_mutates_the_kqueue);
 	suite_add_tcase(s, tc);
 	return s;
 }

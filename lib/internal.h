@@ -2,17 +2,21 @@
  * libkqfree private contracts.  Read this before touching any lib/ file.
  *
  * LAYERS (every arrow points down)
- *   kqueue.c   kqueue()/kqueuex(), kqfree_release(), teardown, fork
+ *   kqueue.c   kqueue()/kqueuex(), aliases and liveness, kqfree_release(),
+ *              teardown, fork
  *   kevent.c   kevent(): changelist (EV_ERROR, RECEIPT, coalescing), scan, copy-out
- *   fdreg.c    process-wide fd registry + close/dup2/close_range/fclose/closedir
- *              interposition; the only code that reacts to a close
+ *   fdreg.c    who owns each descriptor number: watchers told of a close,
+ *              the library's own fds, the close family's interposition.  It
+ *              knows nothing above it: it only calls watchers' callbacks
  *   knote.c    knote lookup, activation queue, THE release function, free notices
  *   filter_*.c one struct kq_filterops each; the core never switches on filter
  *   backend_epoll.c  the only file that calls epoll_*(); same interface could
  *              be provided by an io_uring backend
  *
  * OBJECTS
- *   struct kq_kqueue  one per kqueue(); its fd IS the epoll fd, so it is
+ *   struct kq_kqueue  one per kqueue(); the library waits on its own
+ *                     descriptor of the epoll set (kq->fd); the application
+ *                     holds aliases of it (see DESCRIPTORS), so the kqueue is
  *                     pollable.  One mutex (kq->lock) guards everything in it.
  *   struct kq_knote   one per (filter, ident) in a kqueue: on its fd's node
  *                     (isfd filters) or in the RB tree kq->knotes (the others).
@@ -59,26 +63,66 @@
  *   fd is added at once (kq_backend_attach) because epoll's answer (EBADF,
  *   EPERM for regular files) decides the knote's mode.
  *
+ * DESCRIPTORS (who owns which number)
+ *   The library acts only on descriptors it made, and never on a number the
+ *   application may have reused.
+ *   - Its own (epoll sets, wake eventfds, timerfds, inotify, pidfds, signal
+ *     and netlink fds) are taken with kq_fd_own() (O_CLOEXEC, never 0-2) and
+ *     given back with kq_fd_close().  The application's close family cannot
+ *     touch them: close() says EBADF, close_range()/closefrom() step around
+ *     them, dup2()/dup3() onto one fail with EBUSY (fdreg.c).
+ *   - The numbers the application holds for a kqueue are aliases: other
+ *     descriptors of the epoll file whose own descriptor kq->fd the library
+ *     waits on.  kevent(N) maps N to its kqueue (kq_lookup: a known number
+ *     costs one slot lock; an unknown one - a dup - is matched with kcmp),
+ *     and holds a reference across the call, so a close on another thread
+ *     never makes a waiter use a reused number.  Without close tracking a
+ *     known number is re-checked with kcmp on every call.
+ *   - A kqueue lives while some descriptor besides kq->fd names its file.
+ *     Closing an alias only marks the kqueue a suspect and kicks it
+ *     (signal-safe); kq_reap_suspects() - at kqueue(), kevent(),
+ *     kqfree_release() and in the kqueue's own woken sleeper, where locks
+ *     and free() are safe - checks (kq_alive) and kills what nothing names.
+ *     Without close tracking kqueue() checks every kqueue.  A closed
+ *     kqueue's memory and fds therefore go back at the process's next such
+ *     call, not inside close().
+ *
  * CLOSE TRACKING
- *   fdreg.c interposes every libc call that closes or replaces an fd.  For a
- *   watched fd it takes the fd's registry lock, and for each kqueue's fdnode:
- *   marks it closed, removes the epoll registration (kq_backend_forget_fd) and
- *   pushes the fdnode on the kqueue's lock-free closed stack, then kicks the
- *   kqueue if a free notice is due (fdn->nfreewatch).  The real close runs
- *   with the fd's registry lock still held.  It never takes kq->lock, so it
- *   is safe from a signal handler and while another thread blocks in
- *   kevent().  kevent() drains the stack under kq->lock (kq_drain_closed,
- *   also before reusing a closed fd's node) and releases the knotes with
- *   NOTE_FREE_CLOSE.  Any epoll_ctl on a user fd is done under that fd's
- *   registry lock (kq_fdreg_lock), so a registration can never be re-added
- *   after close.  Code the interposition cannot reach (RTLD_LOCAL modules)
- *   gets the same functions through its patched GOT (gotpatch.c).
+ *   fdreg.c interposes every libc call that closes or replaces an fd.  Under
+ *   the number's slot lock it unlinks the slot's watchers and calls each one's
+ *   closed() callback, then runs the real close with the lock still held.
+ *   The callbacks (async-signal-safe: no kq->lock, no malloc/free) are
+ *   kqueue.c's: an fdnode's marks it closed, removes the epoll registration
+ *   (kq_backend_forget_fd), pushes it on the kqueue's lock-free closed stack
+ *   and kicks the kqueue if a free notice is due (fdn->nfreewatch); an
+ *   alias's makes its kqueue a suspect.  Whoever frees or inspects a watcher
+ *   after it may have been told takes and drops that slot's lock first
+ *   (kq_drain_closed, kq_alive), so a callback in progress - or the real
+ *   close after it - has finished.  A close from a signal handler that
+ *   interrupted its own thread inside that slot's lock marks the slot
+ *   pending; the holder's unlock tells the watchers.  kevent() drains the
+ *   closed stack under kq->lock and releases the knotes with NOTE_FREE_CLOSE.
+ *   Any epoll_ctl on a user fd, and every fop->event() of an fd's knote, runs
+ *   under that fd's slot lock, so a registration is never re-added after
+ *   close and no event reads a file that reused the number.  Code the
+ *   interposition cannot reach (RTLD_LOCAL modules) gets the same functions
+ *   through its patched GOT (gotpatch.c).
+ *
+ * FORK
+ *   The child inherits no kqueue and reads nothing another thread may have
+ *   left half-updated: only the kqueue list and alias numbers (written under
+ *   kq_global_lock, which the prepare handler holds).  It closes each alias
+ *   that still names its kqueue (kcmp), then every owned descriptor
+ *   (kq_fdreg_fork_child), and forgets the kqueues without freeing them.
+ *   Process-wide services re-create their fds lazily and never close the old
+ *   ones themselves in a child.
  *
  * LOCK ORDER
- *   kq_global_lock (kqueue list, fork)  ->  kq->lock  ->  fd registry lock.
- *   The close path takes only fd registry locks.  No lock is held while
- *   waiting in the backend.
- *
+ *   kq_global_lock (kqueue list, aliases, fork)  ->  kq->lock  ->  fd slot
+ *   lock.  The close path takes only fd slot locks (one at a time, or a
+ *   close_range()'s in ascending order).  No lock is held while waiting in
+ *   the backend.
+
  * NAMING: everything internal is kq_ prefixed and hidden (-fvisibility=hidden);
  * only the symbols in libkqfree.map are exported.
  */

@@ -837,6 +837,7 @@ static struct {
 	struct obj *objs;
 	_Atomic int nobj;
 	_Atomic unsigned long adds, addfail, notices, fired, closes, dups;
+	_Atomic int bad_errno;	/* an EV_ADD failure other than EBADF */
 } S;
 
 static void
@@ -897,6 +898,10 @@ stress_thread(void *arg)
 			} else {
 				obj_unref(o);
 				atomic_fetch_add(&S.addfail, 1);
+				/* a number may move between slots, so EBADF can
+				 * happen; nothing else may */
+				if (errno != EBADF)
+					atomic_store(&S.bad_errno, errno);
 			}
 			obj_unref(o);
 		} else if (r < 55) {
@@ -994,6 +999,8 @@ START_TEST(stress_threads_random_ops_balance)
 	}
 	ck_assert_int_eq(outstanding, 0);
 	ck_assert_uint_gt(S.adds, 0);
+	ck_assert_msg(S.bad_errno == 0, "an EV_ADD failed with %s",
+	    strerror(S.bad_errno));
 	for (int i = 0; i < S_SLOTS; i++) {
 		close(S.slot[i].rfd);
 		close(S.slot[i].wfd);

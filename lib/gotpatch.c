@@ -130,6 +130,28 @@ struct gp_walk {
 /* A leaf lock: held only while writing GOT pages, and while reading or
  * publishing the state below.  Never across a loader call. */
 static pthread_mutex_t gp_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/*
+ * Held for reading across each of our dl_iterate_phdr() calls, for writing
+ * by the fork prepare handler.  glibc resets the loader's main lock in a
+ * fork child but not the lock dl_iterate_phdr() takes: a fork while another
+ * thread was inside it left that lock held for ever in the child, whose
+ * next kevent() hung.  Nothing else is held with it, and a dl_iterate_phdr()
+ * callback never forks, so it cannot deadlock against the loader; writer
+ * preference keeps back-to-back kevent() callers from starving a fork.
+ */
+#define GP_FORK_LOCK_INIT PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP
+static pthread_rwlock_t gp_fork_lock = GP_FORK_LOCK_INIT;
+
+static int walk_cb(struct dl_phdr_info *info, size_t size, void *arg);
+
+static void
+iterate_objects(struct gp_walk *w)
+{
+	pthread_rwlock_rdlock(&gp_fork_lock);
+	dl_iterate_phdr(walk_cb, w);
+	pthread_rwlock_unlock(&gp_fork_lock);
+}
 /* A walk of tab gp_tab completed at (gp_adds, gp_subs); the counters are
  * read without the lock by kq_gotpatch_stale(). */
 static _Atomic bool gp_done;
@@ -430,10 +452,25 @@ patch_object(const struct gp_obj *o, const struct gp_range *libc,
 #endif /* GP_SUPPORTED */
 
 static void
+gp_atfork_prepare(void)
+{
+	pthread_rwlock_wrlock(&gp_fork_lock);
+}
+
+static void
+gp_atfork_parent(void)
+{
+	pthread_rwlock_unlock(&gp_fork_lock);
+}
+
+static void
 gp_atfork_child(void)
 {
 	/* Another thread of the parent may have been patching. */
 	pthread_mutex_init(&gp_lock, NULL);
+	/* Not an unlock: the lock records the writer's thread id, which the
+	 * child's only thread no longer has. */
+	gp_fork_lock = (pthread_rwlock_t)GP_FORK_LOCK_INIT;
 }
 
 /* At load time, not in a pthread_once on first use: a once routine is a
@@ -441,7 +478,8 @@ gp_atfork_child(void)
 __attribute__((constructor)) static void
 gp_init(void)
 {
-	(void)pthread_atfork(NULL, NULL, gp_atfork_child);
+	(void)pthread_atfork(gp_atfork_prepare, gp_atfork_parent,
+	    gp_atfork_child);
 }
 
 static void
@@ -485,7 +523,7 @@ kq_gotpatch_apply(const struct kq_interpose *tab, size_t n)
 	w.objs = malloc(w.cap * sizeof(*w.objs));
 	if (w.objs == NULL)
 		return;
-	dl_iterate_phdr(walk_cb, &w);
+	iterate_objects(&w);
 
 #if GP_SUPPORTED
 	for (size_t i = 0; i < w.nobjs; i++) {
@@ -546,7 +584,7 @@ kq_gotpatch_stale(void)
 {
 	struct gp_walk w = { 0 };
 
-	dl_iterate_phdr(walk_cb, &w);
+	iterate_objects(&w);
 	if (!atomic_load_explicit(&gp_done, memory_order_acquire))
 		return true;
 	return !w.have_counts ||

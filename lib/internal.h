@@ -460,7 +460,12 @@ void kq_fdreg_check_new_objects(void);		/* re-run the GOT patch if dlopen() adde
  * dl_iterate_phdr.  A pthread_once routine that calls one is a lock too:
  * run it from our own constructor.  gotpatch.c's lock is a leaf: it covers
  * the GOT page writes only.  kq_gotpatch_apply() may be re-entered from a
- * constructor (the loader's lock is recursive).
+ * constructor (the loader's lock is recursive).  One exception, made for
+ * fork: gotpatch.c's fork lock is read-held across its dl_iterate_phdr()
+ * calls (and nothing else) and write-held by its fork prepare handler, so
+ * no thread of ours is inside dl_iterate_phdr() at fork: glibc does not
+ * reset that function's lock in the child.  dl_iterate_phdr() waits only
+ * for the loader's list lock, which no loader path holds while calling out.
  *
  * NEVER UNLOADED: libkqfree.so is linked -z nodelete, because patched GOT
  * entries elsewhere point into it; dlclose() of the module that brought it

@@ -341,6 +341,71 @@ START_TEST(fork_while_a_thread_mutates_the_kqueue)
 }
 END_TEST
 
+/*
+ * Every kevent() asks the loader whether objects came or went (the GOT
+ * patch), and the loader's object-list lock is not reset in a fork child:
+ * a fork while another thread was inside that query left the lock held for
+ * ever in the child, whose first kevent() then hung.  Two threads call
+ * kevent() back to back while the main thread forks; each child must finish
+ * its own kqueue work within a bounded time.
+ */
+struct spinner {
+	int kq;
+	_Atomic bool stop;
+};
+
+static void *
+spin_kevent(void *arg)
+{
+	struct spinner *s = arg;
+	struct kevent ch, ev;
+
+	/* a change each time: only a call with changes asks the loader */
+	EV_SET(&ch, 1, EVFILT_USER, EV_ADD, 0, 0, NULL);
+	while (!atomic_load(&s->stop))
+		kevent(s->kq, &ch, 1, &ev, 1, &(struct timespec){ 0, 0 });
+	return NULL;
+}
+
+START_TEST(fork_while_threads_poll_the_loader_never_hangs_the_child)
+{
+	struct spinner s = { .kq = xkqueue() };
+	pthread_t t[2];
+	int i, bad = 0, first = 0;
+
+	for (i = 0; i < 2; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, spin_kevent, &s), 0);
+	for (i = 0; i < 1000; i++) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			struct kevent ch[2], ev;
+			int kq2 = kqueue();
+
+			CHILD_CHECK(60, kq2 >= 0);
+			EV_SET(&ch[0], 1, EVFILT_USER, EV_ADD, 0, 0, UD(6));
+			EV_SET(&ch[1], 1, EVFILT_USER, 0, NOTE_TRIGGER, 0, UD(6));
+			CHILD_CHECK(61, kevent(kq2, ch, 2, &ev, 1,
+			    &(struct timespec){ 2, 0 }) == 1);
+			CHILD_CHECK(62, ev.filter == EVFILT_USER && ev.ident == 1 &&
+			    ev.udata == UD(6));
+			_exit(0);
+		}
+		ck_assert_int_gt(pid, 0);
+		int status = wait_child_bounded(pid, 3000);
+		if (status != 0 && bad++ == 0)
+			first = status;
+		if (bad > 0)
+			break;
+	}
+	atomic_store(&s.stop, true);
+	for (i = 0; i < 2; i++)
+		join_bounded(t[i], 2000);
+	ck_assert_msg(bad == 0, "child %d failed (status 0x%x: "
+	    "-1 = hung)", i, first);
+	close(s.kq);
+}
+END_TEST
+
 START_TEST(grandchild_sees_no_kqueue_of_child)
 {
 	int p[2];
@@ -388,6 +453,7 @@ fork_suite(void)
 	tcase_add_test(tc, fork_while_a_thread_waits_in_kevent);
 	tcase_add_test(tc, grandchild_sees_no_kqueue_of_child);
 	tcase_add_test(tc, fork_while_a_thread_mutates_the_kqueue);
+	tcase_add_test(tc, fork_while_threads_poll_the_loader_never_hangs_the_child);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -579,9 +579,10 @@ void kq_ino_subscribe(struct kq_ino_sub *s, struct kq_kqueue *kq, int wd,
 void kq_ino_update(struct kq_ino_sub *s, uint32_t mask, const char *path);
 void kq_ino_unsubscribe(struct kq_ino_sub *s, const char *path);	/* locked */
 
-/* filter_vnode.c: the kqueue's inotify watches (on the process's instance),
- * shared with READ on a regular file (re-armed when the file grows).  mask = IN_* bits this knote
- * needs, added to the inode's shared watch and kept while the watch lives;
+/* filter_vnode.c: the kqueue's inotify watches (its subscriptions to the
+ * process's instance), shared with READ on a regular file (re-armed when
+ * the file grows).  mask = IN_* bits this knote needs, added to the inode's
+ * shared watch and kept while the watch lives;
  * calling again for the same knote is cheap.  kn->u.vnode.wd > 0 while
  * watched, -1 otherwise.  Every knote on the watch is activated on any event
  * about the inode itself (not its directory entries), and on overflow.

@@ -10,6 +10,8 @@
  *              knows nothing above it: it only calls watchers' callbacks
  *   knote.c    knote lookup, activation queue, THE release function, free notices
  *   filter_*.c one struct kq_filterops each; the core never switches on filter
+ *   inotify.c  the process's one inotify instance: wds, their subscribers
+ *              (filter_vnode.c's per-kqueue watches), routing events to them
  *   backend_epoll.c  the only file that calls epoll_*(); same interface could
  *              be provided by an io_uring backend
  *

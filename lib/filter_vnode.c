@@ -1,17 +1,21 @@
 /*
- * EVFILT_VNODE on the kqueue's one inotify instance, and the inotify service
- * EVFILT_READ uses to learn that a regular file at EOF grew.
+ * EVFILT_VNODE, and the per-kqueue inotify watches EVFILT_READ uses to learn
+ * that a regular file at EOF grew, on the process's one inotify instance
+ * (inotify.c).
  *
  * A watch is added by the path /proc/self/fd/N: following that magic link
  * lands on the fd's inode, even an unlinked one, so no extra fd is kept per
  * knote.  inotify gives one watch descriptor per inode per instance, so all
- * knotes on one inode (different fds, different filters) share a struct
- * vn_watch; the kernel's mask is the union of what they need.
+ * knotes of this kqueue on one inode (different fds, different filters)
+ * share a struct vn_watch, which is this kqueue's subscription to the wd
+ * (its mask is the union of what they need; other kqueues subscribe to the
+ * same wd with theirs).
  *
  * inotify says which kind of thing happened but not FreeBSD's details, so
  * the hints FreeBSD's VFS would have posted are derived when the events are
- * read (under kq->lock, from the inotify fd's ready callback), with one
- * fstat of the inode per batch.  A hint may carry several notes, and
+ * delivered (under kq->lock, from this kqueue's inotify mail: exactly the
+ * events its own instance would have read), with one fstat of the inode
+ * per batch.  A hint may carry several notes, and
  * filt_vfsvnode() gives a knote the whole hint when any of its notes was
  * asked for (a NOTE_WRITE watcher sees NOTE_EXTEND on an appending write):
  *   IN_MODIFY  size grew: NOTE_WRITE|NOTE_EXTEND (VOP_WRITE_POST); same
@@ -67,7 +71,7 @@
 struct vn_watch {
 	RB_ENTRY(vn_watch) node;
 	int wd;
-	uint32_t mask;		/* what the kernel has (or a superset) */
+	struct kq_ino_sub sub;	/* sub.mask: what this kqueue gets */
 	uint32_t foreign;	/* other filters' needs, never narrowed */
 	dev_t dev;
 	ino_t ino;
@@ -132,7 +136,7 @@ RB_GENERATE_STATIC(vn_tree, vn_watch, node, vn_cmp)
 RB_GENERATE_STATIC(vn_probe_tree, vn_probe, node, vn_probe_cmp)
 #undef __unused
 
-static void vn_ready(struct kq_kqueue *, struct kq_poll *, uint32_t);
+static void vn_mail(struct kq_kqueue *, const char *, size_t);
 
 static struct vn_watch *
 vn_find(struct vn_state *st, int wd)
@@ -146,9 +150,7 @@ vn_find(struct vn_state *st, int wd)
 static struct vn_state *
 vn_state_get(struct kq_kqueue *kq, int *err)
 {
-	struct kq_poll *p = &kq->inotify;
 	struct vn_state *st = kq->vnode_priv;
-	int fd;
 
 	if (st != NULL)
 		return st;
@@ -158,26 +160,7 @@ vn_state_get(struct kq_kqueue *kq, int *err)
 	}
 	RB_INIT(&st->watches);
 	RB_INIT(&st->probes);
-	if ((fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK)) < 0) {
-		*err = errno;
-		free(st);
-		return NULL;
-	}
-	memset(p, 0, sizeof *p);
-	p->fd = fd;
-	p->want = KQ_POLLIN;
-	p->ready = vn_ready;
-	p->owner = st;
-	if ((*err = kq_poll_register(kq, p)) != 0) {
-		kq_real_close(fd);
-		p->fd = -1;
-		free(st);
-		return NULL;
-	}
-	if ((*err = kq_backend_attach(kq, p)) != 0) {
-		kq_poll_unregister(kq, p);
-		kq_real_close(fd);
-		p->fd = -1;
+	if ((*err = kq_ino_join(kq, vn_mail)) != 0) {
 		free(st);
 		return NULL;
 	}
@@ -185,35 +168,25 @@ vn_state_get(struct kq_kqueue *kq, int *err)
 	return st;
 }
 
-/* The last watch is gone: give the inotify fd back. */
+/* The last watch is gone: leave the inotify instance. */
 static void
 vn_state_put(struct kq_kqueue *kq)
 {
 	struct vn_state *st = kq->vnode_priv;
-	struct kq_poll *p = &kq->inotify;
 
 	if (st == NULL || !RB_EMPTY(&st->watches) || !RB_EMPTY(&st->probes))
 		return;
-	/* after fork the child's copy of the fd was closed for us (fd -1) */
-	if (p->fd >= 0)
-		kq_backend_detach(kq, p);
-	kq_poll_unregister(kq, p);
-	if (p->fd >= 0)
-		kq_real_close(p->fd);
-	p->fd = -1;
+	kq_ino_leave(kq);
 	free(st);
 	kq->vnode_priv = NULL;
 }
 
 #define VN_PATH_MAX	(sizeof "/proc/self/fd//.." + 11)
 
-static int
-vn_add(struct kq_kqueue *kq, int fd, uint32_t mask)
+static void
+vn_path(char *path, int fd)
 {
-	char path[VN_PATH_MAX];
-
-	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-	return inotify_add_watch(kq->inotify.fd, path, mask);
+	snprintf(path, VN_PATH_MAX, "/proc/self/fd/%d", fd);
 }
 
 /* What a VNODE knote needs from inotify for the notes it asked for. */
@@ -296,36 +269,23 @@ vn_watch_fd(const struct vn_watch *w, struct stat *sb)
 	return -1;
 }
 
-/*
- * inotify_add_watch by a path that turned out to name another inode (an fd
- * reused behind our back).  It replaced or created that inode's watch: put
- * back what we had there, or drop what we did not have.
- */
-static void
-vn_stray(struct kq_kqueue *kq, int fd, int wd)
-{
-	struct vn_watch *other = vn_find(kq->vnode_priv, wd);
-
-	if (other == NULL)
-		inotify_rm_watch(kq->inotify.fd, wd);
-	else if (vn_add(kq, fd, other->mask) != wd)
-		other->mask = IN_ALL_EVENTS;	/* unknown: the next sync sets it */
-}
-
-/* Make the kernel's mask the union again (knotes came, went or changed). */
+/* Make this kqueue's subscription the union again (knotes came, went or
+ * changed); the kernel's mask follows through an fd of the inode. */
 static void
 vn_watch_sync(struct kq_kqueue *kq, struct vn_watch *w)
 {
 	uint32_t want = vn_union(w);
-	int fd, wd;
+	char path[VN_PATH_MAX];
+	int fd;
 
-	if (want == w->mask || (fd = vn_watch_fd(w, NULL)) < 0)
+	(void)kq;
+	if (want == w->sub.mask)
 		return;
-	wd = vn_add(kq, fd, want);
-	if (wd == w->wd)
-		w->mask = want;
-	else if (wd >= 0)
-		vn_stray(kq, fd, wd);
+	if ((fd = vn_watch_fd(w, NULL)) >= 0)
+		vn_path(path, fd);
+	kq_ino_lock();
+	kq_ino_update(&w->sub, want, fd >= 0 ? path : NULL);
+	kq_ino_unlock();
 }
 
 /* Refresh the baselines NOTE_EXTEND / NOTE_LINK / NOTE_DELETE compare with. */
@@ -368,18 +328,21 @@ vn_watch_get(struct kq_kqueue *kq, const char *path, uint32_t mask,
 	struct vn_watch *w;
 	int wd;
 
-	wd = inotify_add_watch(kq->inotify.fd, path, mask | IN_MASK_ADD);
-	if (wd < 0) {
-		*err = errno;
+	kq_ino_lock();
+	if ((wd = kq_ino_add(path, mask)) < 0) {
+		kq_ino_unlock();
+		*err = -wd;
 		return NULL;
 	}
 	if ((w = vn_find(st, wd)) == NULL) {
 		if ((w = calloc(1, sizeof *w)) == NULL) {
-			inotify_rm_watch(kq->inotify.fd, wd);
+			kq_ino_unused(wd);
+			kq_ino_unlock();
 			*err = ENOMEM;
 			return NULL;
 		}
 		w->wd = wd;
+		kq_ino_subscribe(&w->sub, kq, wd, mask);
 		w->dev = sb->st_dev;
 		w->ino = sb->st_ino;
 		w->fmt = sb->st_mode & S_IFMT;
@@ -388,7 +351,8 @@ vn_watch_get(struct kq_kqueue *kq, const char *path, uint32_t mask,
 		LIST_INIT(&w->probes);
 		RB_INSERT(vn_tree, &st->watches, w);
 	}
-	w->mask |= mask;
+	w->sub.mask |= mask;	/* kq_ino_add gave the kernel these */
+	kq_ino_unlock();
 	return w;
 }
 
@@ -409,7 +373,7 @@ vn_link(struct kq_kqueue *kq, struct kq_knote *kn, int fd, uint32_t mask,
 			memset(&tmp, 0, sizeof tmp);
 		sb = &tmp;
 	}
-	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+	vn_path(path, fd);
 	if ((w = vn_watch_get(kq, path, mask, sb, &err)) == NULL) {
 		vn_state_put(kq);
 		return err;
@@ -421,16 +385,25 @@ vn_link(struct kq_kqueue *kq, struct kq_knote *kn, int fd, uint32_t mask,
 	return 0;
 }
 
+/* fd: one of the inode (or -1), to narrow the kernel's mask by if other
+ * kqueues still watch it. */
 static void
-vn_watch_free(struct kq_kqueue *kq, struct vn_watch *w)
+vn_watch_free(struct kq_kqueue *kq, struct vn_watch *w, int fd)
 {
+	char path[VN_PATH_MAX];
+
+	if (fd >= 0)
+		vn_path(path, fd);
+	kq_ino_lock();
+	kq_ino_unsubscribe(&w->sub, fd >= 0 ? path : NULL);
+	kq_ino_unlock();
 	RB_REMOVE(vn_tree, &((struct vn_state *)kq->vnode_priv)->watches, w);
 	free(w);
 }
 
 /* Nothing needs w any more: drop it (later, if a batch is looking at it). */
 static void
-vn_watch_release(struct kq_kqueue *kq, struct vn_watch *w)
+vn_watch_release(struct kq_kqueue *kq, struct vn_watch *w, int fd)
 {
 	if (!vn_watch_unused(w)) {
 		if (!kq->dead)
@@ -439,10 +412,7 @@ vn_watch_release(struct kq_kqueue *kq, struct vn_watch *w)
 	}
 	if (w->pending)
 		return;		/* vn_batch frees it */
-	/* a dying kqueue drops every watch by closing the fd */
-	if (kq->inotify.fd >= 0 && !kq->dead)
-		inotify_rm_watch(kq->inotify.fd, w->wd);
-	vn_watch_free(kq, w);
+	vn_watch_free(kq, w, fd);
 }
 
 static struct vn_probe *
@@ -492,7 +462,7 @@ vn_probe_del(struct kq_kqueue *kq, struct kq_knote *kn)
 	RB_REMOVE(vn_probe_tree, &((struct vn_state *)kq->vnode_priv)->probes, pr);
 	if (pr->parent != NULL) {
 		LIST_REMOVE(pr, link);
-		vn_watch_release(kq, pr->parent);
+		vn_watch_release(kq, pr->parent, -1);
 	}
 	free(pr);
 }
@@ -506,6 +476,7 @@ vn_wants_probe(const struct kq_knote *kn, const struct vn_watch *w)
 int
 kq_inotify_watch(struct kq_kqueue *kq, struct kq_knote *kn, int fd, uint32_t mask)
 {
+	char path[VN_PATH_MAX];
 	struct vn_watch *w;
 	int wd;
 
@@ -513,14 +484,19 @@ kq_inotify_watch(struct kq_kqueue *kq, struct kq_knote *kn, int fd, uint32_t mas
 	    (w = vn_find(kq->vnode_priv, kn->u.vnode.wd)) != NULL) {
 		if (kn->fop != &kq_filt_vnode && (mask & ~w->foreign) == 0)
 			return 0;
-		if ((wd = vn_add(kq, fd, mask | IN_MASK_ADD)) == w->wd) {
-			w->mask |= mask;
+		vn_path(path, fd);
+		kq_ino_lock();
+		if ((wd = kq_ino_add(path, mask)) == w->wd) {
+			w->sub.mask |= mask;
 			if (kn->fop != &kq_filt_vnode)
 				w->foreign |= mask;
+			kq_ino_unlock();
 			return 0;
 		}
+		/* fd names another inode now: a watch nobody wants goes */
 		if (wd >= 0)
-			vn_stray(kq, fd, wd);
+			kq_ino_unused(wd);
+		kq_ino_unlock();
 		kq_inotify_unwatch(kq, kn);
 	}
 	return vn_link(kq, kn, fd, mask, NULL);
@@ -530,13 +506,16 @@ void
 kq_inotify_unwatch(struct kq_kqueue *kq, struct kq_knote *kn)
 {
 	struct vn_watch *w = NULL;
+	int fd;
 
 	if (kn->u.vnode.wd > 0 && kq->vnode_priv != NULL)
 		w = vn_find(kq->vnode_priv, kn->u.vnode.wd);
 	kn->u.vnode.wd = -1;
 	if (w != NULL) {
+		/* while kn is still on it: its fd may be the last one here */
+		fd = vn_watch_fd(w, NULL);
 		LIST_REMOVE(kn, u.vnode.wdlink);
-		vn_watch_release(kq, w);
+		vn_watch_release(kq, w, fd);
 	}
 	vn_state_put(kq);
 }
@@ -830,35 +809,20 @@ vn_batch(struct kq_kqueue *kq, struct vn_state *st, const char *buf, size_t len)
 		w->pmask = 0;
 		w->pnotes = w->phints = 0;
 		if (w->ignored)
-			vn_watch_free(kq, w);
+			vn_watch_free(kq, w, -1);	/* the kernel's is gone */
 		else if (vn_watch_unused(w))
-			vn_watch_release(kq, w);
+			vn_watch_release(kq, w, -1);
 	}
 }
 
+/* Events for this kqueue's watches (inotify.c routed them here). */
 static void
-vn_ready(struct kq_kqueue *kq, struct kq_poll *p, uint32_t revents)
+vn_mail(struct kq_kqueue *kq, const char *buf, size_t len)
 {
 	struct vn_state *st = kq->vnode_priv;
-	/* room for many events, and always for one with the longest name */
-	char buf[8192]
-	    __attribute__((aligned(__alignof__(struct inotify_event))));
-	ssize_t n;
-	int rounds;
 
-	(void)revents;
-	if (st == NULL || p->owner != st)
-		return;
-	/* bounded: epoll reports the fd again if more is queued */
-	for (rounds = 0; rounds < 16; rounds++) {
-		n = read(p->fd, buf, sizeof buf);
-		if (n <= 0)
-			break;
-		vn_batch(kq, st, buf, (size_t)n);
-		if ((size_t)n + sizeof(struct inotify_event) + NAME_MAX + 1 <
-		    sizeof buf)
-			break;	/* the queue was drained */
-	}
+	if (st != NULL)
+		vn_batch(kq, st, buf, len);
 }
 
 /* ------------------------------------------------------------ filterops */
@@ -944,10 +908,10 @@ filt_vnode_rearm(struct kq_kqueue *kq, struct kq_knote *kn)
 	if (kn->u.vnode.wd > 0 && kq->vnode_priv != NULL)
 		w = vn_find(kq->vnode_priv, kn->u.vnode.wd);
 	if (w != NULL) {
-		had = w->mask;
+		had = w->sub.mask;
 		vn_watch_sync(kq, w);
 		/* nothing reported size or link changes until now */
-		if ((~had & w->mask &
+		if ((~had & w->sub.mask &
 		    (IN_MODIFY | IN_ATTRIB | VN_DIRENT_MASK)) &&
 		    vn_watch_fd(w, &sb) >= 0) {
 			LIST_FOREACH(o, &w->knotes, u.vnode.wdlink)

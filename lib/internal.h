@@ -10,6 +10,8 @@
  *              knows nothing above it: it only calls watchers' callbacks
  *   knote.c    knote lookup, activation queue, THE release function, free notices
  *   filter_*.c one struct kq_filterops each; the core never switches on filter
+ *   inotify.c  the process's one inotify instance: wds, their subscribers
+ *              (filter_vnode.c's per-kqueue watches), routing events to them
  *   backend_epoll.c  the only file that calls epoll_*(); same interface could
  *              be provided by an io_uring backend
  *
@@ -117,11 +119,34 @@
  *   Process-wide services re-create their fds lazily and never close the old
  *   ones themselves in a child.
  *
+ * INOTIFY (inotify.c)
+ *   One inotify instance for the process (an owned fd, made on the first
+ *   subscription, given back when the last kqueue leaves), never one per
+ *   kqueue: instances are a per-user limit (max_user_instances).  A wd is
+ *   one inode; each kqueue watching it is a subscriber (struct kq_ino_sub)
+ *   and the kernel holds the union of their masks (a superset after a
+ *   subscriber left without a path to narrow it by: harmless, events are
+ *   filtered per subscriber).  The instance's fd is in the epoll set of
+ *   every kqueue with a subscription, level-triggered.  Whichever kqueue's
+ *   scan sees it readable reads it (holding its own kq->lock, then
+ *   ino_lock) and routes each event to its subscribers' mail (every
+ *   kqueue's for IN_Q_OVERFLOW); another kqueue that got mail is marked
+ *   (kq->ino_mail) and kicked.  A kqueue takes its mail only under its own
+ *   kq->lock: in that ready callback, and from its wake edge (wake_ready);
+ *   kq_update_wake() keeps the edge while ino_mail is set.  Mail over
+ *   INO_MAIL_MAX or without memory becomes an IN_Q_OVERFLOW for that kqueue
+ *   (its watcher re-checks every inode).  The reader never takes another
+ *   kqueue's lock.  The fork child forgets the instance (its fd was closed
+ *   by kq_fdreg_fork_child) and leaks its memory.
+ *
  * LOCK ORDER
- *   kq_global_lock (kqueue list, aliases, fork)  ->  kq->lock  ->  fd slot
- *   lock.  The close path takes only fd slot locks (one at a time, or a
- *   close_range()'s in ascending order).  No lock is held while waiting in
- *   the backend.
+ *   kq_global_lock (kqueue list, aliases, fork)  ->  kq->lock  ->  ino_lock
+ *   (inotify.c: the instance, its wds and subscribers, every kqueue's
+ *   inotify mail)  ->  fd slot lock.  ino_lock is taken only with the
+ *   caller's own kq->lock held (or none), never another kqueue's; under it
+ *   only kq_kick() of another kqueue (no lock).  The close path takes only
+ *   fd slot locks (one at a time, or a close_range()'s in ascending order).
+ *   No lock is held while waiting in the backend.
 
  * NAMING: everything internal is kq_ prefixed and hidden (-fvisibility=hidden);
  * only the symbols in libkqfree.map are exported.
@@ -524,16 +549,47 @@ struct kq_kqueue {
 	/* mechanisms, created on first use, each one fd for the whole kqueue */
 	struct kq_poll timer;		/* timerfd, filter_timer.c */
 	struct kq_timer_heap theap;
-	struct kq_poll inotify;		/* inotify, filter_vnode.c (+ regular file re-arm) */
-	void *vnode_priv;
+	struct kq_ino_kq *ino;		/* inotify.c: its subscriptions' mail */
+	_Atomic bool ino_mail;		/* another kqueue routed inotify events here */
+	void *vnode_priv;		/* filter_vnode.c: this kqueue's watches */
 	struct kq_poll sigpoll;		/* global signal eventfd, filter_signal.c */
 	size_t nsigknotes;
 	void *proc_priv;		/* filter_proc.c */
 };
 
-/* filter_vnode.c: the kqueue's one inotify instance, shared with READ on a
- * regular file (re-armed when the file grows).  mask = IN_* bits this knote
- * needs, added to the inode's shared watch and kept while the watch lives;
+/* inotify.c: the process's one inotify instance (see INOTIFY above).
+ * Every call with the caller's kq->lock held; the ones marked so also under
+ * kq_ino_lock(), which the caller holds across an add and the subscribe (or
+ * kq_ino_unused) that follows it, so no other kqueue removes the watch in
+ * between.  Paths are /proc/self/fd/N forms naming the watched inode. */
+struct kq_ino_kq;
+struct kq_ino_sub {		/* one kqueue's interest in one wd */
+	LIST_ENTRY(kq_ino_sub) link;	/* the wd's subscribers (ino_lock) */
+	struct kq_kqueue *kq;
+	int wd;
+	uint32_t mask;			/* events routed to this subscriber */
+	bool linked;			/* false once the kernel dropped the wd */
+};
+/* Events for kq, as read() from an instance of its own would give them. */
+typedef void kq_ino_deliver_fn(struct kq_kqueue *kq, const char *buf, size_t len);
+int kq_ino_join(struct kq_kqueue *kq, kq_ino_deliver_fn *deliver);	/* 0 or errno */
+void kq_ino_leave(struct kq_kqueue *kq);	/* it has no subscription left */
+void kq_ino_mail(struct kq_kqueue *kq);		/* deliver what was routed to kq */
+void kq_ino_lock(void);
+void kq_ino_unlock(void);
+int kq_ino_add(const char *path, uint32_t mask);	/* locked: wd or -errno */
+void kq_ino_unused(int wd);		/* locked: rm the wd if nobody subscribed */
+void kq_ino_subscribe(struct kq_ino_sub *s, struct kq_kqueue *kq, int wd,
+    uint32_t mask);			/* locked, right after kq_ino_add */
+/* locked: s needs mask now; the kernel's is brought to the union by path
+ * (NULL: no path, a superset stays). */
+void kq_ino_update(struct kq_ino_sub *s, uint32_t mask, const char *path);
+void kq_ino_unsubscribe(struct kq_ino_sub *s, const char *path);	/* locked */
+
+/* filter_vnode.c: the kqueue's inotify watches (its subscriptions to the
+ * process's instance), shared with READ on a regular file (re-armed when
+ * the file grows).  mask = IN_* bits this knote needs, added to the inode's
+ * shared watch and kept while the watch lives;
  * calling again for the same knote is cheap.  kn->u.vnode.wd > 0 while
  * watched, -1 otherwise.  Every knote on the watch is activated on any event
  * about the inode itself (not its directory entries), and on overflow.

@@ -46,11 +46,13 @@ kq_kick(struct kq_kqueue *kq)
 	}
 }
 
-/* Something the close path left for a kevent() to pick up. */
+/* Something the close path, or another kqueue's inotify reader, left for
+ * a kevent() to pick up. */
 static bool
 closer_pending(struct kq_kqueue *kq)
 {
-	return atomic_load(&kq->closed) != NULL || atomic_load(&kq->suspect);
+	return atomic_load(&kq->closed) != NULL || atomic_load(&kq->suspect) ||
+	    atomic_load(&kq->ino_mail);
 }
 
 /*
@@ -85,6 +87,9 @@ wake_ready(struct kq_kqueue *kq, struct kq_poll *p, uint32_t revents)
 {
 	(void)p, (void)revents;
 	atomic_store(&kq->kicked, false);
+	/* after clearing kicked: mail routed from now on kicks again */
+	if (atomic_load(&kq->ino_mail))
+		kq_ino_mail(kq);
 }
 
 /* --------------------------------------------------------------- fdnodes */
@@ -626,7 +631,7 @@ kq_create(bool cloexec)
 	TAILQ_INIT(&kq->polled);
 	TAILQ_INIT(&kq->idle);
 	LIST_INIT(&kq->aliases);
-	kq->wake.fd = kq->timer.fd = kq->inotify.fd = kq->sigpoll.fd = -1;
+	kq->wake.fd = kq->timer.fd = kq->sigpoll.fd = -1;
 	kq->fd = -1;
 	RB_INIT(&kq->knotes);
 	/* the backend's set gets the lowest free number, as kqueue(2) would:

@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -643,6 +644,106 @@ START_TEST(file_read_offset_past_eof_reports_negative_data)
 }
 END_TEST
 
+/*
+ * More kqueues than the user may have inotify instances (max_user_instances,
+ * 128 by default), descriptors permitting; 0 if they do not.
+ */
+static int
+more_kqueues_than_inotify_instances(void)
+{
+	FILE *f = fopen("/proc/sys/fs/inotify/max_user_instances", "r");
+	struct rlimit rl;
+	long max = 128;
+	int n;
+
+	if (f != NULL) {
+		ck_assert_int_eq(fscanf(f, "%ld", &max), 1);
+		fclose(f);
+	}
+	if (max > 4096)
+		return 0;
+	n = (int)max + 8;
+	/* a kqueue is 3 descriptors (alias, the library's, wake eventfd) */
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (rl.rlim_cur < (rlim_t)n * 4 + 64) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		if (rl.rlim_cur < (rlim_t)n * 4 + 64)
+			return 0;
+	}
+	return n;
+}
+
+/* One inotify instance serves every kqueue: the 129th kqueue's EV_ADD on a
+ * regular file is no EMFILE, and every kqueue hears of the growth. */
+START_TEST(file_read_on_more_kqueues_than_inotify_instances)
+{
+	int n = more_kqueues_than_inotify_instances(), f, w, i, *kq;
+	char path[64];
+
+	if (n == 0)
+		return;		/* cannot make that many here */
+	ck_assert_ptr_nonnull(kq = calloc((size_t)n, sizeof *kq));
+	f = make_regular_file(10);
+	ck_assert_int_eq(lseek(f, 0, SEEK_END), 10);
+	for (i = 0; i < n; i++) {
+		kq[i] = xkqueue();
+		ck_assert_msg(kev_change(kq[i], f, EVFILT_READ, EV_ADD | EV_CLEAR,
+		    0, 0, UD(i)) == 0, "kqueue %d of %d: EV_ADD: %s", i + 1, n,
+		    strerror(errno));
+	}
+	for (i = 0; i < n; i++)
+		kev_expect_none(kq[i]);
+	snprintf(path, sizeof path, "/proc/self/fd/%d", f);
+	ck_assert_int_ge(w = open(path, O_WRONLY | O_APPEND | O_CLOEXEC), 0);
+	xwrite(w, 5);
+	for (i = 0; i < n; i++) {
+		kev_expect(kq[i], 2000, f, EVFILT_READ, EV_CLEAR, 0, 5, UD(i));
+		kev_expect_none(kq[i]);
+	}
+	for (i = 0; i < n; i++)
+		close(kq[i]);
+	free(kq);
+	close(w);
+	close(f);
+}
+END_TEST
+
+/* Two kqueues on one file share the process's inotify watch of it: both
+ * hear of growth, and either leaving keeps the other's working. */
+START_TEST(file_read_two_kqueues_share_the_watch)
+{
+	int kq1 = xkqueue(), kq2 = xkqueue(), f = make_regular_file(0), w;
+	char path[64];
+
+	snprintf(path, sizeof path, "/proc/self/fd/%d", f);
+	ck_assert_int_ge(w = open(path, O_WRONLY | O_APPEND | O_CLOEXEC), 0);
+	kev_ok(kq1, f, EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, UD(1));
+	kev_ok(kq2, f, EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, UD(2));
+	expect_quiet(kq1, 50);
+	expect_quiet(kq2, 50);
+	xwrite(w, 3);
+	kev_expect(kq1, 1000, f, EVFILT_READ, EV_CLEAR, 0, 3, UD(1));
+	kev_expect(kq2, 1000, f, EVFILT_READ, EV_CLEAR, 0, 3, UD(2));
+	kev_ok(kq1, f, EVFILT_READ, EV_DELETE, 0, 0, NULL);
+	xwrite(w, 2);
+	kev_expect(kq2, 1000, f, EVFILT_READ, EV_CLEAR, 0, 5, UD(2));
+	expect_quiet(kq1, 50);
+	/* back on kq1, off kq2 */
+	xread(f, 5);
+	kev_ok(kq1, f, EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, UD(3));
+	kev_ok(kq2, f, EVFILT_READ, EV_DELETE, 0, 0, NULL);
+	expect_quiet(kq1, 50);
+	xwrite(w, 4);
+	kev_expect(kq1, 1000, f, EVFILT_READ, EV_CLEAR, 0, 4, UD(3));
+	expect_quiet(kq2, 50);
+	close(w);
+	close(f);
+	close(kq1);
+	close(kq2);
+}
+END_TEST
+
 START_TEST(dev_null_is_always_readable)
 {
 	int kq = xkqueue(), n = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -821,6 +922,8 @@ read_suite(void)
 	tcase_add_test(tc, file_read_rearms_when_file_grows);
 	tcase_add_test(tc, file_read_note_file_poll_fires_at_eof);
 	tcase_add_test(tc, file_read_offset_past_eof_reports_negative_data);
+	tcase_add_test(tc, file_read_on_more_kqueues_than_inotify_instances);
+	tcase_add_test(tc, file_read_two_kqueues_share_the_watch);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("fd_lifetime");

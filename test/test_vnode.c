@@ -1,6 +1,6 @@
 /*
  * EVFILT_VNODE: FreeBSD's NOTE_* for files, directories and named FIFOs,
- * produced from one inotify instance per kqueue.
+ * produced from one inotify instance shared by every kqueue of the process.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -1174,6 +1175,213 @@ START_TEST(vnode_and_read_knotes_share_the_inode_watch)
 }
 END_TEST
 
+/* ------------------------------------------- one instance for the process */
+
+/*
+ * More kqueues than the user may have inotify instances (max_user_instances,
+ * 128 by default), descriptors permitting; 0 if they do not.
+ */
+static int
+more_kqueues_than_inotify_instances(void)
+{
+	FILE *f = fopen("/proc/sys/fs/inotify/max_user_instances", "r");
+	struct rlimit rl;
+	long max = 128;
+	int n;
+
+	if (f != NULL) {
+		ck_assert_int_eq(fscanf(f, "%ld", &max), 1);
+		fclose(f);
+	}
+	if (max > 4096)
+		return 0;
+	n = (int)max + 8;
+	/* a kqueue is 3 descriptors (alias, the library's, wake eventfd) */
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (rl.rlim_cur < (rlim_t)n * 4 + 64) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		if (rl.rlim_cur < (rlim_t)n * 4 + 64)
+			return 0;
+	}
+	return n;
+}
+
+START_TEST(vnode_write_on_more_kqueues_than_inotify_instances)
+{
+	int n = more_kqueues_than_inotify_instances(), fd, i, *kq, ifd[2];
+
+	if (n == 0)
+		return;		/* cannot make that many here */
+	ck_assert_ptr_nonnull(kq = calloc((size_t)n, sizeof *kq));
+	fd = mkfile("f", "0123");
+	for (i = 0; i < n; i++) {
+		kq[i] = new_kq();
+		ck_assert_msg(kev_change(kq[i], fd, EVFILT_VNODE, EV_ADD | EV_CLEAR,
+		    NOTE_WRITE | NOTE_EXTEND, 0, (void *)(intptr_t)i) == 0,
+		    "kqueue %d of %d: EV_ADD: %s", i + 1, n, strerror(errno));
+	}
+	ck_assert_int_eq(inotify_fds(ifd, 2), 1);
+	ck_assert_int_eq(watch_masks(NULL, 0), 1);
+	ck_assert_int_eq(write(fd, "x", 1), 1);
+	for (i = 0; i < n; i++) {
+		kev_expect(kq[i], WAIT_MS, fd, EVFILT_VNODE, EV_CLEAR,
+		    NOTE_WRITE | NOTE_EXTEND, 0, (intptr_t)i);
+		kev_expect_none(kq[i]);
+	}
+	ck_assert_int_eq(pwrite(fd, "y", 1, 0), 1);
+	for (i = 0; i < n; i++)
+		kev_expect(kq[i], WAIT_MS, fd, EVFILT_VNODE, EV_CLEAR,
+		    NOTE_WRITE, 0, (intptr_t)i);
+	for (i = 0; i < n; i++)
+		close(kq[i]);
+	free(kq);
+	close(fd);
+}
+END_TEST
+
+/* Two kqueues on one file share one wd: the kernel has the union of what
+ * they asked for, each gets only its own notes, and either leaving narrows
+ * the watch and keeps the other's working. */
+START_TEST(vnode_two_kqueues_share_one_wd_and_either_may_leave)
+{
+	int kq1 = new_kq(), kq2 = new_kq(), fd = mkfile("f", NULL), ifd;
+
+	kev_ok(kq1, fd, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_WRITE, 0, (void *)1);
+	kev_ok(kq2, fd, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_RENAME, 0, (void *)2);
+	ck_assert_uint_eq(the_watch_mask(),
+	    IN_MODIFY | IN_MOVE_SELF | IN_DELETE_SELF);
+	ck_assert_int_eq(write(fd, "x", 1), 1);
+	kev_expect(kq1, WAIT_MS, fd, EVFILT_VNODE, EV_CLEAR,
+	    NOTE_WRITE | NOTE_EXTEND, 0, 1);
+	expect_quiet(kq2);
+	ck_assert_int_eq(rename(P("f"), P("g")), 0);
+	kev_expect(kq2, WAIT_MS, fd, EVFILT_VNODE, EV_CLEAR, NOTE_RENAME, 0, 2);
+	kev_expect_none(kq1);
+	/* kq1 leaves: the watch narrows, kq2's notes still come */
+	kev_ok(kq1, fd, EVFILT_VNODE, EV_DELETE, 0, 0, NULL);
+	ck_assert_uint_eq(the_watch_mask(), IN_MOVE_SELF | IN_DELETE_SELF);
+	ck_assert_int_eq(rename(P("g"), P("f")), 0);
+	kev_expect(kq2, WAIT_MS, fd, EVFILT_VNODE, EV_CLEAR, NOTE_RENAME, 0, 2);
+	/* kq1 back, kq2 leaves */
+	kev_ok(kq1, fd, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_WRITE, 0, (void *)3);
+	kev_ok(kq2, fd, EVFILT_VNODE, EV_DELETE, 0, 0, NULL);
+	ck_assert_uint_eq(the_watch_mask(), IN_MODIFY | IN_DELETE_SELF);
+	ck_assert_int_eq(write(fd, "x", 1), 1);
+	kev_expect(kq1, WAIT_MS, fd, EVFILT_VNODE, EV_CLEAR,
+	    NOTE_WRITE | NOTE_EXTEND, 0, 3);
+	kev_expect_none(kq2);
+	/* the last one gone, so is the instance */
+	close(kq1);
+	kev_expect_none(kq2);
+	ck_assert_int_eq(inotify_fds(&ifd, 1), 0);
+	close(fd);
+	close(kq2);
+}
+END_TEST
+
+/* The library's inotify descriptor is its own: close_range() over it (and
+ * close()) cannot take it away from the kqueues. */
+START_TEST(vnode_survives_close_range_over_the_library_fds)
+{
+	int kq = new_kq(), fd = mkfile("f", NULL), ifd[2];
+
+	kev_ok(kq, fd, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_WRITE | NOTE_ATTRIB,
+	    0, (void *)7);
+	ck_assert_int_eq(inotify_fds(ifd, 2), 1);
+	ck_assert_int_gt(ifd[0], fd);
+	ck_assert_int_gt(ifd[0], kq);
+	ck_assert_int_eq(close_range((unsigned)ifd[0], (unsigned)ifd[0], 0), 0);
+	ck_assert_errno(close(ifd[0]), EBADF);
+	ck_assert_int_eq(write(fd, "x", 1), 1);
+	kev_expect(kq, WAIT_MS, fd, EVFILT_VNODE, EV_CLEAR,
+	    NOTE_WRITE | NOTE_EXTEND, 0, 7);
+	ck_assert_int_eq(fchmod(fd, 0600), 0);
+	kev_expect(kq, WAIT_MS, fd, EVFILT_VNODE, EV_CLEAR, NOTE_ATTRIB, 0, 7);
+	close(fd);
+	close(kq);
+}
+END_TEST
+
+struct waiter {
+	int kq;
+	int n;
+	struct kevent ev;
+};
+
+static void *
+wait_one(void *arg)
+{
+	struct waiter *w = arg;
+
+	w->n = kev_wait(w->kq, &w->ev, 1, WAIT_MS);
+	return NULL;
+}
+
+/* A kqueue asleep in kevent() hears of an event another kqueue's scan read
+ * from the shared instance first (routed to it, and its sleeper woken). */
+START_TEST(vnode_sleeping_kqueue_gets_events_another_kqueue_read)
+{
+	int kq1 = new_kq(), kq2 = new_kq(), fd = mkfile("f", NULL), i;
+	struct waiter w = { .kq = kq2 };
+	struct kevent ev;
+	pthread_t t;
+
+	kev_ok(kq1, fd, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_WRITE, 0, (void *)1);
+	kev_ok(kq2, fd, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_WRITE, 0, (void *)2);
+	for (i = 0; i < 50; i++) {
+		w.n = -2;
+		ck_assert_int_eq(pthread_create(&t, NULL, wait_one, &w), 0);
+		ck_assert_int_eq(write(fd, "x", 1), 1);
+		ck_assert_int_eq(kev_wait(kq1, &ev, 1, WAIT_MS), 1);
+		ck_assert_uint_eq(ev.fflags, NOTE_WRITE | NOTE_EXTEND);
+		ck_assert_ptr_eq(ev.udata, (void *)1);
+		ck_assert_int_eq(pthread_join(t, NULL), 0);
+		ck_assert_int_eq(w.n, 1);
+		ck_assert_uint_eq(w.ev.ident, (uintptr_t)fd);
+		ck_assert_uint_eq(w.ev.fflags, NOTE_WRITE | NOTE_EXTEND);
+		ck_assert_ptr_eq(w.ev.udata, (void *)2);
+	}
+	kev_expect_none(kq1);
+	kev_expect_none(kq2);
+	close(fd);
+	close(kq1);
+	close(kq2);
+}
+END_TEST
+
+/* A fork child forgets the parent's instance and makes its own. */
+START_TEST(vnode_fork_child_watches_with_an_instance_of_its_own)
+{
+	int kq = new_kq(), fd = mkfile("f", NULL), status;
+	pid_t pid;
+
+	kev_ok(kq, fd, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_WRITE, 0, NULL);
+	ck_assert_int_ge(pid = fork(), 0);
+	if (pid == 0) {
+		struct kevent ev;
+		int kq2 = kqueue(), ifd[2], bad = 0;
+
+		EV_SET(&ev, fd, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_ATTRIB, 0, NULL);
+		bad |= kevent(kq2, &ev, 1, NULL, 0, NULL) != 0;
+		bad |= (inotify_fds(ifd, 2) != 1) << 1;
+		bad |= (fchmod(fd, 0600) != 0) << 2;
+		bad |= (kev_wait(kq2, &ev, 1, WAIT_MS) != 1 ||
+		    ev.fflags != NOTE_ATTRIB) << 3;
+		_exit(bad);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "child status 0x%x", status);
+	ck_assert_int_eq(write(fd, "x", 1), 1);
+	kev_expect(kq, WAIT_MS, fd, EVFILT_VNODE, EV_CLEAR,
+	    NOTE_WRITE | NOTE_EXTEND, 0, NULL);
+	kev_expect_none(kq);
+	close(fd);
+	close(kq);
+}
+END_TEST
+
 static Suite *
 vnode_suite(void)
 {
@@ -1235,6 +1443,16 @@ vnode_suite(void)
 	tcase_add_test(tc, vnode_and_read_knotes_share_the_inode_watch);
 	tcase_add_test(tc, vnode_queue_overflow_still_reports_changes);
 	tcase_add_test(tc, vnode_fork_child_leaves_the_parents_watches_alone);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("shared_instance");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, vnode_write_on_more_kqueues_than_inotify_instances);
+	tcase_add_test(tc, vnode_two_kqueues_share_one_wd_and_either_may_leave);
+	tcase_add_test(tc, vnode_survives_close_range_over_the_library_fds);
+	tcase_add_test(tc, vnode_sleeping_kqueue_gets_events_another_kqueue_read);
+	tcase_add_test(tc, vnode_fork_child_watches_with_an_instance_of_its_own);
 	suite_add_tcase(s, tc);
 	return s;
 }

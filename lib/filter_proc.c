@@ -2,27 +2,35 @@
  * EVFILT_PROC (ident: a pid) and EVFILT_PROCDESC (ident: a pidfd, Linux's
  * process descriptor).
  *
- * NOTE_EXIT.  Each PROC knote opens a pidfd for its process and registers it
- * in the kqueue's epoll set (edge-triggered: a pidfd becomes readable once,
- * when the process has exited).  PROCDESC knotes use the user's pidfd
- * through its fdnode.  The wait(2) status comes, without reaping anything,
- * from waitid(P_PIDFD, WNOWAIT) for our children; for other processes from
- * PIDFD_GET_INFO's exit_code (Linux 6.15+, available once the parent reaped
- * it), else from /proc/PID/stat's exit_code while it is a zombie; else 0.
- * As on FreeBSD the exit report carries EV_EOF|EV_ONESHOT (and the implied
- * EV_CLEAR), and a knote that did not ask for NOTE_EXIT dies silently at
- * exit (a NOTE_FREE_DROP notice if it held an EV_FREEWATCH reference).
+ * NOTE_EXIT.  Each PROC knote opens a pidfd for its process (the library's
+ * own descriptor, kq_fd_own) and registers it in the kqueue's epoll set
+ * (edge-triggered: a pidfd becomes readable once, when the process has
+ * exited).  PROCDESC knotes use the user's pidfd through its fdnode.  The
+ * wait(2) status comes, without reaping anything, from waitid(P_PIDFD,
+ * WNOWAIT) for our children; for other processes from PIDFD_GET_INFO's
+ * exit_code (Linux 6.15+, available once the parent reaped it), else from
+ * /proc/PID/stat's exit_code while it is a zombie; else 0.  As on FreeBSD
+ * the exit report carries EV_EOF|EV_ONESHOT (and the implied EV_CLEAR), and
+ * a knote that did not ask for NOTE_EXIT dies silently at exit (a
+ * NOTE_FREE_DROP notice if it held an EV_FREEWATCH reference).  A disabled
+ * knote keeps its exit, reported or dropped, until EV_ENABLE.
  *
  * NOTE_FORK, NOTE_EXEC, NOTE_TRACK.  Linux tells about forks and execs of
- * arbitrary processes only through the netlink proc connector (needs
- * CAP_NET_ADMIN in the initial namespaces).  A kqueue that has knotes
- * asking for them opens one connector socket, registered in its epoll set;
- * it is drained whenever it is readable and before an exit is reported, so
- * a fork or exec that happened before the exit is never reported after it.
- * NOTE_TRACK makes a knote for the child at once (same fflags and udata, no
- * EV_FREEWATCH reference) that first reports NOTE_CHILD with the parent's
- * pid in data; NOTE_TRACKERR on the parent if that failed.  Without the
- * connector, EV_ADD asking for any of them fails with ENOTSUP.
+ * arbitrary processes only through the proc connector (procconn.c).  A
+ * kqueue that has knotes asking for them opens one connector socket,
+ * registered in its epoll set; it is read whenever it is readable and
+ * before an exit is reported, so a fork or exec that happened before the
+ * exit is never reported after it.  NOTE_TRACK makes a knote for each child
+ * (same fflags and udata, no EV_FREEWATCH reference) that first reports
+ * NOTE_CHILD with the parent's pid in data.  The connector's own fork and
+ * exit messages are enough for that: a child that exited, even was reaped,
+ * before the connector was read still gets its NOTE_CHILD, its NOTE_EXIT
+ * (status from the exit message) and its own children tracked.  Without
+ * the connector, EV_ADD asking for any of them fails with ENOTSUP.
+ *
+ * Differences from FreeBSD: one knote per child, not two; its NOTE_CHILD
+ * report therefore shows the child's knote's flags (EV_CLEAR, not
+ * EV_ONESHOT), and whatever else it has to say comes in the next report.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -36,13 +44,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/pidfd.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <linux/cn_proc.h>
-#include <linux/connector.h>
-#include <linux/netlink.h>
 
 #include "internal.h"
 
@@ -64,15 +67,21 @@ _Static_assert(sizeof(struct kq_pidfd_info) == 64, "PIDFD_INFO_SIZE_VER0");
 
 #define PROC_NOTE_CONNECTOR	(NOTE_FORK | NOTE_EXEC | NOTE_TRACK)
 
-/* kn->u.proc.pidpoll once the process has exited; u.proc.pidfd then holds
- * its wait status (the pidfd is closed). */
-static struct kq_poll proc_exited_mark;
-#define PROC_EXITED(kn)	((kn)->u.proc.pidpoll == &proc_exited_mark)
+/* kn->u.proc.state */
+#define KP_EXITED	0x01	/* exit known: u.proc.status is the wait status */
+#define KP_DROP		0x02	/* exited with nothing to report: dies unreported
+				 * (FreeBSD's EV_DROP) once enabled */
+#define KP_NLREF	0x04	/* holds a reference on the kqueue's connector */
+#define KP_CONNONLY	0x08	/* NOTE_TRACK child without a pidfd: on pk->conn,
+				 * its exit comes from the connector */
+#define KP_PENDING	0x10	/* just learnt: try a pidfd after the read */
+#define KP_SPLIT	0x20	/* reported NOTE_CHILD alone; the rest follows */
 
 /* kq->proc_priv */
 struct proc_kq {
 	struct kq_poll nl;		/* proc connector socket, fd -1 if none */
-	unsigned nl_users;		/* knotes that need it */
+	unsigned nl_users;		/* knotes that need it (KP_NLREF, PROCDESC) */
+	LIST_HEAD(, kq_knote) conn;	/* KP_CONNONLY knotes (each holds KP_NLREF) */
 	struct proc_pd {		/* PROCDESC knotes that need it */
 		pid_t pid;
 		struct kq_knote *kn;
@@ -81,6 +90,7 @@ struct proc_kq {
 };
 
 static void proc_nl_drain(struct kq_kqueue *kq);
+static void proc_nl_service(struct kq_kqueue *kq);
 
 /* ----------------------------------------------------------- exit status */
 
@@ -119,11 +129,11 @@ proc_read_file(const char *path, char *buf, size_t len)
 	ssize_t n;
 	int fd;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = kq_fd_own(open(path, O_RDONLY | O_CLOEXEC));
 	if (fd < 0)
 		return -1;
 	n = read(fd, buf, len - 1);
-	kq_real_close(fd);
+	kq_fd_close(fd);
 	if (n < 0)
 		return -1;
 	buf[n] = '\0';
@@ -202,6 +212,7 @@ proc_kq_get(struct kq_kqueue *kq)
 		if (pk == NULL)
 			return NULL;
 		pk->nl.fd = -1;
+		LIST_INIT(&pk->conn);
 		kq->proc_priv = pk;
 	}
 	return pk;
@@ -223,128 +234,32 @@ static void
 proc_nl_ready(struct kq_kqueue *kq, struct kq_poll *p, uint32_t revents)
 {
 	(void)p, (void)revents;
-	proc_nl_drain(kq);
-}
-
-/* One connector control message: 4-byte op (every kernel), or op plus an
- * event-type filter (Linux 6.6+; older kernels ignore that size). */
-static int
-proc_nl_send(int fd, uint32_t seq, uint32_t op, uint32_t events)
-{
-	struct sockaddr_nl sa;
-	struct {
-		struct nlmsghdr nh;
-		struct cn_msg cn;
-		uint32_t op;
-		uint32_t events;
-	} __attribute__((packed)) req;
-	size_t len = sizeof req - (events ? 0 : sizeof req.events);
-
-	memset(&req, 0, sizeof req);
-	req.nh.nlmsg_len = len;
-	req.nh.nlmsg_type = NLMSG_DONE;
-	req.nh.nlmsg_pid = 0;
-	req.cn.id.idx = CN_IDX_PROC;
-	req.cn.id.val = CN_VAL_PROC;
-	req.cn.seq = seq;
-	req.cn.ack = seq;	/* the kernel's acknowledgement says seq + 1 */
-	req.cn.len = len - sizeof req.nh - sizeof req.cn;
-	req.op = op;
-	req.events = events;
-	memset(&sa, 0, sizeof sa);
-	sa.nl_family = AF_NETLINK;
-	return sendto(fd, &req, len, 0, (struct sockaddr *)&sa, sizeof sa) < 0 ?
-	    -1 : 0;
-}
-
-/* The kernel acknowledges a LISTEN it accepted (synchronously, as a
- * PROC_EVENT_NONE to the group).  It stays silent for callers outside the
- * initial user and pid namespaces, which would get no events at all. */
-static bool
-proc_nl_acked(int fd, uint32_t seq)
-{
-	union {
-		struct nlmsghdr nh;
-		char b[4096];
-	} buf;
-	struct pollfd pfd = { .fd = fd, .events = POLLIN };
-	ssize_t n;
-
-	for (int tries = 0; tries < 64; tries++) {
-		n = recv(fd, &buf, sizeof buf, 0);
-		if (n < 0) {
-			if (errno == EINTR || errno == ENOBUFS)
-				continue;
-			if (errno != EAGAIN || poll(&pfd, 1, 50) != 1)
-				return false;
-			continue;
-		}
-		for (struct nlmsghdr *nh = &buf.nh; NLMSG_OK(nh, (size_t)n);
-		    nh = NLMSG_NEXT(nh, n)) {
-			struct cn_msg *cn = NLMSG_DATA(nh);
-			struct proc_event ev, *pe = &ev;
-
-			if (nh->nlmsg_len < NLMSG_LENGTH(sizeof *cn + sizeof *pe))
-				continue;
-			/* cn->data is not aligned for proc_event's u64 */
-			memcpy(&ev, cn->data, sizeof ev);
-			/* (newer kernels renumber the ack's seq) */
-			if (pe->what == PROC_EVENT_NONE && cn->ack == seq + 1)
-				return pe->event_data.ack.err == 0;
-		}
-	}
-	return false;
+	proc_nl_service(kq);
 }
 
 static int
 proc_nl_open(struct kq_kqueue *kq, struct proc_kq *pk)
 {
-	static _Atomic uint32_t seqs;
-	struct sockaddr_nl sa;
-	int fd, sz = 1 << 20, err;
-	uint32_t seq;
+	int fd, err;
 
-	fd = socket(PF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-	    NETLINK_CONNECTOR);
-	if (fd < 0)
-		return errno == EMFILE || errno == ENFILE || errno == ENOMEM ||
-		    errno == ENOBUFS ? errno : ENOTSUP;
-	/* a busy machine forks a lot: make overruns unlikely */
-	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof sz) != 0)
-		(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
-	memset(&sa, 0, sizeof sa);
-	sa.nl_family = AF_NETLINK;
-	sa.nl_groups = CN_IDX_PROC;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
-		goto unsupported;
-	seq = ((uint32_t)getpid() << 12) ^ (atomic_fetch_add(&seqs, 2) << 1);
-	if (proc_nl_send(fd, seq, PROC_CN_MCAST_LISTEN, 0) != 0 ||
-	    !proc_nl_acked(fd, seq))
-		goto unsupported;
-	/* Linux 6.6+: only forks and execs, please (best effort) */
-	(void)proc_nl_send(fd, seq + 1, PROC_CN_MCAST_LISTEN,
-	    PROC_EVENT_FORK | PROC_EVENT_EXEC);
-
+	if ((fd = kq_procconn_open()) < 0)
+		return -fd;
 	memset(&pk->nl, 0, sizeof pk->nl);
 	pk->nl.fd = fd;
 	pk->nl.want = KQ_POLLIN;
 	pk->nl.ready = proc_nl_ready;
 	pk->nl.owner = pk;
-	if ((err = kq_poll_register(kq, &pk->nl)) != 0) {
-		kq_real_close(fd);
-		pk->nl.fd = -1;
-		return err;
-	}
+	if ((err = kq_poll_register(kq, &pk->nl)) != 0)
+		goto fail;
 	if ((err = kq_backend_attach(kq, &pk->nl)) != 0) {
 		kq_poll_unregister(kq, &pk->nl);
-		kq_real_close(fd);
-		pk->nl.fd = -1;
-		return err;
+		goto fail;
 	}
 	return 0;
-unsupported:
-	kq_real_close(fd);
-	return ENOTSUP;
+fail:
+	kq_procconn_close(fd);
+	pk->nl.fd = -1;
+	return err;
 }
 
 static void
@@ -352,8 +267,7 @@ proc_nl_close(struct kq_kqueue *kq, struct proc_kq *pk)
 {
 	kq_backend_detach(kq, &pk->nl);
 	kq_poll_unregister(kq, &pk->nl);
-	if (pk->nl.fd >= 0)	/* -1: kqueue.c closed it in a fork child */
-		kq_real_close(pk->nl.fd);
+	kq_procconn_close(pk->nl.fd);
 	pk->nl.fd = -1;
 }
 
@@ -375,6 +289,7 @@ proc_nl_ref(struct kq_kqueue *kq)
 	return 0;
 }
 
+/* May close the connector and free kq->proc_priv. */
 static void
 proc_nl_unref(struct kq_kqueue *kq)
 {
@@ -421,205 +336,20 @@ proc_pd_remove(struct kq_kqueue *kq, struct kq_knote *kn)
 	}
 }
 
-static int proc_attach_pid(struct kq_kqueue *kq, struct kq_knote *kn);
+/* ------------------------------------------------------- a knote's pidfd */
 
-/* NOTE_TRACK: watch the new child with the parent's fflags and udata. */
-static void
-proc_track(struct kq_kqueue *kq, struct kq_knote *parent, pid_t child)
-{
-	struct kq_knote *kn;
+static void proc_pidfd_ready(struct kq_kqueue *kq, struct kq_poll *p,
+    uint32_t revents);
 
-	if (kq_knote_find(kq, EVFILT_PROC, (uintptr_t)child) != NULL)
-		return;
-	if ((kn = kq_knote_alloc(kq)) == NULL)
-		goto fail;
-	kn->kev.ident = (uintptr_t)child;
-	kn->kev.filter = EVFILT_PROC;
-	kn->kev.flags = parent->kev.flags;
-	kn->kev.udata = parent->kev.udata;
-	kn->fop = parent->fop;
-	kn->sfflags = parent->sfflags;
-	kn->sdata = (int64_t)parent->kev.ident;
-	kq_knote_insert(kq, kn);
-	if (proc_attach_pid(kq, kn) != 0) {
-		kq_knote_free_unattached(kq, kn);
-		goto fail;
-	}
-	/* an exit already seen by attach must come after NOTE_CHILD */
-	kn->fflags |= NOTE_CHILD;
-	kn->data = (int64_t)parent->kev.ident;
-	kq_knote_activate(kq, kn);
-	return;
-fail:
-	parent->fflags |= NOTE_TRACKERR;
-	kq_knote_activate(kq, parent);
-}
-
-static void
-proc_note(struct kq_kqueue *kq, pid_t pid, unsigned hint, pid_t child)
-{
-	struct proc_kq *pk = kq->proc_priv;
-	struct kq_knote *kn;
-
-	kn = kq_knote_find(kq, EVFILT_PROC, (uintptr_t)pid);
-	if (kn != NULL && !PROC_EXITED(kn)) {
-		if (kn->sfflags & hint) {
-			kn->fflags |= hint;
-			kq_knote_activate(kq, kn);
-		}
-		if (hint == NOTE_FORK && (kn->sfflags & NOTE_TRACK))
-			proc_track(kq, kn, child);
-	}
-	for (size_t i = 0; pk != NULL && i < pk->npd; i++) {
-		kn = pk->pd[i].kn;
-		if (pk->pd[i].pid != pid || !(kn->sfflags & hint) ||
-		    PROC_EXITED(kn))
-			continue;
-		kn->fflags |= hint;
-		if (hint == NOTE_FORK)
-			kn->data = child;	/* advisory: the latest child */
-		kq_knote_activate(kq, kn);
-	}
-}
-
-static void
-proc_nl_drain(struct kq_kqueue *kq)
-{
-	struct proc_kq *pk = kq->proc_priv;
-	union {
-		struct nlmsghdr nh;
-		char b[8192];
-	} buf;
-	struct sockaddr_nl from;
-	socklen_t fromlen;
-	ssize_t n;
-
-	if (pk == NULL || pk->nl.fd < 0)
-		return;
-	for (;;) {
-		fromlen = sizeof from;
-		n = recvfrom(pk->nl.fd, &buf, sizeof buf, 0,
-		    (struct sockaddr *)&from, &fromlen);
-		if (n < 0) {
-			if (errno == EINTR || errno == ENOBUFS)
-				continue;	/* overrun: events were lost */
-			return;
-		}
-		if (from.nl_pid != 0)
-			continue;	/* only the kernel speaks here */
-		for (struct nlmsghdr *nh = &buf.nh; NLMSG_OK(nh, (size_t)n);
-		    nh = NLMSG_NEXT(nh, n)) {
-			struct cn_msg *cn = NLMSG_DATA(nh);
-			struct proc_event ev, *pe = &ev;
-
-			if (nh->nlmsg_type == NLMSG_ERROR ||
-			    nh->nlmsg_type == NLMSG_NOOP)
-				continue;
-			if (nh->nlmsg_len < NLMSG_LENGTH(sizeof *cn + sizeof *pe) ||
-			    cn->id.idx != CN_IDX_PROC || cn->id.val != CN_VAL_PROC)
-				continue;
-			/* cn->data is not aligned for proc_event's u64 */
-			memcpy(&ev, cn->data, sizeof ev);
-			switch (pe->what) {
-			case PROC_EVENT_FORK:
-				/* a new thread is not a fork */
-				if (pe->event_data.fork.child_pid !=
-				    pe->event_data.fork.child_tgid ||
-				    pe->event_data.fork.parent_tgid ==
-				    pe->event_data.fork.child_tgid)
-					break;
-				proc_note(kq, pe->event_data.fork.parent_tgid,
-				    NOTE_FORK, pe->event_data.fork.child_tgid);
-				break;
-			case PROC_EVENT_EXEC:
-				proc_note(kq, pe->event_data.exec.process_tgid,
-				    NOTE_EXEC, 0);
-				break;
-			default:
-				break;
-			}
-		}
-	}
-}
-
-/* ------------------------------------------------------------ EVFILT_PROC */
-
-static void
-proc_close_pidfd(struct kq_kqueue *kq, struct kq_knote *kn)
-{
-	struct kq_poll *p = kn->u.proc.pidpoll;
-
-	if (p == NULL || p == &proc_exited_mark)
-		return;
-	kq_backend_detach(kq, p);
-	kq_poll_unregister(kq, p);
-	if (p->fd >= 0)		/* -1: kqueue.c closed it in a fork child */
-		kq_real_close(p->fd);
-	free(p);
-	kn->u.proc.pidpoll = NULL;
-	kn->u.proc.pidfd = -1;
-}
-
-/*
- * If the process has exited, record it: the status, NOTE_EXIT if asked for,
- * and the pidfd goes.  Forks and execs before the exit are collected first,
- * so they are reported with it, never after it.
- */
-static bool
-proc_check_exit(struct kq_kqueue *kq, struct kq_knote *kn)
-{
-	struct kq_poll *p = kn->u.proc.pidpoll;
-	struct pollfd pfd;
-	int status;
-
-	if (p == NULL || PROC_EXITED(kn))
-		return PROC_EXITED(kn);
-	pfd.fd = p->fd;
-	pfd.events = POLLIN;
-	if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & (POLLIN | POLLHUP)))
-		return false;
-	proc_nl_drain(kq);
-	status = proc_exit_status(p->fd, (pid_t)kn->kev.ident);
-	proc_close_pidfd(kq, kn);
-	kn->u.proc.pidpoll = &proc_exited_mark;
-	kn->u.proc.pidfd = status;
-	if (kn->sfflags & NOTE_EXIT)
-		kn->fflags |= NOTE_EXIT;
-	return true;
-}
-
-static void
-proc_pidfd_ready(struct kq_kqueue *kq, struct kq_poll *p, uint32_t revents)
-{
-	struct kq_knote *kn = p->owner;
-
-	(void)revents;
-	if (!proc_check_exit(kq, kn))	/* may free p */
-		return;
-	if (kn->fflags == 0) {
-		/* FreeBSD's EV_DROP: nothing the application asked for */
-		kq_knote_release(kq, kn, NOTE_FREE_DROP, NULL);
-		return;
-	}
-	kq_knote_activate(kq, kn);
-}
-
+/* Register fd (owned) for kn; on failure fd is closed. */
 static int
-proc_attach_pid(struct kq_kqueue *kq, struct kq_knote *kn)
+proc_pidfd_attach(struct kq_kqueue *kq, struct kq_knote *kn, int fd)
 {
 	struct kq_poll *p;
-	int fd, err;
+	int err;
 
-	kn->u.proc.pidpoll = NULL;
-	kn->u.proc.pidfd = -1;
-	if (kn->kev.ident == 0 || kn->kev.ident > INT_MAX)
-		return ESRCH;
-	kn->kev.flags |= EV_CLEAR;	/* FreeBSD sets it, and shows it */
-	fd = pidfd_open((pid_t)kn->kev.ident, 0);
-	if (fd < 0)
-		return errno == EINVAL ? ESRCH : errno;	/* EINVAL: a thread id */
 	if ((p = calloc(1, sizeof *p)) == NULL) {
-		kq_real_close(fd);
+		kq_fd_close(fd);
 		return ENOMEM;
 	}
 	p->fd = fd;
@@ -633,56 +363,358 @@ proc_attach_pid(struct kq_kqueue *kq, struct kq_knote *kn)
 		goto fail;
 	}
 	kn->u.proc.pidpoll = p;
-	kn->u.proc.pidfd = fd;
-	if ((kn->sfflags & PROC_NOTE_CONNECTOR) && (err = proc_nl_ref(kq)) != 0) {
-		proc_close_pidfd(kq, kn);
-		return err;
-	}
 	return 0;
 fail:
-	kq_real_close(fd);
+	kq_fd_close(fd);
 	free(p);
 	return err;
+}
+
+static void
+proc_close_pidfd(struct kq_kqueue *kq, struct kq_knote *kn)
+{
+	struct kq_poll *p = kn->u.proc.pidpoll;
+
+	if (p == NULL)
+		return;
+	kq_backend_detach(kq, p);
+	kq_poll_unregister(kq, p);
+	kq_fd_close(p->fd);
+	free(p);
+	kn->u.proc.pidpoll = NULL;
+}
+
+/*
+ * A knote that must die unreported (KP_DROP) and is enabled: have a ready
+ * callback run soon, the one place where it may be released (never inside
+ * the scan's event(), nor while the connector is being read).  Its pidfd,
+ * kept for this, is made level-triggered; a connector-only knote kicks the
+ * connector socket, which is always writable.
+ */
+static void
+proc_kick(struct kq_kqueue *kq, struct kq_knote *kn)
+{
+	struct kq_poll *p = kn->u.proc.pidpoll;
+	struct proc_kq *pk = kq->proc_priv;
+
+	if (p != NULL) {
+		p->want = KQ_POLLIN;
+		kq_backend_update(kq, p);
+	} else if (pk != NULL && pk->nl.fd >= 0 &&
+	    !(pk->nl.want & KQ_POLLOUT)) {
+		pk->nl.want = KQ_POLLIN | KQ_POLLOUT;
+		kq_backend_update(kq, &pk->nl);
+	}
+}
+
+/*
+ * The process has exited with this wait status.  As FreeBSD's filt_proc:
+ * NOTE_EXIT if it was asked for, and the knote then reports once more and
+ * dies; with nothing to report it dies silently (EV_DROP) - but a disabled
+ * knote keeps it all until EV_ENABLE.  release: the caller is a ready
+ * callback that may free kn now.
+ */
+static void
+proc_exited(struct kq_kqueue *kq, struct kq_knote *kn, int status,
+    bool release)
+{
+	kn->u.proc.state = (kn->u.proc.state & ~KP_PENDING) | KP_EXITED;
+	kn->u.proc.status = status;
+	if (kn->sfflags & NOTE_EXIT)
+		kn->fflags |= NOTE_EXIT;
+	if (kn->fflags != 0) {
+		proc_close_pidfd(kq, kn);
+		kq_knote_activate(kq, kn);
+		return;
+	}
+	kn->u.proc.state |= KP_DROP;
+	if (kn->status & KN_DISABLED) {
+		/* the pidfd stays (quiet) to kick the drop at EV_ENABLE */
+		if (kn->u.proc.pidpoll != NULL) {
+			kn->u.proc.pidpoll->want = 0;
+			kq_backend_update(kq, kn->u.proc.pidpoll);
+		}
+	} else if (release) {
+		kq_knote_release(kq, kn, NOTE_FREE_DROP, NULL);
+	} else {
+		proc_kick(kq, kn);
+	}
+}
+
+/* ---------------------------------------------------------- NOTE_TRACK */
+
+/*
+ * NOTE_TRACK: a knote for the new child with the parent's fflags and udata
+ * (no EV_FREEWATCH reference), reporting NOTE_CHILD with the parent's pid
+ * in data.  It starts connector-only: its pidfd is opened once the
+ * connector has been read to the end (proc_settle), so a child that has
+ * already exited - even been reaped - is known from its exit message, and
+ * its own children from their fork messages, before any pidfd is tried.
+ */
+static void
+proc_track(struct kq_kqueue *kq, struct kq_knote *parent, pid_t child)
+{
+	struct proc_kq *pk = kq->proc_priv;
+	struct kq_knote *kn;
+
+	if (kq_knote_find(kq, EVFILT_PROC, (uintptr_t)child) != NULL)
+		return;
+	if ((kn = kq_knote_alloc(kq)) == NULL) {
+		parent->fflags |= NOTE_TRACKERR;
+		kq_knote_activate(kq, parent);
+		return;
+	}
+	kn->kev.ident = (uintptr_t)child;
+	kn->kev.filter = EVFILT_PROC;
+	kn->kev.flags = parent->kev.flags;
+	kn->kev.udata = parent->kev.udata;
+	kn->fop = parent->fop;
+	kn->sfflags = parent->sfflags;
+	kn->sdata = (int64_t)parent->kev.ident;
+	kn->u.proc.pidpoll = NULL;
+	kn->u.proc.state = KP_CONNONLY | KP_PENDING | KP_NLREF;
+	pk->nl_users++;		/* open: the parent holds it */
+	LIST_INSERT_HEAD(&pk->conn, kn, u.proc.cnlink);
+	kq_knote_insert(kq, kn);
+	kn->fflags = NOTE_CHILD;
+	kn->data = (int64_t)parent->kev.ident;
+	kq_knote_activate(kq, kn);
+}
+
+static void
+proc_note(struct kq_kqueue *kq, pid_t pid, unsigned hint, pid_t child)
+{
+	struct proc_kq *pk = kq->proc_priv;
+	struct kq_knote *kn;
+
+	kn = kq_knote_find(kq, EVFILT_PROC, (uintptr_t)pid);
+	if (kn != NULL && !(kn->u.proc.state & KP_EXITED)) {
+		if (kn->sfflags & hint) {
+			kn->fflags |= hint;
+			kq_knote_activate(kq, kn);
+		}
+		if (hint == NOTE_FORK && (kn->sfflags & NOTE_TRACK))
+			proc_track(kq, kn, child);
+	}
+	for (size_t i = 0; i < pk->npd; i++) {
+		kn = pk->pd[i].kn;
+		if (pk->pd[i].pid != pid || !(kn->sfflags & hint) ||
+		    (kn->u.proc.state & KP_EXITED))
+			continue;
+		kn->fflags |= hint;
+		if (hint == NOTE_FORK)
+			kn->data = child;	/* advisory: the latest child */
+		kq_knote_activate(kq, kn);
+	}
+}
+
+static void
+proc_msg(void *arg, const struct kq_procmsg *m)
+{
+	struct kq_kqueue *kq = arg;
+	struct kq_knote *kn;
+
+	switch (m->what) {
+	case KQ_PROCMSG_FORK:
+		proc_note(kq, m->pid, NOTE_FORK, m->child);
+		break;
+	case KQ_PROCMSG_EXEC:
+		proc_note(kq, m->pid, NOTE_EXEC, 0);
+		break;
+	case KQ_PROCMSG_EXIT:
+		/* knotes with a pidfd learn it there (the status of the
+		 * whole process, not of its first thread to go) */
+		kn = kq_knote_find(kq, EVFILT_PROC, (uintptr_t)m->pid);
+		if (kn != NULL && (kn->u.proc.state & KP_CONNONLY) &&
+		    !(kn->u.proc.state & KP_EXITED))
+			proc_exited(kq, kn, m->status, false);
+		break;
+	}
+}
+
+/*
+ * After the connector was read to the end: every child learnt meanwhile
+ * that has not exited gets its pidfd.  Returns true if one could not be
+ * opened because the child was reaped after the read (its exit message is
+ * queued now: read again).  last: no more reads; a reaped child whose exit
+ * message the kernel dropped (overrun) is taken as exited, status unknown.
+ */
+static bool
+proc_settle(struct kq_kqueue *kq, struct proc_kq *pk, bool last)
+{
+	struct kq_knote *kn, *next;
+	bool again = false;
+	int fd;
+
+	for (kn = LIST_FIRST(&pk->conn); kn != NULL; kn = next) {
+		next = LIST_NEXT(kn, u.proc.cnlink);
+		if (!(kn->u.proc.state & KP_PENDING))
+			continue;
+		fd = kq_fd_own(pidfd_open((pid_t)kn->kev.ident, 0));
+		if (fd >= 0) {
+			kn->u.proc.state &= ~KP_PENDING;
+			if (proc_pidfd_attach(kq, kn, fd) == 0) {
+				LIST_REMOVE(kn, u.proc.cnlink);
+				kn->u.proc.state &= ~KP_CONNONLY;
+			}
+		} else if (errno == ESRCH && !last) {
+			again = true;
+		} else if (errno == ESRCH) {
+			proc_exited(kq, kn, 0, false);
+		} else {
+			/* no pidfd (EMFILE...): the exit message will do */
+			kn->u.proc.state &= ~KP_PENDING;
+		}
+	}
+	return again;
+}
+
+/* Read the connector.  Marks and activates; never releases a knote. */
+static void
+proc_nl_drain(struct kq_kqueue *kq)
+{
+	struct proc_kq *pk = kq->proc_priv;
+
+	if (pk == NULL || pk->nl.fd < 0)
+		return;
+	for (int pass = 0; pass < 3; pass++) {
+		/* an overrun loses forks and exits alike: nothing to
+		 * recover them from */
+		(void)kq_procconn_read(pk->nl.fd, proc_msg, kq);
+		if (!proc_settle(kq, pk, pass == 2))
+			break;
+	}
+}
+
+/* The connector socket is readable (or kicked). */
+static void
+proc_nl_service(struct kq_kqueue *kq)
+{
+	struct proc_kq *pk = kq->proc_priv;
+	struct kq_knote *kn, *next;
+
+	if (pk == NULL || pk->nl.fd < 0)
+		return;
+	pk->nl_users++;		/* releases below may drop the others */
+	proc_nl_drain(kq);
+	for (kn = LIST_FIRST(&pk->conn); kn != NULL; kn = next) {
+		next = LIST_NEXT(kn, u.proc.cnlink);
+		if ((kn->u.proc.state & KP_DROP) && !(kn->status & KN_DISABLED))
+			kq_knote_release(kq, kn, NOTE_FREE_DROP, NULL);
+	}
+	if (pk->nl.want & KQ_POLLOUT) {
+		pk->nl.want = KQ_POLLIN;
+		kq_backend_update(kq, &pk->nl);
+	}
+	proc_nl_unref(kq);
+}
+
+/* ------------------------------------------------------------ EVFILT_PROC */
+
+/*
+ * If the process has exited, record it.  Forks and execs before the exit
+ * are collected first, so they are reported with it, never after it.
+ */
+static bool
+proc_check_exit(struct kq_kqueue *kq, struct kq_knote *kn, bool release)
+{
+	struct kq_poll *p = kn->u.proc.pidpoll;
+	struct pollfd pfd;
+
+	if (kn->u.proc.state & KP_EXITED)
+		return true;
+	if (p == NULL)
+		return false;
+	pfd.fd = p->fd;
+	pfd.events = POLLIN;
+	if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & (POLLIN | POLLHUP)))
+		return false;
+	proc_nl_drain(kq);
+	proc_exited(kq, kn, proc_exit_status(p->fd, (pid_t)kn->kev.ident),
+	    release);
+	return true;
+}
+
+static void
+proc_pidfd_ready(struct kq_kqueue *kq, struct kq_poll *p, uint32_t revents)
+{
+	struct kq_knote *kn = p->owner;
+
+	(void)revents;
+	if (!(kn->u.proc.state & KP_EXITED)) {
+		proc_check_exit(kq, kn, true);	/* may free kn and p */
+		return;
+	}
+	/* a kick: an exited knote kept only to be dropped once enabled */
+	if (!(kn->status & KN_DISABLED)) {
+		kq_knote_release(kq, kn, NOTE_FREE_DROP, NULL);
+	} else {
+		p->want = 0;
+		kq_backend_update(kq, p);
+	}
 }
 
 static int
 filt_proc_attach(struct kq_kqueue *kq, struct kq_knote *kn)
 {
-	return proc_attach_pid(kq, kn);
+	int fd, err;
+
+	kn->u.proc.pidpoll = NULL;
+	kn->u.proc.status = 0;
+	kn->u.proc.state = 0;
+	if (kn->kev.ident == 0 || kn->kev.ident > INT_MAX)
+		return ESRCH;
+	kn->kev.flags |= EV_CLEAR;	/* FreeBSD sets it, and shows it */
+	fd = kq_fd_own(pidfd_open((pid_t)kn->kev.ident, 0));
+	if (fd < 0)
+		return errno == EINVAL ? ESRCH : errno;	/* EINVAL: a thread id */
+	if (kn->sfflags & PROC_NOTE_CONNECTOR) {
+		if ((err = proc_nl_ref(kq)) != 0) {
+			kq_fd_close(fd);
+			return err;
+		}
+		kn->u.proc.state |= KP_NLREF;
+	}
+	if ((err = proc_pidfd_attach(kq, kn, fd)) != 0) {
+		if (kn->u.proc.state & KP_NLREF)
+			proc_nl_unref(kq);
+		return err;
+	}
+	return 0;
 }
 
 static void
 filt_proc_detach(struct kq_kqueue *kq, struct kq_knote *kn)
 {
-	if (!PROC_EXITED(kn))
-		proc_close_pidfd(kq, kn);
-	if (kn->sfflags & PROC_NOTE_CONNECTOR)
+	proc_close_pidfd(kq, kn);
+	if (kn->u.proc.state & KP_CONNONLY)
+		LIST_REMOVE(kn, u.proc.cnlink);
+	if (kn->u.proc.state & KP_NLREF)
 		proc_nl_unref(kq);
+	kn->u.proc.state = 0;
 }
 
-/* Shared by PROC and PROCDESC once the exit is known. */
+/* Shared by PROC and PROCDESC. */
 static int
 proc_report(struct kq_knote *kn, struct kevent *ev)
 {
-	if (!PROC_EXITED(kn)) {
-		if (kn->fflags == 0)
-			return 0;
-		ev->fflags = kn->fflags;
-		ev->data = kn->data;
-		return 1;
-	}
 	if (kn->fflags == 0)
 		return 0;
-	if ((kn->fflags & NOTE_CHILD) && (kn->fflags & NOTE_EXIT)) {
-		/* NOTE_CHILD's data is the parent, NOTE_EXIT's the status:
-		 * FreeBSD uses two knotes; report the child first, the exit
-		 * next (clear re-queues it). */
-		ev->fflags = kn->fflags & ~NOTE_EXIT;
+	if ((kn->fflags & NOTE_CHILD) && (kn->fflags & ~NOTE_CHILD)) {
+		/* FreeBSD reports NOTE_CHILD (data: the parent) from a knote
+		 * of its own; the rest (NOTE_EXIT's data is the status)
+		 * follows in the next report (clear re-queues it). */
+		ev->fflags = NOTE_CHILD;
 		ev->data = kn->data;
+		kn->u.proc.state |= KP_SPLIT;
 		return 1;
 	}
 	ev->fflags = kn->fflags;
-	ev->data = (kn->fflags & NOTE_EXIT) ? kn->u.proc.pidfd : kn->data;
+	if (!(kn->u.proc.state & KP_EXITED)) {
+		ev->data = kn->data;
+		return 1;
+	}
+	ev->data = (kn->fflags & NOTE_EXIT) ? kn->u.proc.status : kn->data;
 	kn->kev.flags |= EV_ONESHOT;
 	ev->flags |= EV_EOF | EV_ONESHOT;
 	return 1;
@@ -692,21 +724,36 @@ static int
 filt_proc_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 {
 	/* a fork seen first may have an exit right behind it */
-	proc_check_exit(kq, kn);
+	proc_check_exit(kq, kn, false);
 	return proc_report(kn, ev);
 }
 
 static void
 filt_proc_clear(struct kq_kqueue *kq, struct kq_knote *kn)
 {
-	bool exit_left = PROC_EXITED(kn) && (kn->fflags & NOTE_CHILD) &&
-	    (kn->fflags & NOTE_EXIT);
-
+	if (kn->u.proc.state & KP_SPLIT) {
+		kn->u.proc.state &= ~KP_SPLIT;
+		kn->fflags &= ~NOTE_CHILD;
+		kn->data = 0;
+		if (kn->fflags != 0)
+			kq_knote_activate(kq, kn);
+		return;
+	}
 	kn->fflags = 0;
 	kn->data = 0;
-	if (exit_left) {
-		kn->fflags = NOTE_EXIT;
-		kq_knote_activate(kq, kn);
+}
+
+/* Enabled or disabled. */
+static void
+filt_proc_rearm(struct kq_kqueue *kq, struct kq_knote *kn)
+{
+	if (!(kn->status & KN_DISABLED)) {
+		if (kn->u.proc.state & KP_DROP)
+			proc_kick(kq, kn);
+	} else if (kn->status & KN_QUEUED) {
+		/* EV_DISPATCH after a split report: hold the rest back */
+		kq_knote_deactivate(kq, kn);
+		kn->status |= KN_ACTIVE;
 	}
 }
 
@@ -715,14 +762,20 @@ static int
 filt_proc_touch(struct kq_kqueue *kq, struct kq_knote *kn,
     const struct kevent *change)
 {
-	bool had = (kn->sfflags & PROC_NOTE_CONNECTOR) != 0;
-	bool wants = (change->fflags & PROC_NOTE_CONNECTOR) != 0;
+	bool had = (kn->u.proc.state & KP_NLREF) != 0;
+	bool wants = (change->fflags & PROC_NOTE_CONNECTOR) ||
+	    (kn->u.proc.state & KP_CONNONLY);
 	int err;
 
-	if (wants && !had && (err = proc_nl_ref(kq)) != 0)
-		return err;
-	if (had && !wants)
+	if (wants && !had) {
+		if ((err = proc_nl_ref(kq)) != 0)
+			return err;
+		kn->u.proc.state |= KP_NLREF;
+	}
+	if (had && !wants) {
+		kn->u.proc.state &= ~KP_NLREF;
 		proc_nl_unref(kq);
+	}
 	kn->sfflags = change->fflags;
 	kn->sdata = change->data;
 	return 0;
@@ -735,6 +788,7 @@ const struct kq_filterops kq_filt_proc = {
 	.detach = filt_proc_detach,
 	.event = filt_proc_event,
 	.touch = filt_proc_touch,
+	.rearm = filt_proc_rearm,
 	.clear = filt_proc_clear,
 };
 
@@ -760,7 +814,8 @@ filt_procdesc_attach(struct kq_kqueue *kq, struct kq_knote *kn)
 	pid_t pid;
 
 	kn->u.proc.pidpoll = NULL;
-	kn->u.proc.pidfd = -1;
+	kn->u.proc.status = 0;
+	kn->u.proc.state = 0;
 	if ((err = procdesc_check(kn->fdn->fd)) != 0)
 		return err;
 	kn->kev.flags |= EV_CLEAR;	/* FreeBSD sets it, and shows it */
@@ -803,11 +858,11 @@ filt_procdesc_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev
 {
 	struct pollfd pfd = { .fd = kn->fdn->fd, .events = POLLIN };
 
-	if (!PROC_EXITED(kn) && poll(&pfd, 1, 0) == 1 &&
+	if (!(kn->u.proc.state & KP_EXITED) && poll(&pfd, 1, 0) == 1 &&
 	    (pfd.revents & (POLLIN | POLLHUP))) {
 		proc_nl_drain(kq);
-		kn->u.proc.pidpoll = &proc_exited_mark;
-		kn->u.proc.pidfd = proc_exit_status(kn->fdn->fd,
+		kn->u.proc.state |= KP_EXITED;
+		kn->u.proc.status = proc_exit_status(kn->fdn->fd,
 		    proc_pidfd_pid(kn->fdn->fd));
 		if (kn->sfflags & NOTE_EXIT)
 			kn->fflags |= NOTE_EXIT;

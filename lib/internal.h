@@ -12,6 +12,8 @@
  *   filter_*.c one struct kq_filterops each; the core never switches on filter
  *   inotify.c  the process's one inotify instance: wds, their subscribers
  *              (filter_vnode.c's per-kqueue watches), routing events to them
+ *   procconn.c the netlink proc connector socket (filter_proc.c's source of
+ *              forks, execs and exits of processes that are not ours)
  *   backend_epoll.c  the only file that calls epoll_*(); same interface could
  *              be provided by an io_uring backend
  *
@@ -262,9 +264,13 @@ struct kq_signal_state {	/* filter_signal.c */
 };
 
 struct kq_proc_state {		/* filter_proc.c */
-	struct kq_poll *pidpoll;/* pidfd registration (NULL for PROCDESC);
-				 * after exit only a marker */
-	int pidfd;		/* after exit: the wait status */
+	struct kq_poll *pidpoll;/* pidfd registration; NULL for PROCDESC,
+				 * after the exit is known, and for a
+				 * NOTE_TRACK child known only from the
+				 * proc connector */
+	int status;		/* after exit: the wait status */
+	unsigned state;		/* filter_proc.c's KP_* */
+	LIST_ENTRY(kq_knote) cnlink;	/* connector-only knotes (filter_proc.c) */
 };
 
 struct kq_vnode_state {		/* filter_vnode.c; also READ on a regular file */
@@ -597,6 +603,25 @@ void kq_ino_unsubscribe(struct kq_ino_sub *s, const char *path);	/* locked */
  * knotes only. */
 int kq_inotify_watch(struct kq_kqueue *kq, struct kq_knote *kn, int fd, uint32_t mask);
 void kq_inotify_unwatch(struct kq_kqueue *kq, struct kq_knote *kn);
+
+/* procconn.c: the netlink proc connector socket (CAP_NET_ADMIN in the
+ * initial namespaces).  open: an owned, non-blocking fd subscribed to forks,
+ * execs and exits, or -errno (-ENOTSUP where Linux will not tell us).  read:
+ * every queued message, in the kernel's order, through fn (thread creations
+ * and thread exits filtered out); true if the kernel dropped some. */
+#define KQ_PROCMSG_FORK	1	/* pid forked child */
+#define KQ_PROCMSG_EXEC	2	/* pid executed a program */
+#define KQ_PROCMSG_EXIT	3	/* pid exited with wait(2) status */
+struct kq_procmsg {
+	int what;
+	pid_t pid;
+	pid_t child;
+	int status;
+};
+int kq_procconn_open(void);
+void kq_procconn_close(int fd);
+bool kq_procconn_read(int fd, void (*fn)(void *arg, const struct kq_procmsg *m),
+    void *arg);
 
 /* kqueue.c */
 void kq_kick(struct kq_kqueue *kq);		/* make the kq fd readable (signal-safe) */

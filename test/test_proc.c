@@ -7,6 +7,7 @@
 #include "util.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <signal.h>
@@ -58,6 +59,18 @@ wait_zombie(pid_t pid)
 
 	ck_assert_int_eq(waitid(P_PID, pid, &si, WEXITED | WNOWAIT), 0);
 }
+
+/* Read exactly len bytes that must come within WAIT_MS. */
+static void
+read_bounded(int fd, void *buf, size_t len)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+	ck_assert_int_eq(poll(&pfd, 1, WAIT_MS), 1);
+	ck_assert_int_eq(read(fd, buf, len), (ssize_t)len);
+}
+
+static bool have_connector(void);
 
 START_TEST(exit_reports_status_without_reaping)
 {
@@ -327,6 +340,103 @@ START_TEST(exit_fires_with_freewatch_reference)
 }
 END_TEST
 
+/*
+ * Defect 23.  A change's fflags replace the registered ones on FreeBSD, even
+ * for a bare EV_DISABLE, so what the knote says at exit depends on what was
+ * registered then: NOTE_EXIT kept -> reported at EV_ENABLE; nothing asked
+ * -> EV_DROP, but the knote stays (disabled knotes are not scanned) until
+ * EV_ENABLE lets the scan drop it.
+ */
+START_TEST(disabled_knote_keeps_exit_for_enable)
+{
+	int kq = xkqueue(), rel1, rel2;
+	pid_t kept = spawn_waiting(2, &rel1), bare = spawn_waiting(3, &rel2);
+	struct kevent ev;
+
+	kev_ok(kq, kept, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, UD(1));
+	kev_ok(kq, kept, EVFILT_PROC, EV_DISABLE, NOTE_EXIT, 0, UD(1));
+	kev_ok(kq, bare, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, UD(2));
+	kev_ok(kq, bare, EVFILT_PROC, EV_DISABLE, 0, 0, UD(2));
+	release_child(rel1);
+	release_child(rel2);
+	wait_zombie(kept);
+	wait_zombie(bare);
+	ck_assert_int_eq(kev_wait(kq, &ev, 1, 200), 0);
+	/* both knotes are still there */
+	kev_ok(kq, bare, EVFILT_PROC, EV_ENABLE, NOTE_EXIT, 0, UD(2));
+	kev_ok(kq, kept, EVFILT_PROC, EV_ENABLE, 0, 0, UD(1));
+	kev_expect(kq, WAIT_MS, kept, EVFILT_PROC, EXIT_FLAGS, NOTE_EXIT,
+	    2 << 8, UD(1));
+	/* the bare one had nothing to say at exit: gone, unreported */
+	ck_assert_int_eq(kev_wait(kq, &ev, 1, 200), 0);
+	ck_assert_errno(kev_change(kq, bare, EVFILT_PROC, EV_DELETE, 0, 0, NULL),
+	    ENOENT);
+	ck_assert_errno(kev_change(kq, kept, EVFILT_PROC, EV_DELETE, 0, 0, NULL),
+	    ENOENT);
+	ck_assert_int_eq(waitpid(kept, NULL, 0), kept);
+	ck_assert_int_eq(waitpid(bare, NULL, 0), bare);
+	close(kq);
+}
+END_TEST
+
+START_TEST(disabled_knote_dropped_only_once_enabled)
+{
+	int kq = xkqueue(), rel1, rel2, tok1, tok2;
+	pid_t drop = spawn_waiting(4, &rel1), kept = spawn_waiting(5, &rel2);
+	struct kevent ev;
+
+	kev_ok(kq, drop, EVFILT_PROC, EV_ADD | EV_FREEWATCH, NOTE_EXIT, 0, &tok1);
+	kev_ok(kq, drop, EVFILT_PROC, EV_DISABLE | EV_KEEPUDATA, 0, 0, NULL);
+	kev_ok(kq, kept, EVFILT_PROC, EV_ADD | EV_FREEWATCH | EV_DISABLE,
+	    NOTE_EXIT, 0, &tok2);
+	release_child(rel1);
+	release_child(rel2);
+	wait_zombie(drop);
+	wait_zombie(kept);
+	/* neither the drop's notice nor the exit while disabled */
+	ck_assert_int_eq(kev_wait(kq, &ev, 1, 200), 0);
+	kev_ok(kq, drop, EVFILT_PROC, EV_ENABLE | EV_KEEPUDATA, 0, 0, NULL);
+	kev_expect(kq, WAIT_MS, drop, EVFILT_PROC, EV_FREEWATCH | EV_DELETE,
+	    NOTE_FREE_DROP, 0, &tok1);
+	kev_expect_none(kq);
+	ck_assert_errno(kev_change(kq, drop, EVFILT_PROC, EV_DELETE, 0, 0, NULL),
+	    ENOENT);
+	/* the exit comes with its reference once enabled, and only then */
+	kev_ok(kq, kept, EVFILT_PROC, EV_ENABLE | EV_KEEPUDATA, NOTE_EXIT, 0,
+	    NULL);
+	kev_expect(kq, WAIT_MS, kept, EVFILT_PROC, EXIT_FLAGS | EV_FREEWATCH,
+	    NOTE_EXIT, 5 << 8, &tok2);
+	kev_expect_none(kq);
+	ck_assert_int_eq(waitpid(drop, NULL, 0), drop);
+	ck_assert_int_eq(waitpid(kept, NULL, 0), kept);
+	close(kq);
+}
+END_TEST
+
+/* The pidfd (and the connector socket) are the library's: closing every
+ * number above the kqueue leaves NOTE_EXIT working. */
+START_TEST(close_range_over_kqueue_spares_proc_descriptors)
+{
+	int rel, kq;
+	pid_t pid = spawn_waiting(9, &rel);
+	unsigned fflags = NOTE_EXIT | (have_connector() ? NOTE_FORK : 0);
+
+	kq = xkqueue();
+	kev_ok(kq, pid, EVFILT_PROC, EV_ADD, fflags, 0, UD(3));
+	/* every number above kq but the child's release pipe */
+	if (rel > kq + 1)
+		ck_assert_int_eq(close_range((unsigned)kq + 1,
+		    (unsigned)rel - 1, 0), 0);
+	ck_assert_int_eq(close_range((unsigned)(rel > kq ? rel : kq) + 1, ~0u,
+	    0), 0);
+	release_child(rel);
+	kev_expect(kq, WAIT_MS, pid, EVFILT_PROC, EXIT_FLAGS, NOTE_EXIT,
+	    9 << 8, UD(3));
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	close(kq);
+}
+END_TEST
+
 /* ------------------------------------------------------ proc connector */
 
 START_TEST(fork_reported)
@@ -569,6 +679,117 @@ START_TEST(track_child_exit_before_read_comes_after_note_child)
 }
 END_TEST
 
+/*
+ * Defect 21.  The tracked process forks a child that exits and is reaped
+ * before anyone reads the connector: no pidfd can be had for it any more,
+ * yet the connector's fork and exit messages say all NOTE_CHILD and
+ * NOTE_EXIT need.
+ */
+START_TEST(track_reports_child_reaped_before_read)
+{
+	int kq = xkqueue(), go[2], rep[2], token;
+	pid_t pid, c;
+	char ch;
+
+	ck_assert_int_eq(pipe(go), 0);
+	ck_assert_int_eq(pipe(rep), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(go[1]);
+		close(rep[0]);
+		if (read(go[0], &ch, 1) != 1)
+			_exit(100);
+		if ((c = fork()) == 0)
+			_exit(5);
+		if (waitpid(c, NULL, 0) != c ||
+		    write(rep[1], &c, sizeof c) != sizeof c)
+			_exit(101);
+		if (read(go[0], &ch, 1) < 0)	/* until we close it */
+			_exit(102);
+		_exit(0);
+	}
+	close(go[0]);
+	close(rep[1]);
+	kev_ok(kq, pid, EVFILT_PROC, EV_ADD, NOTE_TRACK | NOTE_FORK | NOTE_EXIT,
+	    0, &token);
+	ck_assert_int_eq(write(go[1], "x", 1), 1);
+	read_bounded(rep[0], &c, sizeof c);	/* reaped already */
+	kev_expect(kq, WAIT_MS, pid, EVFILT_PROC, EV_CLEAR, NOTE_FORK, 0, &token);
+	kev_expect(kq, WAIT_MS, c, EVFILT_PROC, EV_CLEAR, NOTE_CHILD, pid,
+	    &token);
+	kev_expect(kq, WAIT_MS, c, EVFILT_PROC, EXIT_FLAGS, NOTE_EXIT, 5 << 8,
+	    &token);
+	kev_expect_none(kq);
+	close(go[1]);
+	kev_expect(kq, WAIT_MS, pid, EVFILT_PROC, EXIT_FLAGS, NOTE_EXIT, 0,
+	    &token);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	close(rep[0]);
+	close(kq);
+}
+END_TEST
+
+/*
+ * The tracked process's child forks a grandchild; both have exited and been
+ * reaped before the connector is read.  The grandchild is tracked through
+ * the child all the same.  Order: each knote's NOTE_CHILD first, the rest
+ * of what it has to say re-queued behind it.
+ */
+START_TEST(track_follows_grandchild_of_reaped_child)
+{
+	int kq = xkqueue(), go[2], rep[2];
+	pid_t pid, c, g;
+	char ch;
+
+	ck_assert_int_eq(pipe(go), 0);
+	ck_assert_int_eq(pipe(rep), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(go[1]);
+		close(rep[0]);
+		if (read(go[0], &ch, 1) != 1)
+			_exit(100);
+		if ((c = fork()) == 0) {
+			if ((g = fork()) == 0)
+				_exit(6);
+			if (waitpid(g, NULL, 0) != g ||
+			    write(rep[1], &g, sizeof g) != sizeof g)
+				_exit(101);
+			_exit(3);
+		}
+		if (waitpid(c, NULL, 0) != c ||
+		    write(rep[1], &c, sizeof c) != sizeof c)
+			_exit(102);
+		if (read(go[0], &ch, 1) < 0)
+			_exit(103);
+		_exit(0);
+	}
+	close(go[0]);
+	close(rep[1]);
+	kev_ok(kq, pid, EVFILT_PROC, EV_ADD, NOTE_TRACK | NOTE_FORK | NOTE_EXIT,
+	    0, UD(7));
+	ck_assert_int_eq(write(go[1], "x", 1), 1);
+	read_bounded(rep[0], &g, sizeof g);
+	read_bounded(rep[0], &c, sizeof c);
+	kev_expect(kq, WAIT_MS, pid, EVFILT_PROC, EV_CLEAR, NOTE_FORK, 0, UD(7));
+	kev_expect(kq, WAIT_MS, c, EVFILT_PROC, EV_CLEAR, NOTE_CHILD, pid, UD(7));
+	kev_expect(kq, WAIT_MS, g, EVFILT_PROC, EV_CLEAR, NOTE_CHILD, c, UD(7));
+	kev_expect(kq, WAIT_MS, c, EVFILT_PROC, EXIT_FLAGS,
+	    NOTE_FORK | NOTE_EXIT, 3 << 8, UD(7));
+	kev_expect(kq, WAIT_MS, g, EVFILT_PROC, EXIT_FLAGS, NOTE_EXIT, 6 << 8,
+	    UD(7));
+	kev_expect_none(kq);
+	close(go[1]);
+	kev_expect(kq, WAIT_MS, pid, EVFILT_PROC, EXIT_FLAGS, NOTE_EXIT, 0,
+	    UD(7));
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	close(rep[0]);
+	close(kq);
+}
+END_TEST
+
 /* --------------------------------------------------------------- PROCDESC */
 
 START_TEST(procdesc_exit_reports_status)
@@ -718,6 +939,8 @@ START_TEST(connector_unavailable_is_enotsup)
 }
 END_TEST
 
+/* Skip what needs the proc connector (root / CAP_NET_ADMIN in the initial
+ * namespaces) where it is unavailable. */
 static bool
 have_connector(void)
 {
@@ -759,6 +982,9 @@ proc_suite(void)
 	tcase_add_test(tc, disabled_exit_reported_when_enabled);
 	tcase_add_test(tc, exit_not_asked_for_drops_knote_with_notice);
 	tcase_add_test(tc, exit_fires_with_freewatch_reference);
+	tcase_add_test(tc, disabled_knote_keeps_exit_for_enable);
+	tcase_add_test(tc, disabled_knote_dropped_only_once_enabled);
+	tcase_add_test(tc, close_range_over_kqueue_spares_proc_descriptors);
 	suite_add_tcase(s, tc);
 
 	tcase_set_timeout(cn, 30);
@@ -778,6 +1004,8 @@ proc_suite(void)
 	tcase_add_test(cn, fork_and_exit_together_are_one_report);
 	tcase_add_test(cn, track_follows_child);
 	tcase_add_test(cn, track_child_exit_before_read_comes_after_note_child);
+	tcase_add_test(cn, track_reports_child_reaped_before_read);
+	tcase_add_test(cn, track_follows_grandchild_of_reaped_child);
 	suite_add_tcase(s, cn);
 
 	tcase_set_timeout(pd, 30);

@@ -1184,29 +1184,61 @@ execle(const char *path, const char *arg, ...)
 }
 
 /*
- * The same functions under hidden names, for the GOT-patching table
- * (libkqfree loaded RTLD_LOCAL): a reference to `sigaction` from inside the
- * library may bind to libc's, these always bind here.
+ * The same functions under hidden names, for the GOT patch (libkqfree loaded
+ * RTLD_LOCAL, so the program's sigaction() binds to libc's): inside the
+ * library a reference to `sigaction` may bind to libc's too, these always
+ * bind here.  What applies to the close family applies here: a program
+ * whose sigaction() reaches libc replaces the handler that counts, and the
+ * last EV_DELETE then restores a disposition it has since changed.
  */
-extern __typeof(sigaction) kq_interposed_sigaction __THROW
-    __attribute__((alias("sigaction"), visibility("hidden")));
-extern __typeof(signal) kq_interposed_signal __THROW
-    __attribute__((alias("signal"), visibility("hidden")));
-extern __typeof(sysv_signal) kq_interposed_sysv_signal __THROW
-    __attribute__((alias("sysv_signal"), visibility("hidden")));
+#define SIG_HIDDEN(name, target) \
+	extern __typeof(target) name __attribute__((alias(#target), visibility("hidden")))
+/* for those glibc declares __THROW (leaf, nothrow): the alias must match */
+#define SIG_HIDDEN_THROW(name, target) \
+	extern __typeof(target) name __THROW __attribute__((alias(#target), visibility("hidden")))
 /* __typeof of the obsolete XSI functions would warn: they are ours here. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-extern __typeof(sigset) kq_interposed_sigset __THROW
-    __attribute__((alias("sigset"), visibility("hidden")));
-extern __typeof(sigignore) kq_interposed_sigignore __THROW
-    __attribute__((alias("sigignore"), visibility("hidden")));
-extern __typeof(siginterrupt) kq_interposed_siginterrupt __THROW
-    __attribute__((alias("siginterrupt"), visibility("hidden")));
+SIG_HIDDEN_THROW(kq_interposed_sigaction, sigaction);
+SIG_HIDDEN_THROW(kq_interposed_signal, signal);
+SIG_HIDDEN_THROW(kq_interposed_sysv_signal, sysv_signal);
+SIG_HIDDEN(kq_interposed_sigset, sigset);
+SIG_HIDDEN(kq_interposed_sigignore, sigignore);
+SIG_HIDDEN(kq_interposed_siginterrupt, siginterrupt);
+SIG_HIDDEN(kq_interposed_sigtimedwait, sigtimedwait);
+SIG_HIDDEN(kq_interposed_sigwaitinfo, sigwaitinfo);
+SIG_HIDDEN(kq_interposed_sigwait, sigwait);
+SIG_HIDDEN_THROW(kq_interposed_execve, execve);
+SIG_HIDDEN_THROW(kq_interposed_execv, execv);
+SIG_HIDDEN_THROW(kq_interposed_execvp, execvp);
+SIG_HIDDEN_THROW(kq_interposed_execvpe, execvpe);
+SIG_HIDDEN_THROW(kq_interposed_fexecve, fexecve);
+SIG_HIDDEN_THROW(kq_interposed_execveat, execveat);
+SIG_HIDDEN_THROW(kq_interposed_execl, execl);
+SIG_HIDDEN_THROW(kq_interposed_execle, execle);
+SIG_HIDDEN_THROW(kq_interposed_execlp, execlp);
 #pragma GCC diagnostic pop
-extern __typeof(sigtimedwait) kq_interposed_sigtimedwait
-    __attribute__((alias("sigtimedwait"), visibility("hidden")));
-extern __typeof(sigwaitinfo) kq_interposed_sigwaitinfo
-    __attribute__((alias("sigwaitinfo"), visibility("hidden")));
-extern __typeof(sigwait) kq_interposed_sigwait
-    __attribute__((alias("sigwait"), visibility("hidden")));
+
+const struct kq_interpose kq_signal_interpose[KQ_SIGNAL_NINTERPOSE] = {
+	{ "sigaction", (void *)kq_interposed_sigaction },
+	{ "signal", (void *)kq_interposed_signal },
+	{ "bsd_signal", (void *)kq_interposed_signal },
+	{ "ssignal", (void *)kq_interposed_signal },
+	{ "sysv_signal", (void *)kq_interposed_sysv_signal },
+	{ "__sysv_signal", (void *)kq_interposed_sysv_signal },
+	{ "sigset", (void *)kq_interposed_sigset },
+	{ "sigignore", (void *)kq_interposed_sigignore },
+	{ "siginterrupt", (void *)kq_interposed_siginterrupt },
+	{ "sigtimedwait", (void *)kq_interposed_sigtimedwait },
+	{ "sigwaitinfo", (void *)kq_interposed_sigwaitinfo },
+	{ "sigwait", (void *)kq_interposed_sigwait },
+	{ "execve", (void *)kq_interposed_execve },
+	{ "execv", (void *)kq_interposed_execv },
+	{ "execvp", (void *)kq_interposed_execvp },
+	{ "execvpe", (void *)kq_interposed_execvpe },
+	{ "fexecve", (void *)kq_interposed_fexecve },
+	{ "execveat", (void *)kq_interposed_execveat },
+	{ "execl", (void *)kq_interposed_execl },
+	{ "execle", (void *)kq_interposed_execle },
+	{ "execlp", (void *)kq_interposed_execlp },
+};

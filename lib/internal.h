@@ -450,7 +450,8 @@ int kq_fdreg_take_sockerr(int fd);		/* 0 if none; clears it */
 void kq_fdreg_check_new_objects(void);		/* re-run the GOT patch if dlopen() added objects */
 
 /* gotpatch.c: point other objects' GOT entries for the close family at ours,
- * for code that symbol interposition cannot reach (RTLD_LOCAL modules).
+ * and filter_signal.c's interposers, for code that symbol interposition
+ * cannot reach (RTLD_LOCAL modules).
  *
  * LOADER LOCK ORDER: the dynamic loader's locks come before every libkqfree
  * lock.  A module constructor runs inside dlopen() under the loader's lock
@@ -471,6 +472,12 @@ struct kq_interpose {
 };
 void kq_gotpatch_apply(const struct kq_interpose *tab, size_t n);
 bool kq_gotpatch_stale(void);
+/* filter_signal.c's interposers (dispositions, sigwait*, exec), for the
+ * same patch: a program whose sigaction() binds to libc would replace the
+ * handler that counts.  fdreg.c patches them whether or not close
+ * tracking is on. */
+#define KQ_SIGNAL_NINTERPOSE	21
+extern const struct kq_interpose kq_signal_interpose[KQ_SIGNAL_NINTERPOSE];
 
 /* ----------------------------------------------------------------- kqueue */
 

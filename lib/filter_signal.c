@@ -44,6 +44,9 @@
 #include "internal.h"
 
 #define SIG_NSLOTS	_NSIG		/* 65: signals 1..64 */
+/* A signal's bit in a 64-bit set, and back: signal 64 is bit 63. */
+#define SIG_BIT(sig)	(1ull << ((sig) - 1))
+#define SIG_FIRST(set)	(__builtin_ctzll(set) + 1)
 
 struct sig_slot {
 	/* The application's disposition, double-buffered so the handler can
@@ -64,7 +67,7 @@ struct sig_slot {
 struct sig_kq {
 	struct kq_poll pend;
 	struct kq_kqueue *kq;
-	uint64_t mask;			/* bit S: this kqueue has a knote for S */
+	uint64_t mask;			/* SIG_BIT(S): this kqueue has a knote for S */
 	LIST_ENTRY(sig_kq) link;	/* sig_kqs */
 };
 
@@ -101,7 +104,7 @@ static execv_fn real_execv_fn, real_execvp_fn;
 static fexecve_fn real_fexecve_fn;
 static execveat_fn real_execveat_fn;
 
-/* Bit S: siginterrupt(S, 1) is in force, so signal() on S must not ask for
+/* SIG_BIT(S): siginterrupt(S, 1) is in force, so signal() on S must not ask for
  * SA_RESTART (glibc keeps the same set for its own signal()). */
 static _Atomic uint64_t sig_nointr;
 
@@ -538,7 +541,7 @@ sig_kq_check(struct kq_kqueue *kq, struct sig_kq *sk)
 	uint64_t mask = sk->mask;
 
 	while (mask != 0) {
-		int sig = __builtin_ctzll(mask);
+		int sig = SIG_FIRST(mask);
 		struct kq_knote *kn;
 
 		mask &= mask - 1;
@@ -682,7 +685,7 @@ filt_signal_attach(struct kq_kqueue *kq, struct kq_knote *kn)
 	}
 	kq->nsigknotes++;
 	sk = kq->sigpoll.owner;
-	sk->mask |= 1ull << sig;
+	sk->mask |= SIG_BIT(sig);
 	kn->u.sig.seen = atomic_load(&sig_slots[sig].count);
 	return 0;
 }
@@ -694,7 +697,7 @@ filt_signal_detach(struct kq_kqueue *kq, struct kq_knote *kn)
 	struct sig_kq *sk = kq->sigpoll.owner;
 
 	sig_fork_check();
-	sk->mask &= ~(1ull << sig);
+	sk->mask &= ~SIG_BIT(sig);
 	if (--kq->nsigknotes == 0)
 		sig_kq_close(kq);
 	sig_unwatch(sig);
@@ -863,7 +866,7 @@ signal(int sig, sighandler_t handler)
 		return real_signal_fn(sig, handler);
 	}
 	return sig_set_handler(sig, handler,
-	    (atomic_load(&sig_nointr) >> sig) & 1 ? 0 : SA_RESTART);
+	    (atomic_load(&sig_nointr) & SIG_BIT(sig)) ? 0 : SA_RESTART);
 }
 
 SIG_EARLY KQ_API sighandler_t
@@ -942,9 +945,9 @@ siginterrupt(int sig, int flag)
 	pthread_once(&sig_once, sig_resolve);
 	if (sig > 0 && sig < SIG_NSLOTS) {
 		if (flag)
-			atomic_fetch_or(&sig_nointr, 1ull << sig);
+			atomic_fetch_or(&sig_nointr, SIG_BIT(sig));
 		else
-			atomic_fetch_and(&sig_nointr, ~(1ull << sig));
+			atomic_fetch_and(&sig_nointr, ~SIG_BIT(sig));
 	}
 	if (!sig_is_watched(sig))
 		return real_siginterrupt_fn(sig, flag);
@@ -1042,7 +1045,7 @@ sig_exec_enter(uint64_t *ign)
 		k.sa_handler = SIG_IGN;
 		sigemptyset(&k.sa_mask);
 		if (real_sigaction(sig, &k, NULL) == 0)
-			*ign |= 1ull << sig;
+			*ign |= SIG_BIT(sig);
 	}
 }
 
@@ -1058,7 +1061,7 @@ sig_exec_leave(uint64_t ign)
 	if (locked)
 		sig_lock_all(&old);
 	while (ign != 0) {
-		int sig = __builtin_ctzll(ign);
+		int sig = SIG_FIRST(ign);
 
 		ign &= ign - 1;
 		/* unwatched meanwhile: the kernel has the application's */

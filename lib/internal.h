@@ -558,6 +558,13 @@ int64_t kq_now_ns(clockid_t clk);
 /* kevent.c */
 const struct kq_filterops *kq_filterops_lookup(short filter);
 
+/* filter_signal.c owns the process's signal dispositions while a signal is
+ * watched: every libc call that sets one (sigaction, signal, bsd_signal,
+ * ssignal, sysv_signal, __sysv_signal, sigset, sigignore, siginterrupt),
+ * sigwait*() and the exec family (a watched signal the application ignores
+ * is SIG_IGN across exec) are interposed; its fds are owned (kq_fd_own).
+ * posix_spawn(), system() and popen() are not covered: glibc's child resets
+ * every caught signal, ours included, to SIG_DFL. */
 /* filter_signal.c: was an EINTR only caused by our handler running for a
  * signal the application ignores?  Thread-local counters, snapshot before
  * waiting. */

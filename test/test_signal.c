@@ -708,6 +708,22 @@ START_TEST(realtime_signals_counted_each)
 }
 END_TEST
 
+/* The last one, 64: a kqueue's set of watched signals has room for it. */
+START_TEST(sigrtmax_counted)
+{
+	union sigval v = { .sival_int = 0 };
+	int kq = xkqueue();
+
+	ck_assert_int_eq(SIGRTMAX, 64);
+	ck_assert_ptr_ne(signal(SIGRTMAX, SIG_IGN), SIG_ERR);
+	kev_ok(kq, SIGRTMAX, EVFILT_SIGNAL, EV_ADD, 0, 0, UD(64));
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(sigqueue(getpid(), SIGRTMAX, v), 0);
+	kev_expect(kq, WAIT_MS, SIGRTMAX, EVFILT_SIGNAL, EV_CLEAR, 0, 2, UD(64));
+	close(kq);
+}
+END_TEST
+
 START_TEST(sigcont_counted)
 {
 	int kq = xkqueue();
@@ -1116,6 +1132,7 @@ signal_suite(void)
 	tcase_add_test(tc, readd_keeps_pending_count_and_takes_udata);
 	tcase_add_test(tc, realtime_signals_counted_each);
 	tcase_add_test(tc, sigcont_counted);
+	tcase_add_test(tc, sigrtmax_counted);
 	tcase_add_test(tc, fork_child_gets_application_disposition);
 	tcase_add_test(tc, freewatch_reference_back_on_delete);
 	tcase_add_test(tc, sigset_handler_keeps_counting_and_runs);

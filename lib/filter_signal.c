@@ -7,9 +7,11 @@
  * handler counts the delivery in a global per-signal counter, pokes ONE
  * process-wide eventfd, and then does what the application asked for
  * (calls its handler with its flags, ignores, or performs the default
- * action).  The application's own sigaction()/signal() calls on a watched
- * signal are interposed: they record its disposition, keep ours installed,
- * and report the recorded one back as the old action.  Every kqueue with
+ * action).  The application's own sigaction(), signal() and every other
+ * call that sets a disposition are interposed: on a watched signal they
+ * record its disposition, keep ours installed, and report the recorded one
+ * back as the old action; exec gives the kernel SIG_IGN where the
+ * application has it (see "exec" below).  Every kqueue with
  * signal knotes has a dup of the eventfd in its epoll set, edge-triggered,
  * so a write wakes every kqueue and nobody ever has to read (reset) it;
  * each knote remembers how much of the counter it has reported

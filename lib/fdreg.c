@@ -563,12 +563,19 @@ static const struct kq_interpose interposed[] = {
 	{ "closedir", (void *)closedir },
 	{ "getsockopt", (void *)getsockopt },
 };
+#define NCLOSE	(sizeof interposed / sizeof interposed[0])
+
+/* What the GOT patch installs: the close family (only with tracking on)
+ * and the signal interposers (always).  One table for the process, filled
+ * by the constructor before its first use. */
+static struct kq_interpose patch_tab[NCLOSE + KQ_SIGNAL_NINTERPOSE];
+static size_t patch_n;
 
 void
 kq_fdreg_check_new_objects(void)
 {
-	if (tracking && kq_gotpatch_stale())
-		kq_gotpatch_apply(interposed, sizeof interposed / sizeof interposed[0]);
+	if (patch_n != 0 && kq_gotpatch_stale())
+		kq_gotpatch_apply(patch_tab, patch_n);
 }
 
 static void *
@@ -603,5 +610,11 @@ fdreg_init(void)
 	owner_pid = (pid_t)syscall(SYS_getpid);
 	if (e != NULL && strcmp(e, "0") == 0)
 		tracking = false;
+	if (tracking) {
+		memcpy(patch_tab, interposed, sizeof interposed);
+		patch_n = NCLOSE;
+	}
+	memcpy(patch_tab + patch_n, kq_signal_interpose, sizeof kq_signal_interpose);
+	patch_n += KQ_SIGNAL_NINTERPOSE;
 	kq_fdreg_check_new_objects();
 }

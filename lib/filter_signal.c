@@ -7,9 +7,11 @@
  * handler counts the delivery in a global per-signal counter, pokes ONE
  * process-wide eventfd, and then does what the application asked for
  * (calls its handler with its flags, ignores, or performs the default
- * action).  The application's own sigaction()/signal() calls on a watched
- * signal are interposed: they record its disposition, keep ours installed,
- * and report the recorded one back as the old action.  Every kqueue with
+ * action).  The application's own sigaction(), signal() and every other
+ * call that sets a disposition are interposed: on a watched signal they
+ * record its disposition, keep ours installed, and report the recorded one
+ * back as the old action; exec gives the kernel SIG_IGN where the
+ * application has it (see "exec" below).  Every kqueue with
  * signal knotes has a dup of the eventfd in its epoll set, edge-triggered,
  * so a write wakes every kqueue and nobody ever has to read (reset) it;
  * each knote remembers how much of the counter it has reported
@@ -32,7 +34,9 @@
 #endif
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <alloca.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -42,6 +46,9 @@
 #include "internal.h"
 
 #define SIG_NSLOTS	_NSIG		/* 65: signals 1..64 */
+/* A signal's bit in a 64-bit set, and back: signal 64 is bit 63. */
+#define SIG_BIT(sig)	(1ull << ((sig) - 1))
+#define SIG_FIRST(set)	(__builtin_ctzll(set) + 1)
 
 struct sig_slot {
 	/* The application's disposition, double-buffered so the handler can
@@ -62,9 +69,8 @@ struct sig_slot {
 struct sig_kq {
 	struct kq_poll pend;
 	struct kq_kqueue *kq;
-	uint64_t mask;			/* bit S: this kqueue has a knote for S */
-	bool stale;			/* inherited by a fork child: only free it */
-	LIST_ENTRY(sig_kq) link;	/* sig_kqs, for the fork child */
+	uint64_t mask;			/* SIG_BIT(S): this kqueue has a knote for S */
+	LIST_ENTRY(sig_kq) link;	/* sig_kqs */
 };
 
 static struct sig_slot sig_slots[SIG_NSLOTS];
@@ -82,12 +88,27 @@ typedef sighandler_t (*signal_fn)(int, sighandler_t);
 typedef int (*sigtimedwait_fn)(const sigset_t *, siginfo_t *, const struct timespec *);
 typedef int (*sigwaitinfo_fn)(const sigset_t *, siginfo_t *);
 typedef int (*sigwait_fn)(const sigset_t *, int *);
+typedef int (*sigint_fn)(int, int);
+typedef int (*execve_fn)(const char *, char *const[], char *const[]);
+typedef int (*execv_fn)(const char *, char *const[]);
+typedef int (*fexecve_fn)(int, char *const[], char *const[]);
+typedef int (*execveat_fn)(int, const char *, char *const[], char *const[], int);
 
 static sigaction_fn real_sigaction_fn;
-static signal_fn real_signal_fn, real_sysv_signal_fn;
+static signal_fn real_signal_fn, real_sysv_signal_fn, real_sigset_fn;
 static sigtimedwait_fn real_sigtimedwait_fn;
 static sigwaitinfo_fn real_sigwaitinfo_fn;
 static sigwait_fn real_sigwait_fn;
+static int (*real_sigignore_fn)(int);
+static sigint_fn real_siginterrupt_fn;
+static execve_fn real_execve_fn, real_execvpe_fn;
+static execv_fn real_execv_fn, real_execvp_fn;
+static fexecve_fn real_fexecve_fn;
+static execveat_fn real_execveat_fn;
+
+/* SIG_BIT(S): siginterrupt(S, 1) is in force, so signal() on S must not ask for
+ * SA_RESTART (glibc keeps the same set for its own signal()). */
+static _Atomic uint64_t sig_nointr;
 
 /*
  * Interrupted-wait bookkeeping for kevent(): low 32 bits count deliveries
@@ -120,6 +141,15 @@ sig_resolve(void)
 	real_sigtimedwait_fn = (sigtimedwait_fn)dlsym(RTLD_NEXT, "sigtimedwait");
 	real_sigwaitinfo_fn = (sigwaitinfo_fn)dlsym(RTLD_NEXT, "sigwaitinfo");
 	real_sigwait_fn = (sigwait_fn)dlsym(RTLD_NEXT, "sigwait");
+	real_sigset_fn = (signal_fn)dlsym(RTLD_NEXT, "sigset");
+	real_sigignore_fn = (int (*)(int))dlsym(RTLD_NEXT, "sigignore");
+	real_siginterrupt_fn = (sigint_fn)dlsym(RTLD_NEXT, "siginterrupt");
+	real_execve_fn = (execve_fn)dlsym(RTLD_NEXT, "execve");
+	real_execvpe_fn = (execve_fn)dlsym(RTLD_NEXT, "execvpe");
+	real_execv_fn = (execv_fn)dlsym(RTLD_NEXT, "execv");
+	real_execvp_fn = (execv_fn)dlsym(RTLD_NEXT, "execvp");
+	real_fexecve_fn = (fexecve_fn)dlsym(RTLD_NEXT, "fexecve");
+	real_execveat_fn = (execveat_fn)dlsym(RTLD_NEXT, "execveat");
 	/* No prepare handler: sig_lock nests inside kq->lock (detach), and
 	 * atfork prepare handlers run in an order we do not control. */
 	pthread_atfork(NULL, NULL, sig_atfork_child);
@@ -422,14 +452,14 @@ sig_fds_open(void)
 	int fd;
 
 	if (atomic_load(&sig_evfd) < 0) {
-		fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		fd = kq_fd_own(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 		if (fd < 0)
 			return errno;
 		atomic_store(&sig_evfd, fd);
 	}
 	if (sig_sfd < 0) {
 		sigemptyset(&none);
-		sig_sfd = signalfd(-1, &none, SFD_CLOEXEC | SFD_NONBLOCK);
+		sig_sfd = kq_fd_own(signalfd(-1, &none, SFD_CLOEXEC | SFD_NONBLOCK));
 		if (sig_sfd < 0)
 			return errno;
 	}
@@ -513,7 +543,7 @@ sig_kq_check(struct kq_kqueue *kq, struct sig_kq *sk)
 	uint64_t mask = sk->mask;
 
 	while (mask != 0) {
-		int sig = __builtin_ctzll(mask);
+		int sig = SIG_FIRST(mask);
 		struct kq_knote *kn;
 
 		mask &= mask - 1;
@@ -550,13 +580,13 @@ sig_kq_close(struct kq_kqueue *kq)
 		kq_backend_detach(kq, &sk->pend);
 	if (sk->pend.fd >= 0) {
 		kq_poll_unregister(kq, &sk->pend);
-		kq_real_close(sk->pend.fd);
+		kq_fd_close(sk->pend.fd);
 	}
 	if (kq->sigpoll.in_backend)
 		kq_backend_detach(kq, &kq->sigpoll);
 	if (kq->sigpoll.fd >= 0) {
 		kq_poll_unregister(kq, &kq->sigpoll);
-		kq_real_close(kq->sigpoll.fd);
+		kq_fd_close(kq->sigpoll.fd);
 	}
 	memset(&kq->sigpoll, 0, sizeof kq->sigpoll);
 	kq->sigpoll.fd = -1;
@@ -573,7 +603,7 @@ sig_poll_open(struct kq_kqueue *kq, struct kq_poll *p, int fd,
 	int err;
 
 	memset(p, 0, sizeof *p);
-	p->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	p->fd = kq_fd_own(fcntl(fd, F_DUPFD_CLOEXEC, 3));
 	if (p->fd < 0) {
 		err = errno;
 		p->fd = -1;
@@ -584,14 +614,14 @@ sig_poll_open(struct kq_kqueue *kq, struct kq_poll *p, int fd,
 	p->owner = owner;
 	err = kq_poll_register(kq, p);
 	if (err != 0) {
-		kq_real_close(p->fd);
+		kq_fd_close(p->fd);
 		p->fd = -1;
 		return err;
 	}
 	err = kq_backend_attach(kq, p);
 	if (err != 0) {
 		kq_poll_unregister(kq, p);
-		kq_real_close(p->fd);
+		kq_fd_close(p->fd);
 		p->fd = -1;
 	}
 	return err;
@@ -657,7 +687,7 @@ filt_signal_attach(struct kq_kqueue *kq, struct kq_knote *kn)
 	}
 	kq->nsigknotes++;
 	sk = kq->sigpoll.owner;
-	sk->mask |= 1ull << sig;
+	sk->mask |= SIG_BIT(sig);
 	kn->u.sig.seen = atomic_load(&sig_slots[sig].count);
 	return 0;
 }
@@ -669,18 +699,7 @@ filt_signal_detach(struct kq_kqueue *kq, struct kq_knote *kn)
 	struct sig_kq *sk = kq->sigpoll.owner;
 
 	sig_fork_check();
-	if (sk->stale) {
-		/* inherited across fork: kqueue.c closed the fds */
-		if (--kq->nsigknotes == 0) {
-			kq_poll_unregister(kq, &sk->pend);
-			kq_poll_unregister(kq, &kq->sigpoll);
-			memset(&kq->sigpoll, 0, sizeof kq->sigpoll);
-			kq->sigpoll.fd = -1;
-			free(sk);
-		}
-		return;
-	}
-	sk->mask &= ~(1ull << sig);
+	sk->mask &= ~SIG_BIT(sig);
 	if (--kq->nsigknotes == 0)
 		sig_kq_close(kq);
 	sig_unwatch(sig);
@@ -712,18 +731,19 @@ const struct kq_filterops kq_filt_signal = {
 /*
  * A fork child inherits no kqueue, so nothing watches: give the kernel the
  * application's dispositions back (so a program it execs inherits its
- * SIG_IGN) and drop our fds.  Runs from our atfork handler or from the
- * first attach/detach in the child, whichever comes first (kqueue.c's own
- * child handler releases the inherited knotes, maybe before ours ran).
- * The child is single-threaded here, so no lock is taken; sig_lock may be
- * held by a thread that does not exist any more.
+ * SIG_IGN) and forget our fds.  Runs from our atfork handler or from the
+ * first attach/detach in the child, whichever comes first.  The child is
+ * single-threaded here, so no lock is taken; sig_lock may be held by a
+ * thread that does not exist any more, and sig_kqs may be half-updated by
+ * one: it is dropped unread (kqueue.c forsakes the inherited kqueues, so
+ * no detach ever reaches their sig_kq).  The fds are owned, and
+ * kq_fdreg_fork_child() closes those: closing them here as well would
+ * close whatever number was handed out in between.
  */
 static void
 sig_fork_check(void)
 {
-	struct sig_kq *sk;
 	pid_t me = getpid();
-	int fd;
 
 	if (sig_pid == me)
 		return;
@@ -746,20 +766,9 @@ sig_fork_check(void)
 		atomic_store(&s->pend_counted, 0);
 	}
 	sigemptyset(&sig_set);
-	/* Their kqueues are being torn down by kqueue.c: mark them so detach
-	 * only frees them. */
-	while ((sk = LIST_FIRST(&sig_kqs)) != NULL) {
-		LIST_REMOVE(sk, link);
-		sk->stale = true;
-	}
-	fd = atomic_exchange(&sig_evfd, -1);
-	if (fd >= 0)
-		kq_real_close(fd);
-	if (sig_sfd >= 0)
-		kq_real_close(sig_sfd);
+	LIST_INIT(&sig_kqs);
+	atomic_store(&sig_evfd, -1);
 	sig_sfd = -1;
-	if (sig_sfd_edges >= 0)
-		kq_real_close(sig_sfd_edges);
 	sig_sfd_edges = -1;
 }
 
@@ -772,6 +781,14 @@ sig_atfork_child(void)
 /* --------------------------------------------------------- interposition */
 
 /*
+ * Every libc entry point that sets a disposition is interposed, because
+ * glibc's implementations reach the kernel through its internal sigaction,
+ * past ours: signal() and its aliases bsd_signal() and ssignal(),
+ * sysv_signal() and __sysv_signal() (what signal() becomes under strict
+ * ISO C), sigset(), sigignore() and siginterrupt().  Left to libc, each
+ * would replace our handler (the signal stops being counted) or report it
+ * back as the application's old disposition.
+ *
  * The unwatched paths of the interposers run before anything else is ready:
  * a sanitizer runtime calls sigaction() while it initialises, and reaches
  * ours through RTLD_NEXT.  They must touch no instrumented code then.
@@ -785,15 +802,13 @@ sig_is_watched(int sig)
 	    atomic_load(&sig_slots[sig].watched);
 }
 
-SIG_EARLY KQ_API int
-sigaction(int sig, const struct sigaction *act, struct sigaction *oact)
+/* The application's sigaction() on a watched signal: record, keep ours. */
+static int
+sig_action(int sig, const struct sigaction *act, struct sigaction *oact)
 {
 	struct sigaction prev;
 	sigset_t old;
 
-	if (!sig_is_watched(sig))
-		return real_sigaction_fn != NULL ?
-		    real_sigaction_fn(sig, act, oact) : __sigaction(sig, act, oact);
 	sig_lock_all(&old);
 	if (!atomic_load(&sig_slots[sig].watched)) {
 		sig_unlock_all(&old);
@@ -817,6 +832,15 @@ sigaction(int sig, const struct sigaction *act, struct sigaction *oact)
 	return 0;
 }
 
+SIG_EARLY KQ_API int
+sigaction(int sig, const struct sigaction *act, struct sigaction *oact)
+{
+	if (!sig_is_watched(sig))
+		return real_sigaction_fn != NULL ?
+		    real_sigaction_fn(sig, act, oact) : __sigaction(sig, act, oact);
+	return sig_action(sig, act, oact);
+}
+
 static sighandler_t
 sig_set_handler(int sig, sighandler_t handler, int flags)
 {
@@ -828,23 +852,26 @@ sig_set_handler(int sig, sighandler_t handler, int flags)
 	sigemptyset(&act.sa_mask);
 	if (!(flags & SA_NODEFER))
 		sigaddset(&act.sa_mask, sig);
-	if (sigaction(sig, &act, &oact) != 0)
+	if (sig_action(sig, &act, &oact) != 0)
 		return SIG_ERR;
 	return oact.sa_handler;
 }
 
-/* glibc's signal() reaches its sigaction internally, past the interposer. */
-KQ_API sighandler_t
+/* BSD semantics, as glibc's signal(): restart unless siginterrupt() said
+ * otherwise.  glibc's signal() reaches its sigaction internally, past the
+ * interposer. */
+SIG_EARLY KQ_API sighandler_t
 signal(int sig, sighandler_t handler)
 {
 	if (!sig_is_watched(sig)) {
 		pthread_once(&sig_once, sig_resolve);
 		return real_signal_fn(sig, handler);
 	}
-	return sig_set_handler(sig, handler, SA_RESTART);
+	return sig_set_handler(sig, handler,
+	    (atomic_load(&sig_nointr) & SIG_BIT(sig)) ? 0 : SA_RESTART);
 }
 
-KQ_API sighandler_t
+SIG_EARLY KQ_API sighandler_t
 sysv_signal(int sig, sighandler_t handler)
 {
 	if (!sig_is_watched(sig)) {
@@ -853,6 +880,102 @@ sysv_signal(int sig, sighandler_t handler)
 	}
 	return sig_set_handler(sig, handler, SA_RESETHAND | SA_NODEFER);
 }
+
+/*
+ * sigset(): SIG_HOLD adds sig to the thread's mask and leaves the
+ * disposition alone; anything else sets the disposition (mask empty, no
+ * flags: sig is held while its handler runs) and removes sig from the mask.
+ * Either way the answer is SIG_HOLD if sig was blocked before, else the
+ * application's previous disposition (never our handler).
+ */
+SIG_EARLY KQ_API sighandler_t
+sigset(int sig, sighandler_t disp)
+{
+	struct sigaction act, oact;
+	sigset_t one, omask;
+
+	if (!sig_is_watched(sig)) {
+		pthread_once(&sig_once, sig_resolve);
+		return real_sigset_fn(sig, disp);
+	}
+	sigemptyset(&one);
+	sigaddset(&one, sig);
+	if (disp == SIG_HOLD) {
+		if (pthread_sigmask(SIG_BLOCK, &one, &omask) != 0 ||
+		    sig_action(sig, NULL, &oact) != 0)
+			return SIG_ERR;
+		return sigismember(&omask, sig) == 1 ? SIG_HOLD : oact.sa_handler;
+	}
+	memset(&act, 0, sizeof act);
+	act.sa_handler = disp;
+	sigemptyset(&act.sa_mask);
+	if (sig_action(sig, &act, &oact) != 0 ||
+	    pthread_sigmask(SIG_UNBLOCK, &one, &omask) != 0)
+		return SIG_ERR;
+	return sigismember(&omask, sig) == 1 ? SIG_HOLD : oact.sa_handler;
+}
+
+SIG_EARLY KQ_API int
+sigignore(int sig)
+{
+	struct sigaction act;
+
+	if (!sig_is_watched(sig)) {
+		pthread_once(&sig_once, sig_resolve);
+		return real_sigignore_fn(sig);
+	}
+	memset(&act, 0, sizeof act);
+	act.sa_handler = SIG_IGN;
+	sigemptyset(&act.sa_mask);
+	return sig_action(sig, &act, NULL);
+}
+
+/*
+ * siginterrupt(): remember the choice for our signal() and let libc keep
+ * its own copy (its signal() reads it while sig is unwatched).  libc's
+ * version rewrites the kernel's action - ours, while watched, which is
+ * harmless - so the recorded disposition is then changed and ours
+ * installed again, under the lock.
+ */
+SIG_EARLY KQ_API int
+siginterrupt(int sig, int flag)
+{
+	struct sigaction app;
+	sigset_t old;
+	int r;
+
+	pthread_once(&sig_once, sig_resolve);
+	if (sig > 0 && sig < SIG_NSLOTS) {
+		if (flag)
+			atomic_fetch_or(&sig_nointr, SIG_BIT(sig));
+		else
+			atomic_fetch_and(&sig_nointr, ~SIG_BIT(sig));
+	}
+	if (!sig_is_watched(sig))
+		return real_siginterrupt_fn(sig, flag);
+	sig_lock_all(&old);
+	r = real_siginterrupt_fn(sig, flag);
+	if (r == 0 && atomic_load(&sig_slots[sig].watched)) {
+		sig_app_get(sig, &app);
+		if (flag)
+			app.sa_flags &= ~SA_RESTART;
+		else
+			app.sa_flags |= SA_RESTART;
+		sig_app_set(sig, &app);
+		if (sig_install(sig) != 0)
+			r = -1;
+	}
+	sig_unlock_all(&old);
+	return r;
+}
+
+/* Other names libc gives the same functions. */
+extern __typeof(signal) bsd_signal KQ_API __THROW
+    __attribute__((alias("signal")));
+extern __typeof(signal) ssignal KQ_API __THROW
+    __attribute__((alias("signal")));
+extern __typeof(sysv_signal) __sysv_signal KQ_API __THROW
+    __attribute__((alias("sysv_signal")));
 
 /* sigwait*() consume a pending signal: count it if the signalfd scan has
  * not already done so. */
@@ -892,20 +1015,235 @@ sigwait(const sigset_t *set, int *sigp)
 	return err;
 }
 
+/* ------------------------------------------------------------------ exec */
+
 /*
- * The same functions under hidden names, for fdreg.c's GOT-patching table
- * (libkqfree loaded RTLD_LOCAL): a reference to `sigaction` from inside the
- * library may bind to libc's, these always bind here.
+ * A signal the application ignores stays ignored in a program it execs
+ * (POSIX), but while it is watched the kernel holds our handler, which
+ * exec resets to SIG_DFL.  So the exec family gives the kernel SIG_IGN for
+ * those signals first, and our handler back if the exec fails.  Only what
+ * the application ignores changes: a signal it catches, or that only we
+ * catch, reverts to SIG_DFL as any caught signal does.  Deliveries in the
+ * window are not counted; it ends with the process image unless exec
+ * fails.
+ *
+ * This may run in a vfork() child, which shares our memory but not our
+ * dispositions: it changes nothing but the kernel's actions, takes no lock
+ * until the exec has failed, and then only if it is not such a child.
  */
-extern __typeof(sigaction) kq_interposed_sigaction __THROW
-    __attribute__((alias("sigaction"), visibility("hidden")));
-extern __typeof(signal) kq_interposed_signal __THROW
-    __attribute__((alias("signal"), visibility("hidden")));
-extern __typeof(sysv_signal) kq_interposed_sysv_signal __THROW
-    __attribute__((alias("sysv_signal"), visibility("hidden")));
-extern __typeof(sigtimedwait) kq_interposed_sigtimedwait
-    __attribute__((alias("sigtimedwait"), visibility("hidden")));
-extern __typeof(sigwaitinfo) kq_interposed_sigwaitinfo
-    __attribute__((alias("sigwaitinfo"), visibility("hidden")));
-extern __typeof(sigwait) kq_interposed_sigwait
-    __attribute__((alias("sigwait"), visibility("hidden")));
+static void
+sig_exec_enter(uint64_t *ign)
+{
+	struct sigaction app, k;
+
+	*ign = 0;
+	for (int sig = 1; sig < SIG_NSLOTS; sig++) {
+		if (!atomic_load(&sig_slots[sig].watched))
+			continue;
+		sig_app_get(sig, &app);
+		if (app.sa_handler != SIG_IGN)
+			continue;
+		memset(&k, 0, sizeof k);
+		k.sa_handler = SIG_IGN;
+		sigemptyset(&k.sa_mask);
+		if (real_sigaction(sig, &k, NULL) == 0)
+			*ign |= SIG_BIT(sig);
+	}
+}
+
+static void
+sig_exec_leave(uint64_t ign)
+{
+	int saved_errno = errno;
+	bool locked = getpid() == sig_pid;
+	sigset_t old;
+
+	if (ign == 0)
+		return;
+	if (locked)
+		sig_lock_all(&old);
+	while (ign != 0) {
+		int sig = SIG_FIRST(ign);
+
+		ign &= ign - 1;
+		/* unwatched meanwhile: the kernel has the application's */
+		if (atomic_load(&sig_slots[sig].watched))
+			sig_install(sig);
+	}
+	if (locked)
+		sig_unlock_all(&old);
+	errno = saved_errno;
+}
+
+#define SIG_EXEC(fn, ...) ({						\
+	uint64_t ign_;							\
+	int r_;								\
+	pthread_once(&sig_once, sig_resolve);				\
+	if (real_##fn##_fn == NULL) {					\
+		errno = ENOSYS;						\
+		r_ = -1;						\
+	} else {							\
+		sig_exec_enter(&ign_);					\
+		r_ = real_##fn##_fn(__VA_ARGS__);			\
+		sig_exec_leave(ign_);					\
+	}								\
+	r_;								\
+})
+
+KQ_API int
+execve(const char *path, char *const argv[], char *const envp[])
+{
+	return SIG_EXEC(execve, path, argv, envp);
+}
+
+KQ_API int
+execv(const char *path, char *const argv[])
+{
+	return SIG_EXEC(execv, path, argv);
+}
+
+KQ_API int
+execvp(const char *file, char *const argv[])
+{
+	return SIG_EXEC(execvp, file, argv);
+}
+
+KQ_API int
+execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	return SIG_EXEC(execvpe, file, argv, envp);
+}
+
+KQ_API int
+fexecve(int fd, char *const argv[], char *const envp[])
+{
+	return SIG_EXEC(fexecve, fd, argv, envp);
+}
+
+KQ_API int
+execveat(int dirfd, const char *path, char *const argv[], char *const envp[],
+    int flags)
+{
+	return SIG_EXEC(execveat, dirfd, path, argv, envp, flags);
+}
+
+/* The list forms: collect the arguments (on the stack: this may be a
+ * vfork() child, and malloc is not async-signal-safe) and go through the
+ * vector forms' real functions. */
+static size_t
+sig_exec_count(va_list ap)
+{
+	size_t n = 1;
+
+	while (va_arg(ap, char *) != NULL)
+		n++;
+	return n;
+}
+
+#define SIG_EXEC_LIST(arg0, argv, envp) do {				\
+	va_list ap_;							\
+	size_t n_, i_;							\
+	va_start(ap_, arg0);						\
+	n_ = sig_exec_count(ap_);					\
+	va_end(ap_);							\
+	if (n_ > 1u << 20) {						\
+		errno = E2BIG;						\
+		return -1;						\
+	}								\
+	argv = alloca((n_ + 1) * sizeof *argv);				\
+	argv[0] = (char *)(arg0);					\
+	va_start(ap_, arg0);						\
+	for (i_ = 1; i_ <= n_; i_++)					\
+		argv[i_] = va_arg(ap_, char *);				\
+	envp = va_arg(ap_, char **);					\
+	va_end(ap_);							\
+} while (0)
+
+KQ_API int
+execl(const char *path, const char *arg, ...)
+{
+	char **argv, **envp;
+
+	SIG_EXEC_LIST(arg, argv, envp);
+	(void)envp;
+	return SIG_EXEC(execv, path, argv);
+}
+
+KQ_API int
+execlp(const char *file, const char *arg, ...)
+{
+	char **argv, **envp;
+
+	SIG_EXEC_LIST(arg, argv, envp);
+	(void)envp;
+	return SIG_EXEC(execvp, file, argv);
+}
+
+KQ_API int
+execle(const char *path, const char *arg, ...)
+{
+	char **argv, **envp;
+
+	SIG_EXEC_LIST(arg, argv, envp);
+	return SIG_EXEC(execve, path, argv, envp);
+}
+
+/*
+ * The same functions under hidden names, for the GOT patch (libkqfree loaded
+ * RTLD_LOCAL, so the program's sigaction() binds to libc's): inside the
+ * library a reference to `sigaction` may bind to libc's too, these always
+ * bind here.  What applies to the close family applies here: a program
+ * whose sigaction() reaches libc replaces the handler that counts, and the
+ * last EV_DELETE then restores a disposition it has since changed.
+ */
+#define SIG_HIDDEN(name, target) \
+	extern __typeof(target) name __attribute__((alias(#target), visibility("hidden")))
+/* for those glibc declares __THROW (leaf, nothrow): the alias must match */
+#define SIG_HIDDEN_THROW(name, target) \
+	extern __typeof(target) name __THROW __attribute__((alias(#target), visibility("hidden")))
+/* __typeof of the obsolete XSI functions would warn: they are ours here. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+SIG_HIDDEN_THROW(kq_interposed_sigaction, sigaction);
+SIG_HIDDEN_THROW(kq_interposed_signal, signal);
+SIG_HIDDEN_THROW(kq_interposed_sysv_signal, sysv_signal);
+SIG_HIDDEN(kq_interposed_sigset, sigset);
+SIG_HIDDEN(kq_interposed_sigignore, sigignore);
+SIG_HIDDEN(kq_interposed_siginterrupt, siginterrupt);
+SIG_HIDDEN(kq_interposed_sigtimedwait, sigtimedwait);
+SIG_HIDDEN(kq_interposed_sigwaitinfo, sigwaitinfo);
+SIG_HIDDEN(kq_interposed_sigwait, sigwait);
+SIG_HIDDEN_THROW(kq_interposed_execve, execve);
+SIG_HIDDEN_THROW(kq_interposed_execv, execv);
+SIG_HIDDEN_THROW(kq_interposed_execvp, execvp);
+SIG_HIDDEN_THROW(kq_interposed_execvpe, execvpe);
+SIG_HIDDEN_THROW(kq_interposed_fexecve, fexecve);
+SIG_HIDDEN_THROW(kq_interposed_execveat, execveat);
+SIG_HIDDEN_THROW(kq_interposed_execl, execl);
+SIG_HIDDEN_THROW(kq_interposed_execle, execle);
+SIG_HIDDEN_THROW(kq_interposed_execlp, execlp);
+#pragma GCC diagnostic pop
+
+const struct kq_interpose kq_signal_interpose[KQ_SIGNAL_NINTERPOSE] = {
+	{ "sigaction", (void *)kq_interposed_sigaction },
+	{ "signal", (void *)kq_interposed_signal },
+	{ "bsd_signal", (void *)kq_interposed_signal },
+	{ "ssignal", (void *)kq_interposed_signal },
+	{ "sysv_signal", (void *)kq_interposed_sysv_signal },
+	{ "__sysv_signal", (void *)kq_interposed_sysv_signal },
+	{ "sigset", (void *)kq_interposed_sigset },
+	{ "sigignore", (void *)kq_interposed_sigignore },
+	{ "siginterrupt", (void *)kq_interposed_siginterrupt },
+	{ "sigtimedwait", (void *)kq_interposed_sigtimedwait },
+	{ "sigwaitinfo", (void *)kq_interposed_sigwaitinfo },
+	{ "sigwait", (void *)kq_interposed_sigwait },
+	{ "execve", (void *)kq_interposed_execve },
+	{ "execv", (void *)kq_interposed_execv },
+	{ "execvp", (void *)kq_interposed_execvp },
+	{ "execvpe", (void *)kq_interposed_execvpe },
+	{ "fexecve", (void *)kq_interposed_fexecve },
+	{ "execveat", (void *)kq_interposed_execveat },
+	{ "execl", (void *)kq_interposed_execl },
+	{ "execle", (void *)kq_interposed_execle },
+	{ "execlp", (void *)kq_interposed_execlp },
+};

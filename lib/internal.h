@@ -481,7 +481,8 @@ int kq_fdreg_take_sockerr(int fd);		/* 0 if none; clears it */
 void kq_fdreg_check_new_objects(void);		/* re-run the GOT patch if dlopen() added objects */
 
 /* gotpatch.c: point other objects' GOT entries for the close family at ours,
- * for code that symbol interposition cannot reach (RTLD_LOCAL modules).
+ * and filter_signal.c's interposers, for code that symbol interposition
+ * cannot reach (RTLD_LOCAL modules).
  *
  * LOADER LOCK ORDER: the dynamic loader's locks come before every libkqfree
  * lock.  A module constructor runs inside dlopen() under the loader's lock
@@ -507,6 +508,12 @@ struct kq_interpose {
 };
 void kq_gotpatch_apply(const struct kq_interpose *tab, size_t n);
 bool kq_gotpatch_stale(void);
+/* filter_signal.c's interposers (dispositions, sigwait*, exec), for the
+ * same patch: a program whose sigaction() binds to libc would replace the
+ * handler that counts.  fdreg.c patches them whether or not close
+ * tracking is on. */
+#define KQ_SIGNAL_NINTERPOSE	21
+extern const struct kq_interpose kq_signal_interpose[KQ_SIGNAL_NINTERPOSE];
 
 /* ----------------------------------------------------------------- kqueue */
 
@@ -637,6 +644,13 @@ int64_t kq_now_ns(clockid_t clk);
 /* kevent.c */
 const struct kq_filterops *kq_filterops_lookup(short filter);
 
+/* filter_signal.c owns the process's signal dispositions while a signal is
+ * watched: every libc call that sets one (sigaction, signal, bsd_signal,
+ * ssignal, sysv_signal, __sysv_signal, sigset, sigignore, siginterrupt),
+ * sigwait*() and the exec family (a watched signal the application ignores
+ * is SIG_IGN across exec) are interposed; its fds are owned (kq_fd_own).
+ * posix_spawn(), system() and popen() are not covered: glibc's child resets
+ * every caught signal, ours included, to SIG_DFL. */
 /* filter_signal.c: was an EINTR only caused by our handler running for a
  * signal the application ignores?  Thread-local counters, snapshot before
  * waiting. */

@@ -18,6 +18,9 @@
 
 #include "util.h"	/* its kevent() helpers are not used: no libkqfree here */
 
+/* sigset() is an obsolete XSI call, tested because programs still use it. */
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
 static struct {
 	void *h;
 	int (*kqueue)(void);
@@ -405,6 +408,80 @@ START_TEST(close_family_works_after_module_dlclose)
 }
 END_TEST
 
+/*
+ * The signal interposers go through the patch too: the program's own
+ * sigaction(), signal() and sigset() bind to libc, and would replace the
+ * handler that counts the module's EVFILT_SIGNAL (and make the last
+ * EV_DELETE restore a disposition the program has since changed).
+ */
+static atomic_int usr1_handled;
+
+static void
+on_usr1(int sig)
+{
+	(void)sig;
+	atomic_fetch_add(&usr1_handled, 1);
+}
+
+/* A sanitizer runtime in the program interposes sigaction() and signal()
+ * itself (and calls libc's), and the patch leaves a slot bound to another
+ * interposer alone: then only sigset() can be checked. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZER_OWNS_SIGACTION 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SANITIZER_OWNS_SIGACTION 1
+#endif
+#endif
+#ifndef SANITIZER_OWNS_SIGACTION
+#define SANITIZER_OWNS_SIGACTION 0
+#endif
+
+START_TEST(program_sigaction_reaches_module_signal_watch)
+{
+	struct sigaction sa, cur;
+	struct kevent ch;
+	int kq;
+
+	load_module();
+	kq = M.kqueue();
+	ck_assert_int_ge(kq, 0);
+	EV_SET(&ch, SIGUSR1, EVFILT_SIGNAL, EV_ADD, 0, 0, U(1));
+	ck_assert_int_eq(M.kevent(kq, &ch, 1, NULL, 0, 0), 0);
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_usr1;
+	sigemptyset(&sa.sa_mask);
+	if (SANITIZER_OWNS_SIGACTION)
+		ck_assert_ptr_eq((void *)sigset(SIGUSR1, on_usr1), (void *)SIG_DFL);
+	else
+		ck_assert_int_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+	ck_assert_int_eq(kill(getpid(), SIGUSR1), 0);
+	ck_assert_int_eq(kill(getpid(), SIGUSR1), 0);
+	ck_assert_int_eq(atomic_load(&usr1_handled), 2);
+	expect_ev(kq, 2000, SIGUSR1, EVFILT_SIGNAL, EV_CLEAR, 0, 2, U(1));
+	/* the program sees its own disposition, whichever call it asks */
+	if (SANITIZER_OWNS_SIGACTION) {
+		ck_assert_ptr_eq((void *)sigset(SIGUSR1, SIG_IGN), (void *)on_usr1);
+	} else {
+		ck_assert_int_eq(sigaction(SIGUSR1, NULL, &cur), 0);
+		ck_assert_ptr_eq((void *)cur.sa_handler, (void *)on_usr1);
+		ck_assert_ptr_eq((void *)signal(SIGUSR1, SIG_IGN), (void *)on_usr1);
+	}
+	ck_assert_int_eq(kill(getpid(), SIGUSR1), 0);
+	expect_ev(kq, 2000, SIGUSR1, EVFILT_SIGNAL, EV_CLEAR, 0, 1, U(1));
+	ck_assert_ptr_eq((void *)sigset(SIGUSR1, on_usr1), (void *)SIG_IGN);
+	ck_assert_int_eq(kill(getpid(), SIGUSR1), 0);
+	ck_assert_int_eq(atomic_load(&usr1_handled), 3);
+	expect_ev(kq, 2000, SIGUSR1, EVFILT_SIGNAL, EV_CLEAR, 0, 1, U(1));
+	/* the last delete gives the kernel the program's latest handler */
+	EV_SET(&ch, SIGUSR1, EVFILT_SIGNAL, EV_DELETE, 0, 0, NULL);
+	ck_assert_int_eq(M.kevent(kq, &ch, 1, NULL, 0, 0), 0);
+	ck_assert_int_eq(kill(getpid(), SIGUSR1), 0);
+	ck_assert_int_eq(atomic_load(&usr1_handled), 4);
+	ck_assert_int_eq(M.close(kq), 0);
+}
+END_TEST
+
 static void
 ctor_status(void *h, int *kq, int *kev, int *patched)
 {
@@ -565,6 +642,7 @@ dlopen_suite(void)
 	tcase_add_test(tc, fork_child_close_is_harmless);
 	tcase_add_test(tc, close_family_works_after_module_dlclose);
 	tcase_add_test(tc, constructor_kqueue_patches_its_module);
+	tcase_add_test(tc, program_sigaction_reaches_module_signal_watch);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("loader_lock");

@@ -6,17 +6,25 @@
  * Check runs each case in its own forked process, so dispositions set here
  * do not leak between cases.
  */
+/* sigset(), sigignore() and siginterrupt() are obsolete XSI calls, tested
+ * here because programs still use them. */
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 #include "util.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define WAIT_MS 5000
+
+/* glibc declares it only for XPG before issue 7; it still exports it. */
+extern sighandler_t bsd_signal(int, sighandler_t);
 
 static atomic_int handled;
 static atomic_int handled_signo;
@@ -700,6 +708,22 @@ START_TEST(realtime_signals_counted_each)
 }
 END_TEST
 
+/* The last one, 64: a kqueue's set of watched signals has room for it. */
+START_TEST(sigrtmax_counted)
+{
+	union sigval v = { .sival_int = 0 };
+	int kq = xkqueue();
+
+	ck_assert_int_eq(SIGRTMAX, 64);
+	ck_assert_ptr_ne(signal(SIGRTMAX, SIG_IGN), SIG_ERR);
+	kev_ok(kq, SIGRTMAX, EVFILT_SIGNAL, EV_ADD, 0, 0, UD(64));
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(sigqueue(getpid(), SIGRTMAX, v), 0);
+	kev_expect(kq, WAIT_MS, SIGRTMAX, EVFILT_SIGNAL, EV_CLEAR, 0, 2, UD(64));
+	close(kq);
+}
+END_TEST
+
 START_TEST(sigcont_counted)
 {
 	int kq = xkqueue();
@@ -769,6 +793,307 @@ START_TEST(freewatch_reference_back_on_delete)
 }
 END_TEST
 
+/* -------------------------------------- the other disposition setters */
+
+/*
+ * glibc's sigset(), bsd_signal(), ssignal(), sysv_signal(), sigignore()
+ * and siginterrupt() reach the kernel through its internal sigaction: each
+ * is interposed, so the signal stays counted, the application's handler
+ * runs, and the old disposition they report is the application's.
+ */
+START_TEST(sigset_handler_keeps_counting_and_runs)
+{
+	struct sigaction cur;
+	int kq = xkqueue();
+
+	kev_ok(kq, SIGUSR1, EVFILT_SIGNAL, EV_ADD, 0, 0, UD(1));
+	ck_assert_ptr_eq((void *)sigset(SIGUSR1, on_signal), (void *)SIG_DFL);
+	kill_self(SIGUSR1, 2);
+	ck_assert_int_eq(atomic_load(&handled), 2);
+	ck_assert_int_eq(atomic_load(&handled_signo), SIGUSR1);
+	kev_expect(kq, WAIT_MS, SIGUSR1, EVFILT_SIGNAL, EV_CLEAR, 0, 2, UD(1));
+	ck_assert_int_eq(sigaction(SIGUSR1, NULL, &cur), 0);
+	ck_assert_ptr_eq((void *)cur.sa_handler, (void *)on_signal);
+	/* SIG_IGN through sigset: still counted, nothing runs */
+	ck_assert_ptr_eq((void *)sigset(SIGUSR1, SIG_IGN), (void *)on_signal);
+	kill_self(SIGUSR1, 1);
+	kev_expect(kq, WAIT_MS, SIGUSR1, EVFILT_SIGNAL, EV_CLEAR, 0, 1, UD(1));
+	ck_assert_int_eq(atomic_load(&handled), 2);
+	close(kq);
+}
+END_TEST
+
+START_TEST(bsd_signal_handler_keeps_counting_and_runs)
+{
+	struct sigaction cur;
+	int kq = xkqueue();
+
+	kev_ok(kq, SIGUSR2, EVFILT_SIGNAL, EV_ADD, 0, 0, UD(2));
+	ck_assert_ptr_eq((void *)bsd_signal(SIGUSR2, on_signal), (void *)SIG_DFL);
+	kill_self(SIGUSR2, 3);
+	ck_assert_int_eq(atomic_load(&handled), 3);
+	ck_assert_int_eq(atomic_load(&handled_signo), SIGUSR2);
+	kev_expect(kq, WAIT_MS, SIGUSR2, EVFILT_SIGNAL, EV_CLEAR, 0, 3, UD(2));
+	/* BSD semantics: restartable, the signal held while its handler runs */
+	ck_assert_int_eq(sigaction(SIGUSR2, NULL, &cur), 0);
+	ck_assert_ptr_eq((void *)cur.sa_handler, (void *)on_signal);
+	ck_assert(cur.sa_flags & SA_RESTART);
+	ck_assert(!(cur.sa_flags & (SA_RESETHAND | SA_NODEFER)));
+	ck_assert_int_eq(sigismember(&cur.sa_mask, SIGUSR2), 1);
+	ck_assert_ptr_eq((void *)bsd_signal(SIGUSR2, SIG_DFL), (void *)on_signal);
+	close(kq);
+}
+END_TEST
+
+/* SIG_HOLD blocks the signal and leaves the disposition; the pending
+ * signal is counted once, and runs the handler when sigset() releases it. */
+START_TEST(sigset_hold_blocks_counts_and_releases)
+{
+	sigset_t mask;
+	int kq = xkqueue();
+
+	kev_ok(kq, SIGUSR1, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL);
+	ck_assert_ptr_eq((void *)sigset(SIGUSR1, on_signal), (void *)SIG_DFL);
+	/* not blocked before: the previous disposition (the application's) */
+	ck_assert_ptr_eq((void *)sigset(SIGUSR1, SIG_HOLD), (void *)on_signal);
+	ck_assert_int_eq(pthread_sigmask(SIG_SETMASK, NULL, &mask), 0);
+	ck_assert_int_eq(sigismember(&mask, SIGUSR1), 1);
+	kill_self(SIGUSR1, 1);
+	ck_assert_int_eq(atomic_load(&handled), 0);
+	kev_expect(kq, WAIT_MS, SIGUSR1, EVFILT_SIGNAL, EV_CLEAR, 0, 1, NULL);
+	/* blocked before: SIG_HOLD */
+	ck_assert_ptr_eq((void *)sigset(SIGUSR1, SIG_HOLD), (void *)SIG_HOLD);
+	ck_assert_ptr_eq((void *)sigset(SIGUSR1, on_signal), (void *)SIG_HOLD);
+	/* unblocked: the pending one ran the handler, counted only once */
+	ck_assert_int_eq(pthread_sigmask(SIG_SETMASK, NULL, &mask), 0);
+	ck_assert_int_eq(sigismember(&mask, SIGUSR1), 0);
+	ck_assert_int_eq(atomic_load(&handled), 1);
+	kev_expect_none(kq);
+	kill_self(SIGUSR1, 1);
+	ck_assert_int_eq(atomic_load(&handled), 2);
+	kev_expect(kq, WAIT_MS, SIGUSR1, EVFILT_SIGNAL, EV_CLEAR, 0, 1, NULL);
+	close(kq);
+}
+END_TEST
+
+/* Loop test: ssignal, sysv_signal, __sysv_signal with a handler, then
+ * sigignore: each keeps the signal counted. */
+START_TEST(other_disposition_setters_keep_counting)
+{
+	sighandler_t old = SIG_ERR;
+	struct sigaction cur;
+	int kq = xkqueue();
+
+	kev_ok(kq, SIGUSR2, EVFILT_SIGNAL, EV_ADD, 0, 0, UD(_i));
+	switch (_i) {
+	case 0:
+		old = ssignal(SIGUSR2, on_signal);
+		break;
+	case 1:
+		old = sysv_signal(SIGUSR2, on_signal);
+		break;
+	case 2:
+		old = __sysv_signal(SIGUSR2, on_signal);
+		break;
+	}
+	ck_assert_ptr_eq((void *)old, (void *)SIG_DFL);
+	ck_assert_int_eq(sigaction(SIGUSR2, NULL, &cur), 0);
+	ck_assert_ptr_eq((void *)cur.sa_handler, (void *)on_signal);
+	kill_self(SIGUSR2, 1);
+	ck_assert_int_eq(atomic_load(&handled), 1);
+	kev_expect(kq, WAIT_MS, SIGUSR2, EVFILT_SIGNAL, EV_CLEAR, 0, 1, UD(_i));
+	ck_assert_int_eq(sigignore(SIGUSR2), 0);
+	ck_assert_int_eq(sigaction(SIGUSR2, NULL, &cur), 0);
+	ck_assert_ptr_eq((void *)cur.sa_handler, (void *)SIG_IGN);
+	kill_self(SIGUSR2, 2);
+	kev_expect(kq, WAIT_MS, SIGUSR2, EVFILT_SIGNAL, EV_CLEAR, 0, 2, UD(_i));
+	ck_assert_int_eq(atomic_load(&handled), 1);
+	close(kq);
+}
+END_TEST
+
+/* siginterrupt() changes the application's SA_RESTART (as its sigaction()
+ * reports it), for signal() too, and the signal stays counted. */
+START_TEST(siginterrupt_on_watched_signal_changes_application_flags)
+{
+	struct sigaction cur;
+	int kq = xkqueue();
+
+	kev_ok(kq, SIGUSR1, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL);
+	ck_assert_ptr_eq((void *)signal(SIGUSR1, on_signal), (void *)SIG_DFL);
+	ck_assert_int_eq(siginterrupt(SIGUSR1, 1), 0);
+	ck_assert_int_eq(sigaction(SIGUSR1, NULL, &cur), 0);
+	ck_assert_ptr_eq((void *)cur.sa_handler, (void *)on_signal);
+	ck_assert(!(cur.sa_flags & SA_RESTART));
+	/* glibc's signal() honours siginterrupt(): so must ours */
+	ck_assert_ptr_eq((void *)signal(SIGUSR1, on_signal), (void *)on_signal);
+	ck_assert_int_eq(sigaction(SIGUSR1, NULL, &cur), 0);
+	ck_assert(!(cur.sa_flags & SA_RESTART));
+	kill_self(SIGUSR1, 1);
+	ck_assert_int_eq(atomic_load(&handled), 1);
+	kev_expect(kq, WAIT_MS, SIGUSR1, EVFILT_SIGNAL, EV_CLEAR, 0, 1, NULL);
+	ck_assert_int_eq(siginterrupt(SIGUSR1, 0), 0);
+	ck_assert_int_eq(sigaction(SIGUSR1, NULL, &cur), 0);
+	ck_assert(cur.sa_flags & SA_RESTART);
+	close(kq);
+}
+END_TEST
+
+/* ----------------------------------------------------------------- exec */
+
+/*
+ * After exec, a signal the application ignored is still ignored (POSIX),
+ * whichever call set SIG_IGN and whether it was watched before or after;
+ * a signal only the library caught, or the application caught, is back at
+ * SIG_DFL.  The new image (this program with --dispositions) checks the
+ * kernel's actions.  vfork: a fork child would have had the application's
+ * dispositions put back by the library's atfork handler already.
+ */
+static const struct {
+	int sig;
+	bool ignored;
+} exec_expect[] = {
+	{ SIGUSR1, true },	/* sigset(SIG_IGN) while watched */
+	{ SIGUSR2, true },	/* signal(SIG_IGN) before watching */
+	{ SIGINT, true },	/* sigignore() while watched */
+	{ SIGHUP, false },	/* SIG_DFL: only the library caught it */
+	{ SIGTERM, false },	/* the application's handler (bsd_signal) */
+};
+#define NEXEC_EXPECT	(int)(sizeof exec_expect / sizeof exec_expect[0])
+
+static char self_exe[4096];
+
+static int
+check_dispositions(void)
+{
+	for (int i = 0; i < NEXEC_EXPECT; i++) {
+		struct sigaction k;
+
+		/* the kernel's struct starts with the handler too */
+		if (syscall(SYS_rt_sigaction, exec_expect[i].sig, NULL, &k, 8) != 0)
+			return 2;
+		if (k.sa_handler != (exec_expect[i].ignored ? SIG_IGN : SIG_DFL))
+			return 10 + i;
+	}
+	return 0;
+}
+
+START_TEST(exec_keeps_application_sig_ign)
+{
+	char *argv[] = { self_exe, "--dispositions", NULL };
+	char **envp = environ;
+	int kq = xkqueue(), exe, status;
+	pid_t pid;
+
+	ck_assert_ptr_ne(signal(SIGUSR2, SIG_IGN), SIG_ERR);
+	for (int i = 0; i < NEXEC_EXPECT; i++)
+		kev_ok(kq, exec_expect[i].sig, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL);
+	ck_assert_ptr_ne(sigset(SIGUSR1, SIG_IGN), SIG_ERR);
+	ck_assert_int_eq(sigignore(SIGINT), 0);
+	ck_assert_ptr_ne(bsd_signal(SIGTERM, on_signal), SIG_ERR);
+	exe = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(exe, 0);
+	pid = vfork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		switch (_i) {
+		case 0: execv(self_exe, argv); break;
+		case 1: execve(self_exe, argv, envp); break;
+		case 2: execvp(self_exe, argv); break;
+		case 3: execvpe(self_exe, argv, envp); break;
+		case 4: execl(self_exe, self_exe, "--dispositions", (char *)NULL); break;
+		case 5: execle(self_exe, self_exe, "--dispositions", (char *)NULL, envp); break;
+		case 6: execlp(self_exe, self_exe, "--dispositions", (char *)NULL); break;
+		case 7: fexecve(exe, argv, envp); break;
+		case 8: execveat(AT_FDCWD, self_exe, argv, envp, 0); break;
+		}
+		_exit(99);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "exec variant %d: status 0x%x", _i, status);
+	/* the parent still counts every one of them */
+	kill_self(SIGUSR1, 1);
+	kev_expect(kq, WAIT_MS, SIGUSR1, EVFILT_SIGNAL, EV_CLEAR, 0, 1, NULL);
+	kill_self(SIGTERM, 1);
+	kev_expect(kq, WAIT_MS, SIGTERM, EVFILT_SIGNAL, EV_CLEAR, 0, 1, NULL);
+	ck_assert_int_eq(atomic_load(&handled), 1);
+	close(exe);
+	close(kq);
+}
+END_TEST
+
+/* An exec that fails leaves everything as it was: counted, ignored. */
+START_TEST(failed_exec_keeps_counting)
+{
+	char *argv[] = { "/nonexistent/kqtest", NULL };
+	struct sigaction k, cur;
+	int kq = xkqueue();
+
+	kev_ok(kq, SIGUSR1, EVFILT_SIGNAL, EV_ADD, 0, 0, NULL);
+	ck_assert_ptr_ne(signal(SIGUSR1, SIG_IGN), SIG_ERR);
+	ck_assert_errno(execv(argv[0], argv), ENOENT);
+	ck_assert_errno(execvp("kqtest-no-such-program", argv), ENOENT);
+	/* the kernel has the library's handler again */
+	ck_assert_int_eq(syscall(SYS_rt_sigaction, SIGUSR1, NULL, &k, 8), 0);
+	ck_assert_ptr_ne((void *)k.sa_handler, (void *)SIG_IGN);
+	ck_assert_int_eq(sigaction(SIGUSR1, NULL, &cur), 0);
+	ck_assert_ptr_eq((void *)cur.sa_handler, (void *)SIG_IGN);
+	kill_self(SIGUSR1, 2);
+	kev_expect(kq, WAIT_MS, SIGUSR1, EVFILT_SIGNAL, EV_CLEAR, 0, 2, NULL);
+	close(kq);
+}
+END_TEST
+
+/* ------------------------------------------------- the library's own fds */
+
+/*
+ * The process-wide eventfd the handler writes, the signalfd, its edge
+ * detector and each kqueue's dups of them are the library's: closefrom()
+ * or close_range() over them leaves them alone, so counting goes on and the
+ * handler never writes its counter into a file that reused a number.
+ */
+START_TEST(close_range_over_signal_fds_keeps_counting)
+{
+	int kq = xkqueue(), files[16], i;
+	sigset_t block, old;
+	char c;
+
+	set_handler(SIGUSR1, on_signal);
+	kev_ok(kq, SIGUSR1, EVFILT_SIGNAL, EV_ADD, 0, 0, UD(7));
+	kev_ok(kq, SIGUSR2, EVFILT_SIGNAL, EV_ADD, 0, 0, UD(8));
+	ck_assert_ptr_ne(signal(SIGUSR2, SIG_IGN), SIG_ERR);
+	if (_i == 0)
+		closefrom(kq + 1);
+	else
+		ck_assert_int_eq(close_range((unsigned)kq + 1, ~0u, 0), 0);
+	for (i = 0; i < 16; i += 2)
+		ck_assert_int_eq(pipe2(&files[i], O_NONBLOCK | O_CLOEXEC), 0);
+	/* delivered to the handler: the eventfd */
+	kill_self(SIGUSR1, 2);
+	kev_expect(kq, WAIT_MS, SIGUSR1, EVFILT_SIGNAL, EV_CLEAR, 0, 2, UD(7));
+	ck_assert_int_eq(atomic_load(&handled), 2);
+	/* blocked and pending: the signalfd */
+	sigemptyset(&block);
+	sigaddset(&block, SIGUSR2);
+	ck_assert_int_eq(pthread_sigmask(SIG_BLOCK, &block, &old), 0);
+	kill_self(SIGUSR2, 1);
+	kev_expect(kq, WAIT_MS, SIGUSR2, EVFILT_SIGNAL, EV_CLEAR, 0, 1, UD(8));
+	ck_assert_int_eq(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
+	for (i = 0; i < 16; i += 2)
+		ck_assert_errno((int)read(files[i], &c, 1), EAGAIN);
+	/* the last delete gives the fds back cleanly; a new watch works */
+	kev_ok(kq, SIGUSR1, EVFILT_SIGNAL, EV_DELETE, 0, 0, NULL);
+	kev_ok(kq, SIGUSR2, EVFILT_SIGNAL, EV_DELETE, 0, 0, NULL);
+	kev_ok(kq, SIGUSR1, EVFILT_SIGNAL, EV_ADD, 0, 0, UD(9));
+	kill_self(SIGUSR1, 1);
+	kev_expect(kq, WAIT_MS, SIGUSR1, EVFILT_SIGNAL, EV_CLEAR, 0, 1, UD(9));
+	for (i = 0; i < 16; i++)
+		close(files[i]);
+	close(kq);
+}
+END_TEST
+
 static Suite *
 signal_suite(void)
 {
@@ -807,10 +1132,34 @@ signal_suite(void)
 	tcase_add_test(tc, readd_keeps_pending_count_and_takes_udata);
 	tcase_add_test(tc, realtime_signals_counted_each);
 	tcase_add_test(tc, sigcont_counted);
+	tcase_add_test(tc, sigrtmax_counted);
 	tcase_add_test(tc, fork_child_gets_application_disposition);
 	tcase_add_test(tc, freewatch_reference_back_on_delete);
+	tcase_add_test(tc, sigset_handler_keeps_counting_and_runs);
+	tcase_add_test(tc, bsd_signal_handler_keeps_counting_and_runs);
+	tcase_add_test(tc, sigset_hold_blocks_counts_and_releases);
+	tcase_add_loop_test(tc, other_disposition_setters_keep_counting, 0, 3);
+	tcase_add_test(tc, siginterrupt_on_watched_signal_changes_application_flags);
+	tcase_add_loop_test(tc, exec_keeps_application_sig_ign, 0, 9);
+	tcase_add_test(tc, failed_exec_keeps_counting);
+	tcase_add_loop_test(tc, close_range_over_signal_fds_keeps_counting, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }
 
-KQ_TEST_MAIN(signal_suite)
+int
+main(int argc, char **argv)
+{
+	SRunner *sr;
+	int failed;
+
+	/* the new image of exec_keeps_application_sig_ign */
+	if (argc > 1 && strcmp(argv[1], "--dispositions") == 0)
+		return check_dispositions();
+	snprintf(self_exe, sizeof self_exe, "%s", argv[0]);
+	sr = srunner_create(signal_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

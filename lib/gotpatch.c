@@ -65,6 +65,8 @@
 #include <elf.h>
 #include <link.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -429,11 +431,62 @@ patch_object(const struct gp_obj *o, const struct gp_range *libc,
 
 #endif /* GP_SUPPORTED */
 
+/*
+ * Fork and the loader's list lock.  dl_iterate_phdr() holds it while it
+ * runs, and glibc does not reset it in a fork child: a fork while another
+ * thread walks the objects (kq_gotpatch_stale() runs in every kevent() with
+ * changes) leaves it held forever there, and the child's first walk - its
+ * first kevent() with a change - waited for it.  So walks are counted, and
+ * the prepare handler closes the gate to new ones (they skip: "not stale",
+ * the next call looks again) and waits for those running.  No lock: the
+ * running walks hold the list lock only, which no thread holds while it
+ * waits for us.  A walk of the forking thread itself (fork() from a signal
+ * handler that interrupted it) is not waited for.
+ */
+static _Atomic int gp_walkers;
+static _Atomic bool gp_forking;
+static __thread int gp_my_walks;
+
+static bool
+gp_walk_enter(void)
+{
+	atomic_fetch_add(&gp_walkers, 1);
+	if (atomic_load(&gp_forking)) {
+		atomic_fetch_sub(&gp_walkers, 1);
+		return false;
+	}
+	gp_my_walks++;
+	return true;
+}
+
+static void
+gp_walk_leave(void)
+{
+	gp_my_walks--;
+	atomic_fetch_sub(&gp_walkers, 1);
+}
+
+static void
+gp_atfork_prepare(void)
+{
+	atomic_store(&gp_forking, true);
+	while (atomic_load(&gp_walkers) > gp_my_walks)
+		sched_yield();
+}
+
+static void
+gp_atfork_parent(void)
+{
+	atomic_store(&gp_forking, false);
+}
+
 static void
 gp_atfork_child(void)
 {
 	/* Another thread of the parent may have been patching. */
 	pthread_mutex_init(&gp_lock, NULL);
+	atomic_store(&gp_walkers, gp_my_walks);
+	atomic_store(&gp_forking, false);
 }
 
 /* At load time, not in a pthread_once on first use: a once routine is a
@@ -441,7 +494,7 @@ gp_atfork_child(void)
 __attribute__((constructor)) static void
 gp_init(void)
 {
-	(void)pthread_atfork(NULL, NULL, gp_atfork_child);
+	(void)pthread_atfork(gp_atfork_prepare, gp_atfork_parent, gp_atfork_child);
 }
 
 static void
@@ -485,7 +538,13 @@ kq_gotpatch_apply(const struct kq_interpose *tab, size_t n)
 	w.objs = malloc(w.cap * sizeof(*w.objs));
 	if (w.objs == NULL)
 		return;
+	if (!gp_walk_enter()) {
+		/* a fork is being prepared: the next call walks */
+		free(w.objs);
+		return;
+	}
 	dl_iterate_phdr(walk_cb, &w);
+	gp_walk_leave();
 
 #if GP_SUPPORTED
 	for (size_t i = 0; i < w.nobjs; i++) {
@@ -546,7 +605,10 @@ kq_gotpatch_stale(void)
 {
 	struct gp_walk w = { 0 };
 
+	if (!gp_walk_enter())
+		return false;	/* a fork is being prepared: ask next time */
 	dl_iterate_phdr(walk_cb, &w);
+	gp_walk_leave();
 	if (!atomic_load_explicit(&gp_done, memory_order_acquire))
 		return true;
 	return !w.have_counts ||

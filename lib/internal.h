@@ -115,7 +115,10 @@
  *   that still names its kqueue (kcmp), then every owned descriptor
  *   (kq_fdreg_fork_child), and forgets the kqueues without freeing them.
  *   Process-wide services re-create their fds lazily and never close the old
- *   ones themselves in a child.
+ *   ones themselves in a child.  glibc does not reset the loader's list lock
+ *   in a child, so no library thread may be inside dl_iterate_phdr() when
+ *   fork() copies the process: gotpatch.c's prepare handler stops new walks
+ *   and waits for running ones (they hold only that lock).
  *
  * LOCK ORDER
  *   kq_global_lock (kqueue list, aliases, fork)  ->  kq->lock  ->  fd slot

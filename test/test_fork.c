@@ -375,6 +375,56 @@ START_TEST(grandchild_sees_no_kqueue_of_child)
 }
 END_TEST
 
+/* kevent() with a change, as fast as it goes (every such call asks the
+ * loader whether objects were added: dl_iterate_phdr). */
+static void *
+churn_changes(void *arg)
+{
+	struct churner *c = arg;
+	struct kevent ch;
+
+	EV_SET(&ch, 1, EVFILT_USER, EV_ADD | EV_CLEAR, NOTE_TRIGGER, 0, NULL);
+	while (!atomic_load(&c->stop))
+		kevent(c->kq, &ch, 1, NULL, 0, NULL);
+	return NULL;
+}
+
+/*
+ * fork() while another thread's kevent() is inside the dynamic loader
+ * (dl_iterate_phdr holds the loader's list lock, which glibc does not reset
+ * in a fork child): the child's first kevent() with a change asks the loader
+ * again and waited forever for a lock nobody would release.  Forks until a
+ * child hangs (2 s) or 400 children went fine.
+ */
+START_TEST(fork_while_a_thread_asks_the_loader)
+{
+	struct churner c = { .kq = xkqueue() };
+	pthread_t t;
+	int i, bad = 0;
+
+	ck_assert_int_eq(pthread_create(&t, NULL, churn_changes, &c), 0);
+	for (i = 0; i < 400 && bad == 0; i++) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			struct kevent ev;
+			int kq2 = kqueue();
+
+			CHILD_CHECK(60, kq2 >= 0);
+			EV_SET(&ev, 1, EVFILT_USER, EV_ADD, NOTE_TRIGGER, 0, NULL);
+			CHILD_CHECK(61, kevent(kq2, &ev, 1, NULL, 0, NULL) == 0);
+			_exit(0);
+		}
+		ck_assert_int_gt(pid, 0);
+		if (wait_child_bounded(pid, 2000) != 0)
+			bad = i + 1;
+	}
+	atomic_store(&c.stop, true);
+	join_bounded(t, 2000);
+	ck_assert_msg(bad == 0, "child %d hung or failed", bad);
+	close(c.kq);
+}
+END_TEST
+
 static Suite *
 fork_suite(void)
 {
@@ -388,6 +438,7 @@ fork_suite(void)
 	tcase_add_test(tc, fork_while_a_thread_waits_in_kevent);
 	tcase_add_test(tc, grandchild_sees_no_kqueue_of_child);
 	tcase_add_test(tc, fork_while_a_thread_mutates_the_kqueue);
+	tcase_add_test(tc, fork_while_a_thread_asks_the_loader);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -65,6 +65,8 @@
 #include <elf.h>
 #include <link.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -130,28 +132,6 @@ struct gp_walk {
 /* A leaf lock: held only while writing GOT pages, and while reading or
  * publishing the state below.  Never across a loader call. */
 static pthread_mutex_t gp_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/*
- * Held for reading across each of our dl_iterate_phdr() calls, for writing
- * by the fork prepare handler.  glibc resets the loader's main lock in a
- * fork child but not the lock dl_iterate_phdr() takes: a fork while another
- * thread was inside it left that lock held for ever in the child, whose
- * next kevent() hung.  Nothing else is held with it, and a dl_iterate_phdr()
- * callback never forks, so it cannot deadlock against the loader; writer
- * preference keeps back-to-back kevent() callers from starving a fork.
- */
-#define GP_FORK_LOCK_INIT PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP
-static pthread_rwlock_t gp_fork_lock = GP_FORK_LOCK_INIT;
-
-static int walk_cb(struct dl_phdr_info *info, size_t size, void *arg);
-
-static void
-iterate_objects(struct gp_walk *w)
-{
-	pthread_rwlock_rdlock(&gp_fork_lock);
-	dl_iterate_phdr(walk_cb, w);
-	pthread_rwlock_unlock(&gp_fork_lock);
-}
 /* A walk of tab gp_tab completed at (gp_adds, gp_subs); the counters are
  * read without the lock by kq_gotpatch_stale(). */
 static _Atomic bool gp_done;
@@ -451,16 +431,53 @@ patch_object(const struct gp_obj *o, const struct gp_range *libc,
 
 #endif /* GP_SUPPORTED */
 
+/*
+ * Fork and the loader's list lock.  dl_iterate_phdr() holds it while it
+ * runs, and glibc does not reset it in a fork child: a fork while another
+ * thread walks the objects (kq_gotpatch_stale() runs in every kevent() with
+ * changes) leaves it held forever there, and the child's first walk - its
+ * first kevent() with a change - waited for it.  So walks are counted, and
+ * the prepare handler closes the gate to new ones (they skip: "not stale",
+ * the next call looks again) and waits for those running.  No lock: the
+ * running walks hold the list lock only, which no thread holds while it
+ * waits for us.  A walk of the forking thread itself (fork() from a signal
+ * handler that interrupted it) is not waited for.
+ */
+static _Atomic int gp_walkers;
+static _Atomic bool gp_forking;
+static __thread int gp_my_walks;
+
+static bool
+gp_walk_enter(void)
+{
+	atomic_fetch_add(&gp_walkers, 1);
+	if (atomic_load(&gp_forking)) {
+		atomic_fetch_sub(&gp_walkers, 1);
+		return false;
+	}
+	gp_my_walks++;
+	return true;
+}
+
+static void
+gp_walk_leave(void)
+{
+	gp_my_walks--;
+	atomic_fetch_sub(&gp_walkers, 1);
+}
+
 static void
 gp_atfork_prepare(void)
 {
-	pthread_rwlock_wrlock(&gp_fork_lock);
+	atomic_store(&gp_forking, true);
+	while (atomic_load(&gp_walkers) > gp_my_walks)
+		sched_yield();
 }
 
 static void
 gp_atfork_parent(void)
 {
-	pthread_rwlock_unlock(&gp_fork_lock);
+	atomic_store(&gp_forking, false);
 }
 
 static void
@@ -468,9 +485,8 @@ gp_atfork_child(void)
 {
 	/* Another thread of the parent may have been patching. */
 	pthread_mutex_init(&gp_lock, NULL);
-	/* Not an unlock: the lock records the writer's thread id, which the
-	 * child's only thread no longer has. */
-	gp_fork_lock = (pthread_rwlock_t)GP_FORK_LOCK_INIT;
+	atomic_store(&gp_walkers, gp_my_walks);
+	atomic_store(&gp_forking, false);
 }
 
 /* At load time, not in a pthread_once on first use: a once routine is a
@@ -478,8 +494,7 @@ gp_atfork_child(void)
 __attribute__((constructor)) static void
 gp_init(void)
 {
-	(void)pthread_atfork(gp_atfork_prepare, gp_atfork_parent,
-	    gp_atfork_child);
+	(void)pthread_atfork(gp_atfork_prepare, gp_atfork_parent, gp_atfork_child);
 }
 
 static void
@@ -523,7 +538,13 @@ kq_gotpatch_apply(const struct kq_interpose *tab, size_t n)
 	w.objs = malloc(w.cap * sizeof(*w.objs));
 	if (w.objs == NULL)
 		return;
-	iterate_objects(&w);
+	if (!gp_walk_enter()) {
+		/* a fork is being prepared: the next call walks */
+		free(w.objs);
+		return;
+	}
+	dl_iterate_phdr(walk_cb, &w);
+	gp_walk_leave();
 
 #if GP_SUPPORTED
 	for (size_t i = 0; i < w.nobjs; i++) {
@@ -584,7 +605,10 @@ kq_gotpatch_stale(void)
 {
 	struct gp_walk w = { 0 };
 
-	iterate_objects(&w);
+	if (!gp_walk_enter())
+		return false;	/* a fork is being prepared: ask next time */
+	dl_iterate_phdr(walk_cb, &w);
+	gp_walk_leave();
 	if (!atomic_load_explicit(&gp_done, memory_order_acquire))
 		return true;
 	return !w.have_counts ||

@@ -119,7 +119,10 @@
  *   that still names its kqueue (kcmp), then every owned descriptor
  *   (kq_fdreg_fork_child), and forgets the kqueues without freeing them.
  *   Process-wide services re-create their fds lazily and never close the old
- *   ones themselves in a child.
+ *   ones themselves in a child.  glibc does not reset the loader's list lock
+ *   in a child, so no library thread may be inside dl_iterate_phdr() when
+ *   fork() copies the process: gotpatch.c's prepare handler stops new walks
+ *   and waits for running ones (they hold only that lock).
  *
  * INOTIFY (inotify.c)
  *   One inotify instance for the process (an owned fd, made on the first
@@ -492,12 +495,7 @@ void kq_fdreg_check_new_objects(void);		/* re-run the GOT patch if dlopen() adde
  * dl_iterate_phdr.  A pthread_once routine that calls one is a lock too:
  * run it from our own constructor.  gotpatch.c's lock is a leaf: it covers
  * the GOT page writes only.  kq_gotpatch_apply() may be re-entered from a
- * constructor (the loader's lock is recursive).  One exception, made for
- * fork: gotpatch.c's fork lock is read-held across its dl_iterate_phdr()
- * calls (and nothing else) and write-held by its fork prepare handler, so
- * no thread of ours is inside dl_iterate_phdr() at fork: glibc does not
- * reset that function's lock in the child.  dl_iterate_phdr() waits only
- * for the loader's list lock, which no loader path holds while calling out.
+ * constructor (the loader's lock is recursive).
  *
  * NEVER UNLOADED: libkqfree.so is linked -z nodelete, because patched GOT
  * entries elsewhere point into it; dlclose() of the module that brought it

@@ -859,7 +859,10 @@ fork_child(void)
 	}
 	LIST_INIT(&kq_all);
 	atomic_store(&kq_suspects, 0);
-	pthread_mutex_init(&kq_global_lock, NULL);
+	/* fork_prepare took it on this very thread: give it back as the
+	 * parent does (re-initialising a locked mutex is undefined, and
+	 * ThreadSanitizer then sees the next lock as a double lock) */
+	pthread_mutex_unlock(&kq_global_lock);
 }
 
 __attribute__((constructor)) static void

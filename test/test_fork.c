@@ -446,6 +446,14 @@ START_TEST(grandchild_sees_no_kqueue_of_child)
 }
 END_TEST
 
+/*
+ * fork() while another thread's kevent() is inside the dynamic loader
+ * (dl_iterate_phdr holds the loader's list lock, which glibc does not reset
+ * in a fork child): the child's first kevent() with a change asks the loader
+ * again and waited forever for a lock nobody would release.  Forks until a
+ * child hangs (2 s) or 400 children went fine.
+ */
+
 static Suite *
 fork_suite(void)
 {

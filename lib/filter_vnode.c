@@ -43,8 +43,11 @@
  * (kn->u.vnode.size / nlink), mode/owner/mtime with what the watch saw last.
  * The accepted hints accumulate in kn->fflags until the core clears them
  * (EV_CLEAR) - without EV_CLEAR a triggered knote stays ready, as
- * filt_vfsvnode() is on FreeBSD.  A lost-events overflow compares
- * every watched inode with those baselines instead.
+ * filt_vfsvnode() is on FreeBSD.  A lost-events overflow (the kernel's,
+ * or mail the shared instance could not allocate) compares every watched
+ * inode with those baselines instead; a regular file whose mtime moved
+ * was written (the stat that took the baseline makes the kernel's next
+ * timestamp a fine-grained one).
  */
 #include "internal.h"
 
@@ -645,8 +648,11 @@ vn_notes(struct vn_watch *w, struct kq_knote *kn, const struct stat *sb)
 			h |= NOTE_WRITE;
 		return vn_accept(h, vn_dir_hints(hints, kn, NULL), kn->sfflags);
 	}
-	if (w->fmt == S_IFREG && ((m & IN_MODIFY) ||
-	    (w->overflow && sb->st_size != kn->u.vnode.size))) {
+	/* lost events: a write that kept the size shows only in mtime */
+	bool mtime_moved = sb->st_mtim.tv_sec != w->mtim.tv_sec ||
+	    sb->st_mtim.tv_nsec != w->mtim.tv_nsec;
+	if (w->fmt == S_IFREG && ((m & IN_MODIFY) || (w->overflow &&
+	    (sb->st_size != kn->u.vnode.size || mtime_moved)))) {
 		if (sb->st_size > kn->u.vnode.size)
 			hints |= VH_WE;
 		else if (sb->st_size < kn->u.vnode.size)

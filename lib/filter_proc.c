@@ -27,6 +27,10 @@
  * before the connector was read still gets its NOTE_CHILD, its NOTE_EXIT
  * (status from the exit message) and its own children tracked.  Without
  * the connector, EV_ADD asking for any of them fails with ENOTSUP.
+ * Messages name pids, which are reused: attach first reads what was queued
+ * before it (about an earlier holder of the pid, maybe), and once the
+ * connector has told a pid's exit, its forks and execs are another
+ * process's (the knote's own exit still comes from its pidfd).
  *
  * Differences from FreeBSD: one knote per child, not two; its NOTE_CHILD
  * report therefore shows the child's knote's flags (EV_CLEAR, not
@@ -76,6 +80,9 @@ _Static_assert(sizeof(struct kq_pidfd_info) == 64, "PIDFD_INFO_SIZE_VER0");
 				 * its exit comes from the connector */
 #define KP_PENDING	0x10	/* just learnt: try a pidfd after the read */
 #define KP_SPLIT	0x20	/* reported NOTE_CHILD alone; the rest follows */
+#define KP_EXITMSG	0x40	/* the connector told its exit: later messages
+				 * about this pid are of a process that reused it */
+#define KP_ATTACHING	0x80	/* attach is reading what was queued before it */
 
 /* kq->proc_priv */
 struct proc_kq {
@@ -488,7 +495,8 @@ proc_note(struct kq_kqueue *kq, pid_t pid, unsigned hint, pid_t child)
 	struct kq_knote *kn;
 
 	kn = kq_knote_find(kq, EVFILT_PROC, (uintptr_t)pid);
-	if (kn != NULL && !(kn->u.proc.state & KP_EXITED)) {
+	if (kn != NULL &&
+	    !(kn->u.proc.state & (KP_EXITED | KP_EXITMSG | KP_ATTACHING))) {
 		if (kn->sfflags & hint) {
 			kn->fflags |= hint;
 			kq_knote_activate(kq, kn);
@@ -498,7 +506,7 @@ proc_note(struct kq_kqueue *kq, pid_t pid, unsigned hint, pid_t child)
 	}
 	for (size_t i = 0; i < pk->npd; i++) {
 		kn = pk->pd[i].kn;
-		if (pk->pd[i].pid != pid || !(kn->sfflags & hint) ||
+		if (pk->pd[i].pid != pid || pid <= 0 || !(kn->sfflags & hint) ||
 		    (kn->u.proc.state & KP_EXITED))
 			continue;
 		kn->fflags |= hint;
@@ -512,6 +520,7 @@ static void
 proc_msg(void *arg, const struct kq_procmsg *m)
 {
 	struct kq_kqueue *kq = arg;
+	struct proc_kq *pk = kq->proc_priv;
 	struct kq_knote *kn;
 
 	switch (m->what) {
@@ -523,11 +532,18 @@ proc_msg(void *arg, const struct kq_procmsg *m)
 		break;
 	case KQ_PROCMSG_EXIT:
 		/* knotes with a pidfd learn it there (the status of the
-		 * whole process, not of its first thread to go) */
+		 * whole process, not of its first thread to go); until then
+		 * forks and execs of this pid are another process's */
 		kn = kq_knote_find(kq, EVFILT_PROC, (uintptr_t)m->pid);
-		if (kn != NULL && (kn->u.proc.state & KP_CONNONLY) &&
-		    !(kn->u.proc.state & KP_EXITED))
-			proc_exited(kq, kn, m->status, false);
+		if (kn != NULL && !(kn->u.proc.state & KP_ATTACHING)) {
+			kn->u.proc.state |= KP_EXITMSG;
+			if ((kn->u.proc.state & KP_CONNONLY) &&
+			    !(kn->u.proc.state & KP_EXITED))
+				proc_exited(kq, kn, m->status, false);
+		}
+		for (size_t i = 0; i < pk->npd; i++)
+			if (pk->pd[i].pid == m->pid)
+				pk->pd[i].pid = 0;
 		break;
 	}
 }
@@ -665,6 +681,11 @@ filt_proc_attach(struct kq_kqueue *kq, struct kq_knote *kn)
 	if (kn->kev.ident == 0 || kn->kev.ident > INT_MAX)
 		return ESRCH;
 	kn->kev.flags |= EV_CLEAR;	/* FreeBSD sets it, and shows it */
+	/* What the connector queued so far may be about an earlier process
+	 * with this pid (its exit, say): not this knote's */
+	kn->u.proc.state = KP_ATTACHING;
+	proc_nl_drain(kq);
+	kn->u.proc.state = 0;
 	fd = kq_fd_own(pidfd_open((pid_t)kn->kev.ident, 0));
 	if (fd < 0)
 		return errno == EINVAL ? ESRCH : errno;	/* EINVAL: a thread id */
@@ -823,6 +844,7 @@ filt_procdesc_attach(struct kq_kqueue *kq, struct kq_knote *kn)
 		pid = proc_pidfd_pid(kn->fdn->fd);
 		if ((err = proc_nl_ref(kq)) != 0)
 			return err;
+		proc_nl_drain(kq);	/* earlier news is not this process's */
 		if ((err = proc_pd_add(kq, kn, pid)) != 0) {
 			proc_nl_unref(kq);
 			return err;
@@ -885,6 +907,7 @@ filt_procdesc_touch(struct kq_kqueue *kq, struct kq_knote *kn,
 	if (wants && !had) {
 		if ((err = proc_nl_ref(kq)) != 0)
 			return err;
+		proc_nl_drain(kq);	/* earlier news is not this process's */
 		if ((err = proc_pd_add(kq, kn, proc_pidfd_pid(kn->fdn->fd))) != 0) {
 			proc_nl_unref(kq);
 			return err;

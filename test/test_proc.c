@@ -13,7 +13,9 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <linux/sched.h>
 #include <sys/pidfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -792,6 +794,73 @@ END_TEST
 
 /* --------------------------------------------------------------- PROCDESC */
 
+/* A child with a pid of our choosing (clone3's set_tid: root), as fork(). */
+static pid_t
+fork_with_pid(pid_t want)
+{
+	struct clone_args a;
+	pid_t tid = want;
+
+	memset(&a, 0, sizeof a);
+	a.exit_signal = SIGCHLD;
+	a.set_tid = (uintptr_t)&tid;
+	a.set_tid_size = 1;
+	return (pid_t)syscall(SYS_clone3, &a, sizeof a);
+}
+
+/* The watched process exited and was reaped; another process got its pid
+ * and forked before the kqueue was read.  Those are not the watched
+ * process's forks: it exited without forking, and nothing of the newcomer
+ * is tracked. */
+START_TEST(reused_pid_forks_are_not_the_exited_process)
+{
+	int kq = xkqueue(), go[2], ready[2], token;
+	pid_t pid, again;
+	char c;
+
+	ck_assert_int_eq(pipe(go), 0);
+	ck_assert_int_eq(pipe(ready), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (read(go[0], &c, 1) != 1)
+			_exit(100);
+		_exit(5);
+	}
+	kev_ok(kq, pid, EVFILT_PROC, EV_ADD, NOTE_FORK | NOTE_EXIT | NOTE_TRACK,
+	    0, &token);
+	ck_assert_int_eq(write(go[1], "x", 1), 1);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	again = fork_with_pid(pid);
+	ck_assert_msg(again >= 0, "clone3 set_tid: %s", strerror(errno));
+	if (again == 0) {
+		pid_t gc;
+
+		signal(SIGTERM, SIG_DFL);
+		close(go[1]);
+		if ((gc = fork()) == 0)
+			_exit(0);
+		waitpid(gc, NULL, 0);
+		if (write(ready[1], "y", 1) != 1)
+			_exit(100);
+		if (read(go[0], &c, 1) < 0)
+			_exit(100);
+		_exit(0);
+	}
+	ck_assert_int_eq(again, pid);
+	read_bounded(ready[0], &c, 1);
+	kev_expect(kq, WAIT_MS, pid, EVFILT_PROC, EXIT_FLAGS, NOTE_EXIT,
+	    5 << 8, &token);
+	kev_expect_none(kq);
+	close(go[1]);
+	ck_assert_int_eq(waitpid(again, NULL, 0), again);
+	close(go[0]);
+	close(ready[0]);
+	close(ready[1]);
+	close(kq);
+}
+END_TEST
+
 START_TEST(procdesc_exit_reports_status)
 {
 	int kq = xkqueue(), rel, pfd, status;
@@ -1006,6 +1075,7 @@ proc_suite(void)
 	tcase_add_test(cn, track_child_exit_before_read_comes_after_note_child);
 	tcase_add_test(cn, track_reports_child_reaped_before_read);
 	tcase_add_test(cn, track_follows_grandchild_of_reaped_child);
+	tcase_add_test(cn, reused_pid_forks_are_not_the_exited_process);
 	suite_add_tcase(s, cn);
 
 	tcase_set_timeout(pd, 30);

@@ -9,7 +9,8 @@
  * wait(2) status comes, without reaping anything, from waitid(P_PIDFD,
  * WNOWAIT) for our children; for other processes from PIDFD_GET_INFO's
  * exit_code (Linux 6.15+, available once the parent reaped it), else from
- * /proc/PID/stat's exit_code while it is a zombie; else 0.  As on FreeBSD
+ * /proc/PID/stat's exit_code while it is a zombie (PID: its number in
+ * /proc's pid namespace, from the pidfd's fdinfo); else 0.  As on FreeBSD
  * the exit report carries EV_EOF|EV_ONESHOT (and the implied EV_CLEAR), and
  * a knote that did not ask for NOTE_EXIT dies silently at exit (a
  * NOTE_FREE_DROP notice if it held an EV_FREEWATCH reference).  A disabled
@@ -169,11 +170,14 @@ proc_stat_exit(pid_t pid, int *status)
 	return true;
 }
 
+static pid_t proc_pidfd_pid(int fd);
+
 /* The exited process's wait(2) status, without reaping it. */
 static int
-proc_exit_status(int pidfd, pid_t pid)
+proc_exit_status(int pidfd)
 {
 	siginfo_t si;
+	pid_t pid;
 	int status;
 
 	memset(&si, 0, sizeof si);
@@ -182,7 +186,11 @@ proc_exit_status(int pidfd, pid_t pid)
 		return proc_status_of_siginfo(&si);
 	/* Not our child, or already reaped.  Its parent may reap it while we
 	 * look: the zombie's /proc entry goes, the pidfd's exit info comes;
-	 * so ask both, twice. */
+	 * so ask both, twice.  /proc may belong to another pid namespace
+	 * than ours (the pid we were given is a number there too, of some
+	 * other process): the pidfd says which number the process has in it
+	 * (0 if none). */
+	pid = proc_pidfd_pid(pidfd);
 	for (int tries = 0; tries < 2; tries++) {
 		if (proc_info_exit(pidfd, &status))
 			return status;
@@ -646,8 +654,7 @@ proc_check_exit(struct kq_kqueue *kq, struct kq_knote *kn, bool release)
 	if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & (POLLIN | POLLHUP)))
 		return false;
 	proc_nl_drain(kq);
-	proc_exited(kq, kn, proc_exit_status(p->fd, (pid_t)kn->kev.ident),
-	    release);
+	proc_exited(kq, kn, proc_exit_status(p->fd), release);
 	return true;
 }
 
@@ -884,8 +891,7 @@ filt_procdesc_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev
 	    (pfd.revents & (POLLIN | POLLHUP))) {
 		proc_nl_drain(kq);
 		kn->u.proc.state |= KP_EXITED;
-		kn->u.proc.status = proc_exit_status(kn->fdn->fd,
-		    proc_pidfd_pid(kn->fdn->fd));
+		kn->u.proc.status = proc_exit_status(kn->fdn->fd);
 		if (kn->sfflags & NOTE_EXIT)
 			kn->fflags |= NOTE_EXIT;
 		/* Nothing asked for: FreeBSD drops the knote; here it stays,

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <signal.h>
 #include <stdint.h>
@@ -209,6 +210,82 @@ START_TEST(exit_status_of_non_child_zombie)
 	close(ctl);
 	ck_assert_int_eq(waitpid(mid, NULL, 0), mid);
 	close(kq);
+}
+END_TEST
+
+/*
+ * In a pid namespace of its own that still sees its parent's /proc (no
+ * remount): pid numbers there name other processes in /proc, so the exit
+ * status of a zombie that is not ours must not be read from /proc/<ident>.
+ * Runs as pid 1 of the new namespace; returns 0 or a failure code.
+ */
+static int
+non_child_status_in_pid_namespace(void)
+{
+	struct kevent ev;
+	struct timespec ts = { WAIT_MS / 1000, 0 };
+	int kq, go[2], ctl[2], pidp[2], n;
+	pid_t mid, gc;
+	char c;
+
+	if ((kq = kqueue()) < 0 || pipe(go) != 0 || pipe(ctl) != 0 ||
+	    pipe(pidp) != 0)
+		return 10;
+	if ((mid = fork()) < 0)
+		return 11;
+	if (mid == 0) {
+		close(go[1]);
+		close(ctl[1]);
+		if ((gc = fork()) == 0) {
+			if (read(go[0], &c, 1) != 1)
+				_exit(100);
+			_exit(6);
+		}
+		if (write(pidp[1], &gc, sizeof gc) != sizeof gc)
+			_exit(100);
+		/* not reaped until ctl closes: a zombie, not ours */
+		(void)!read(ctl[0], &c, 1);
+		waitpid(gc, NULL, 0);
+		_exit(0);
+	}
+	close(go[0]);
+	close(ctl[0]);
+	if (read(pidp[0], &gc, sizeof gc) != sizeof gc)
+		return 12;
+	EV_SET(&ev, gc, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, NULL);
+	if (kevent(kq, &ev, 1, NULL, 0, NULL) != 0)
+		return 13;
+	if (write(go[1], "x", 1) != 1)
+		return 14;
+	n = kevent(kq, NULL, 0, &ev, 1, &ts);
+	close(ctl[1]);
+	waitpid(mid, NULL, 0);
+	if (n != 1 || ev.ident != (uintptr_t)gc || ev.fflags != NOTE_EXIT)
+		return 15;
+	return ev.data == (6 << 8) ? 0 : 16;
+}
+
+START_TEST(exit_status_of_non_child_in_pid_namespace_without_its_proc)
+{
+	int status;
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		pid_t init;
+
+		signal(SIGTERM, SIG_DFL);
+		if (unshare(CLONE_NEWPID) != 0)
+			_exit(20);
+		if ((init = fork()) == 0)
+			_exit(non_child_status_in_pid_namespace());
+		if (init < 0 || waitpid(init, &status, 0) != init)
+			_exit(21);
+		_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 22);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "in a new pid namespace: status 0x%x", status);
 }
 END_TEST
 
@@ -1044,6 +1121,9 @@ proc_suite(void)
 	tcase_add_test(tc, zombie_reports_exit_at_once);
 	tcase_add_test(tc, exit_status_of_non_child_reaped_by_its_parent);
 	tcase_add_test(tc, exit_status_of_non_child_zombie);
+	if (geteuid() == 0)
+		tcase_add_test(tc,
+		    exit_status_of_non_child_in_pid_namespace_without_its_proc);
 	tcase_add_test(tc, missing_pid_esrch);
 	tcase_add_test(tc, missing_pid_reported_as_ev_error_entry);
 	tcase_add_test(tc, two_kqueues_both_see_exit);

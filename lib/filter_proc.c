@@ -9,7 +9,8 @@
  * wait(2) status comes, without reaping anything, from waitid(P_PIDFD,
  * WNOWAIT) for our children; for other processes from PIDFD_GET_INFO's
  * exit_code (Linux 6.15+, available once the parent reaped it), else from
- * /proc/PID/stat's exit_code while it is a zombie; else 0.  As on FreeBSD
+ * /proc/PID/stat's exit_code while it is a zombie (PID: its number in
+ * /proc's pid namespace, from the pidfd's fdinfo); else 0.  As on FreeBSD
  * the exit report carries EV_EOF|EV_ONESHOT (and the implied EV_CLEAR), and
  * a knote that did not ask for NOTE_EXIT dies silently at exit (a
  * NOTE_FREE_DROP notice if it held an EV_FREEWATCH reference).  A disabled
@@ -27,6 +28,10 @@
  * before the connector was read still gets its NOTE_CHILD, its NOTE_EXIT
  * (status from the exit message) and its own children tracked.  Without
  * the connector, EV_ADD asking for any of them fails with ENOTSUP.
+ * Messages name pids, which are reused: attach first reads what was queued
+ * before it (about an earlier holder of the pid, maybe), and once the
+ * connector has told a pid's exit, its forks and execs are another
+ * process's (the knote's own exit still comes from its pidfd).
  *
  * Differences from FreeBSD: one knote per child, not two; its NOTE_CHILD
  * report therefore shows the child's knote's flags (EV_CLEAR, not
@@ -76,6 +81,9 @@ _Static_assert(sizeof(struct kq_pidfd_info) == 64, "PIDFD_INFO_SIZE_VER0");
 				 * its exit comes from the connector */
 #define KP_PENDING	0x10	/* just learnt: try a pidfd after the read */
 #define KP_SPLIT	0x20	/* reported NOTE_CHILD alone; the rest follows */
+#define KP_EXITMSG	0x40	/* the connector told its exit: later messages
+				 * about this pid are of a process that reused it */
+#define KP_ATTACHING	0x80	/* attach is reading what was queued before it */
 
 /* kq->proc_priv */
 struct proc_kq {
@@ -162,11 +170,14 @@ proc_stat_exit(pid_t pid, int *status)
 	return true;
 }
 
+static pid_t proc_pidfd_pid(int fd);
+
 /* The exited process's wait(2) status, without reaping it. */
 static int
-proc_exit_status(int pidfd, pid_t pid)
+proc_exit_status(int pidfd)
 {
 	siginfo_t si;
+	pid_t pid;
 	int status;
 
 	memset(&si, 0, sizeof si);
@@ -175,7 +186,11 @@ proc_exit_status(int pidfd, pid_t pid)
 		return proc_status_of_siginfo(&si);
 	/* Not our child, or already reaped.  Its parent may reap it while we
 	 * look: the zombie's /proc entry goes, the pidfd's exit info comes;
-	 * so ask both, twice. */
+	 * so ask both, twice.  /proc may belong to another pid namespace
+	 * than ours (the pid we were given is a number there too, of some
+	 * other process): the pidfd says which number the process has in it
+	 * (0 if none). */
+	pid = proc_pidfd_pid(pidfd);
 	for (int tries = 0; tries < 2; tries++) {
 		if (proc_info_exit(pidfd, &status))
 			return status;
@@ -488,7 +503,8 @@ proc_note(struct kq_kqueue *kq, pid_t pid, unsigned hint, pid_t child)
 	struct kq_knote *kn;
 
 	kn = kq_knote_find(kq, EVFILT_PROC, (uintptr_t)pid);
-	if (kn != NULL && !(kn->u.proc.state & KP_EXITED)) {
+	if (kn != NULL &&
+	    !(kn->u.proc.state & (KP_EXITED | KP_EXITMSG | KP_ATTACHING))) {
 		if (kn->sfflags & hint) {
 			kn->fflags |= hint;
 			kq_knote_activate(kq, kn);
@@ -498,7 +514,7 @@ proc_note(struct kq_kqueue *kq, pid_t pid, unsigned hint, pid_t child)
 	}
 	for (size_t i = 0; i < pk->npd; i++) {
 		kn = pk->pd[i].kn;
-		if (pk->pd[i].pid != pid || !(kn->sfflags & hint) ||
+		if (pk->pd[i].pid != pid || pid <= 0 || !(kn->sfflags & hint) ||
 		    (kn->u.proc.state & KP_EXITED))
 			continue;
 		kn->fflags |= hint;
@@ -512,6 +528,7 @@ static void
 proc_msg(void *arg, const struct kq_procmsg *m)
 {
 	struct kq_kqueue *kq = arg;
+	struct proc_kq *pk = kq->proc_priv;
 	struct kq_knote *kn;
 
 	switch (m->what) {
@@ -523,11 +540,18 @@ proc_msg(void *arg, const struct kq_procmsg *m)
 		break;
 	case KQ_PROCMSG_EXIT:
 		/* knotes with a pidfd learn it there (the status of the
-		 * whole process, not of its first thread to go) */
+		 * whole process, not of its first thread to go); until then
+		 * forks and execs of this pid are another process's */
 		kn = kq_knote_find(kq, EVFILT_PROC, (uintptr_t)m->pid);
-		if (kn != NULL && (kn->u.proc.state & KP_CONNONLY) &&
-		    !(kn->u.proc.state & KP_EXITED))
-			proc_exited(kq, kn, m->status, false);
+		if (kn != NULL && !(kn->u.proc.state & KP_ATTACHING)) {
+			kn->u.proc.state |= KP_EXITMSG;
+			if ((kn->u.proc.state & KP_CONNONLY) &&
+			    !(kn->u.proc.state & KP_EXITED))
+				proc_exited(kq, kn, m->status, false);
+		}
+		for (size_t i = 0; i < pk->npd; i++)
+			if (pk->pd[i].pid == m->pid)
+				pk->pd[i].pid = 0;
 		break;
 	}
 }
@@ -630,8 +654,7 @@ proc_check_exit(struct kq_kqueue *kq, struct kq_knote *kn, bool release)
 	if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & (POLLIN | POLLHUP)))
 		return false;
 	proc_nl_drain(kq);
-	proc_exited(kq, kn, proc_exit_status(p->fd, (pid_t)kn->kev.ident),
-	    release);
+	proc_exited(kq, kn, proc_exit_status(p->fd), release);
 	return true;
 }
 
@@ -665,6 +688,11 @@ filt_proc_attach(struct kq_kqueue *kq, struct kq_knote *kn)
 	if (kn->kev.ident == 0 || kn->kev.ident > INT_MAX)
 		return ESRCH;
 	kn->kev.flags |= EV_CLEAR;	/* FreeBSD sets it, and shows it */
+	/* What the connector queued so far may be about an earlier process
+	 * with this pid (its exit, say): not this knote's */
+	kn->u.proc.state = KP_ATTACHING;
+	proc_nl_drain(kq);
+	kn->u.proc.state = 0;
 	fd = kq_fd_own(pidfd_open((pid_t)kn->kev.ident, 0));
 	if (fd < 0)
 		return errno == EINVAL ? ESRCH : errno;	/* EINVAL: a thread id */
@@ -823,6 +851,7 @@ filt_procdesc_attach(struct kq_kqueue *kq, struct kq_knote *kn)
 		pid = proc_pidfd_pid(kn->fdn->fd);
 		if ((err = proc_nl_ref(kq)) != 0)
 			return err;
+		proc_nl_drain(kq);	/* earlier news is not this process's */
 		if ((err = proc_pd_add(kq, kn, pid)) != 0) {
 			proc_nl_unref(kq);
 			return err;
@@ -862,8 +891,7 @@ filt_procdesc_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev
 	    (pfd.revents & (POLLIN | POLLHUP))) {
 		proc_nl_drain(kq);
 		kn->u.proc.state |= KP_EXITED;
-		kn->u.proc.status = proc_exit_status(kn->fdn->fd,
-		    proc_pidfd_pid(kn->fdn->fd));
+		kn->u.proc.status = proc_exit_status(kn->fdn->fd);
 		if (kn->sfflags & NOTE_EXIT)
 			kn->fflags |= NOTE_EXIT;
 		/* Nothing asked for: FreeBSD drops the knote; here it stays,
@@ -885,6 +913,7 @@ filt_procdesc_touch(struct kq_kqueue *kq, struct kq_knote *kn,
 	if (wants && !had) {
 		if ((err = proc_nl_ref(kq)) != 0)
 			return err;
+		proc_nl_drain(kq);	/* earlier news is not this process's */
 		if ((err = proc_pd_add(kq, kn, proc_pidfd_pid(kn->fdn->fd))) != 0) {
 			proc_nl_unref(kq);
 			return err;

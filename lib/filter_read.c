@@ -300,8 +300,9 @@ rw_attach(struct kq_kqueue *kq, struct kq_knote *kn)
 static void
 rw_detach(struct kq_kqueue *kq, struct kq_knote *kn)
 {
-	if (kn->u.vnode.wd >= 0)
-		kq_inotify_unwatch(kq, kn);
+	/* also at wd -1 (the kernel dropped the watch: IN_IGNORED): the
+	 * kqueue may still hold its share of the inotify instance for it */
+	kq_inotify_unwatch(kq, kn);
 }
 
 static void

@@ -604,8 +604,9 @@ void kq_ino_unsubscribe(struct kq_ino_sub *s, const char *path);	/* locked */
  * calling again for the same knote is cheap.  kn->u.vnode.wd > 0 while
  * watched, -1 otherwise.  Every knote on the watch is activated on any event
  * about the inode itself (not its directory entries), and on overflow.
- * Detach must call kq_inotify_unwatch.  u.vnode.size/nlink belong to VNODE
- * knotes only. */
+ * Detach must call kq_inotify_unwatch, also at wd -1 (the kernel dropped
+ * the watch, IN_IGNORED): the kqueue may still hold the instance for it.
+ * u.vnode.size/nlink belong to VNODE knotes only. */
 int kq_inotify_watch(struct kq_kqueue *kq, struct kq_knote *kn, int fd, uint32_t mask);
 void kq_inotify_unwatch(struct kq_kqueue *kq, struct kq_knote *kn);
 

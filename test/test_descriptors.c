@@ -394,6 +394,56 @@ untracked_scenario(void)
 	return 0;
 }
 
+/* Descriptors of anon_inode:inotify this process holds. */
+static int
+inotify_fds(void)
+{
+	char path[64], link[64];
+	ssize_t k;
+	int fd, n = 0;
+
+	for (fd = 0; fd < 1024; fd++) {
+		snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+		if ((k = readlink(path, link, sizeof link - 1)) <= 0)
+			continue;
+		link[k] = '\0';
+		if (strstr(link, "inotify") != NULL)
+			n++;
+	}
+	return n;
+}
+
+/*
+ * Untracked: the application closes a deleted regular file an EVFILT_READ
+ * knote watches, so the kernel drops the inotify watch under the knote.
+ * The kqueue's close must still give its share of the inotify instance back
+ * (the instance's fd closes; nothing is left pointing at the freed kqueue,
+ * which a later overflow would kick).
+ */
+static int
+untracked_inotify_scenario(void)
+{
+	char path[] = "/tmp/kqfree-untracked-XXXXXX";
+	struct kevent ev;
+	int kq, f;
+
+	if ((kq = kqueue()) < 0 || (f = mkstemp(path)) < 0)
+		return 1;
+	EV_SET(&ev, f, EVFILT_READ, EV_ADD, 0, 0, NULL);
+	if (kevent(kq, &ev, 1, NULL, 0, NULL) != 0)
+		return 2;
+	if (inotify_fds() != 1)
+		return 3;
+	unlink(path);
+	close(f);	/* the watch goes: IN_DELETE_SELF, IN_IGNORED */
+	if (kevent(kq, NULL, 0, &ev, 1, &zero) < 0)
+		return 4;
+	close(kq);
+	kq = kqueue();	/* reaps the closed one */
+	close(kq);
+	return inotify_fds() == 0 ? 0 : 5;
+}
+
 static char self_exe[4096];
 
 START_TEST(untracked_close_never_confuses_numbers)
@@ -410,6 +460,23 @@ START_TEST(untracked_close_never_confuses_numbers)
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	    "untracked scenario failed: status 0x%x", status);
+}
+END_TEST
+
+START_TEST(untracked_read_on_deleted_file_gives_inotify_back)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		char *argv[] = { self_exe, "--untracked-inotify", NULL };
+		setenv("KQFREE_CLOSE_TRACKING", "0", 1);
+		execv("/proc/self/exe", argv);
+		_exit(99);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "untracked inotify scenario failed: status 0x%x", status);
 }
 END_TEST
 
@@ -434,6 +501,7 @@ descriptors_suite(void)
 	tc = tcase_create("untracked");
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, untracked_close_never_confuses_numbers);
+	tcase_add_test(tc, untracked_read_on_deleted_file_gives_inotify_back);
 	suite_add_tcase(s, tc);
 	return s;
 }
@@ -446,6 +514,8 @@ main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "--untracked") == 0)
 		return untracked_scenario();
+	if (argc > 1 && strcmp(argv[1], "--untracked-inotify") == 0)
+		return untracked_inotify_scenario();
 	snprintf(self_exe, sizeof self_exe, "%s", argv[0]);
 	sr = srunner_create(descriptors_suite());
 	srunner_run_all(sr, CK_NORMAL);

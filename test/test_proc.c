@@ -9,11 +9,14 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <linux/sched.h>
 #include <sys/pidfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -207,6 +210,82 @@ START_TEST(exit_status_of_non_child_zombie)
 	close(ctl);
 	ck_assert_int_eq(waitpid(mid, NULL, 0), mid);
 	close(kq);
+}
+END_TEST
+
+/*
+ * In a pid namespace of its own that still sees its parent's /proc (no
+ * remount): pid numbers there name other processes in /proc, so the exit
+ * status of a zombie that is not ours must not be read from /proc/<ident>.
+ * Runs as pid 1 of the new namespace; returns 0 or a failure code.
+ */
+static int
+non_child_status_in_pid_namespace(void)
+{
+	struct kevent ev;
+	struct timespec ts = { WAIT_MS / 1000, 0 };
+	int kq, go[2], ctl[2], pidp[2], n;
+	pid_t mid, gc;
+	char c;
+
+	if ((kq = kqueue()) < 0 || pipe(go) != 0 || pipe(ctl) != 0 ||
+	    pipe(pidp) != 0)
+		return 10;
+	if ((mid = fork()) < 0)
+		return 11;
+	if (mid == 0) {
+		close(go[1]);
+		close(ctl[1]);
+		if ((gc = fork()) == 0) {
+			if (read(go[0], &c, 1) != 1)
+				_exit(100);
+			_exit(6);
+		}
+		if (write(pidp[1], &gc, sizeof gc) != sizeof gc)
+			_exit(100);
+		/* not reaped until ctl closes: a zombie, not ours */
+		(void)!read(ctl[0], &c, 1);
+		waitpid(gc, NULL, 0);
+		_exit(0);
+	}
+	close(go[0]);
+	close(ctl[0]);
+	if (read(pidp[0], &gc, sizeof gc) != sizeof gc)
+		return 12;
+	EV_SET(&ev, gc, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, NULL);
+	if (kevent(kq, &ev, 1, NULL, 0, NULL) != 0)
+		return 13;
+	if (write(go[1], "x", 1) != 1)
+		return 14;
+	n = kevent(kq, NULL, 0, &ev, 1, &ts);
+	close(ctl[1]);
+	waitpid(mid, NULL, 0);
+	if (n != 1 || ev.ident != (uintptr_t)gc || ev.fflags != NOTE_EXIT)
+		return 15;
+	return ev.data == (6 << 8) ? 0 : 16;
+}
+
+START_TEST(exit_status_of_non_child_in_pid_namespace_without_its_proc)
+{
+	int status;
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		pid_t init;
+
+		signal(SIGTERM, SIG_DFL);
+		if (unshare(CLONE_NEWPID) != 0)
+			_exit(20);
+		if ((init = fork()) == 0)
+			_exit(non_child_status_in_pid_namespace());
+		if (init < 0 || waitpid(init, &status, 0) != init)
+			_exit(21);
+		_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 22);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "in a new pid namespace: status 0x%x", status);
 }
 END_TEST
 
@@ -792,6 +871,73 @@ END_TEST
 
 /* --------------------------------------------------------------- PROCDESC */
 
+/* A child with a pid of our choosing (clone3's set_tid: root), as fork(). */
+static pid_t
+fork_with_pid(pid_t want)
+{
+	struct clone_args a;
+	pid_t tid = want;
+
+	memset(&a, 0, sizeof a);
+	a.exit_signal = SIGCHLD;
+	a.set_tid = (uintptr_t)&tid;
+	a.set_tid_size = 1;
+	return (pid_t)syscall(SYS_clone3, &a, sizeof a);
+}
+
+/* The watched process exited and was reaped; another process got its pid
+ * and forked before the kqueue was read.  Those are not the watched
+ * process's forks: it exited without forking, and nothing of the newcomer
+ * is tracked. */
+START_TEST(reused_pid_forks_are_not_the_exited_process)
+{
+	int kq = xkqueue(), go[2], ready[2], token;
+	pid_t pid, again;
+	char c;
+
+	ck_assert_int_eq(pipe(go), 0);
+	ck_assert_int_eq(pipe(ready), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (read(go[0], &c, 1) != 1)
+			_exit(100);
+		_exit(5);
+	}
+	kev_ok(kq, pid, EVFILT_PROC, EV_ADD, NOTE_FORK | NOTE_EXIT | NOTE_TRACK,
+	    0, &token);
+	ck_assert_int_eq(write(go[1], "x", 1), 1);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	again = fork_with_pid(pid);
+	ck_assert_msg(again >= 0, "clone3 set_tid: %s", strerror(errno));
+	if (again == 0) {
+		pid_t gc;
+
+		signal(SIGTERM, SIG_DFL);
+		close(go[1]);
+		if ((gc = fork()) == 0)
+			_exit(0);
+		waitpid(gc, NULL, 0);
+		if (write(ready[1], "y", 1) != 1)
+			_exit(100);
+		if (read(go[0], &c, 1) < 0)
+			_exit(100);
+		_exit(0);
+	}
+	ck_assert_int_eq(again, pid);
+	read_bounded(ready[0], &c, 1);
+	kev_expect(kq, WAIT_MS, pid, EVFILT_PROC, EXIT_FLAGS, NOTE_EXIT,
+	    5 << 8, &token);
+	kev_expect_none(kq);
+	close(go[1]);
+	ck_assert_int_eq(waitpid(again, NULL, 0), again);
+	close(go[0]);
+	close(ready[0]);
+	close(ready[1]);
+	close(kq);
+}
+END_TEST
+
 START_TEST(procdesc_exit_reports_status)
 {
 	int kq = xkqueue(), rel, pfd, status;
@@ -975,6 +1121,9 @@ proc_suite(void)
 	tcase_add_test(tc, zombie_reports_exit_at_once);
 	tcase_add_test(tc, exit_status_of_non_child_reaped_by_its_parent);
 	tcase_add_test(tc, exit_status_of_non_child_zombie);
+	if (geteuid() == 0)
+		tcase_add_test(tc,
+		    exit_status_of_non_child_in_pid_namespace_without_its_proc);
 	tcase_add_test(tc, missing_pid_esrch);
 	tcase_add_test(tc, missing_pid_reported_as_ev_error_entry);
 	tcase_add_test(tc, two_kqueues_both_see_exit);
@@ -1006,6 +1155,7 @@ proc_suite(void)
 	tcase_add_test(cn, track_child_exit_before_read_comes_after_note_child);
 	tcase_add_test(cn, track_reports_child_reaped_before_read);
 	tcase_add_test(cn, track_follows_grandchild_of_reaped_child);
+	tcase_add_test(cn, reused_pid_forks_are_not_the_exited_process);
 	suite_add_tcase(s, cn);
 
 	tcase_set_timeout(pd, 30);

@@ -272,8 +272,8 @@ kq_fd_owned(int fd)
  * before is stale (it was closed behind our back).  Returns the fd, or -1
  * with errno and fd closed.
  */
-int
-kq_fd_own(int fd)
+static int
+adopt(int fd)
 {
 	int err;
 
@@ -297,6 +297,55 @@ kq_fd_own(int fd)
 	kq_fdreg_forget(fd);
 	atomic_fetch_or(&slot_peek(fd)->flags, SLOT_OWNED);
 	return fd;
+}
+
+int
+kq_fd_adopt(int fd)
+{
+	int err, r = adopt(fd);
+
+	err = errno;
+	kq_fd_made();
+	errno = err;
+	return r;
+}
+
+/*
+ * Descriptors being made (internal.h, DESCRIPTORS).  A maker raises
+ * `making' before `made'; a waiter reads `made' before `making': so a maker
+ * it did not see in flight shows up as a new generation afterwards.
+ */
+static _Atomic unsigned making;
+static _Atomic unsigned long made;
+
+void
+kq_fd_making(void)
+{
+	atomic_fetch_add(&making, 1);
+	atomic_fetch_add(&made, 1);
+}
+
+void
+kq_fd_made(void)
+{
+	atomic_fetch_sub(&making, 1);
+}
+
+unsigned long
+kq_fd_quiet(void)
+{
+	for (;;) {
+		unsigned long gen = atomic_load(&made);
+		if (atomic_load(&making) == 0)
+			return gen;
+		sched_yield();		/* an open/read/close: microseconds */
+	}
+}
+
+bool
+kq_fd_settled(unsigned long gen)
+{
+	return atomic_load(&making) == 0 && atomic_load(&made) == gen;
 }
 
 int
@@ -328,6 +377,7 @@ kq_fdreg_fork_child(void)
 	unsigned c, i;
 
 	owner_pid = (pid_t)syscall(SYS_getpid);
+	atomic_store(&making, 0);	/* other threads' sections ended with them */
 	for (c = 0; c < TOP_SIZE; c++) {
 		struct fdslot *chunk = atomic_load(&chunks[c]);
 		if (chunk == NULL)

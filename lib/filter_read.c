@@ -99,10 +99,14 @@ eventfd_count(int fd)
 	ssize_t n;
 
 	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
-	if ((f = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+	kq_fd_making();
+	if ((f = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		kq_fd_made();
 		return 0;
+	}
 	n = read(f, buf, sizeof buf - 1);
 	kq_real_close(f);
+	kq_fd_made();
 	if (n <= 0)
 		return 0;
 	buf[n] = '\0';
@@ -132,9 +136,12 @@ unix_backlog(int fd)
 
 	if (fstat(fd, &st) < 0)
 		return -1;
+	kq_fd_making();
 	nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-	if (nl < 0)
+	if (nl < 0) {
+		kq_fd_made();
 		return -1;
+	}
 	memset(&q, 0, sizeof q);
 	q.nlh.nlmsg_len = sizeof q;
 	q.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
@@ -162,6 +169,7 @@ unix_backlog(int fd)
 	}
 out:
 	kq_real_close(nl);
+	kq_fd_made();
 	return backlog;
 }
 

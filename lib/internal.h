@@ -74,7 +74,16 @@
  *     and netlink fds) are taken with kq_fd_own() (O_CLOEXEC, never 0-2) and
  *     given back with kq_fd_close().  The application's close family cannot
  *     touch them: close() says EBADF, close_range()/closefrom() step around
- *     them, dup2()/dup3() onto one fail with EBUSY (fdreg.c).
+ *     them, dup2()/dup3() onto one fail with EBUSY (fdreg.c).  A change
+ *     naming one is EBADF: it is not the application's descriptor.
+ *   - Every descriptor the library makes, even for a moment (a /proc read,
+ *     a new eventfd before kq_fd_own() registered it), is made between
+ *     kq_fd_making() and kq_fd_made(): it takes the lowest free number,
+ *     perhaps one the application has just closed.  An EV_ADD that asks
+ *     epoll about a number waits until none is being made (kq_fd_quiet) and
+ *     asks again if one was made meanwhile (kq_fd_settled), so it never
+ *     takes the library's file for the application's.  No lock is taken
+ *     inside such a section, and the wait holds no registry slot lock.
  *   - The numbers the application holds for a kqueue are aliases: other
  *     descriptors of the epoll file whose own descriptor kq->fd the library
  *     waits on.  kevent(N) maps N to its kqueue (kq_lookup: a known number
@@ -466,10 +475,18 @@ void kq_fdreg_forget(int fd);
 bool kq_fdreg_tracking(void);			/* KQFREE_CLOSE_TRACKING != 0 */
 /* The library's own descriptors: take one just made (O_CLOEXEC) - moved
  * above 2, protected from the application's close family - or give it back
- * and close it.  kq_fd_own(-1) and failures return -1 with errno. */
-int kq_fd_own(int fd);
+ * and close it.  kq_fd_own(-1) and failures return -1 with errno.
+ * kq_fd_own(expr) evaluates expr (the call that makes the descriptor)
+ * inside a kq_fd_making() section, which kq_fd_adopt() ends. */
+int kq_fd_adopt(int fd);
+#define kq_fd_own(expr)	(kq_fd_making(), kq_fd_adopt(expr))
 int kq_fd_close(int fd);
 bool kq_fd_owned(int fd);
+/* Sections that make a descriptor of the library's (see DESCRIPTORS). */
+void kq_fd_making(void);
+void kq_fd_made(void);
+unsigned long kq_fd_quiet(void);		/* none being made: a generation */
+bool kq_fd_settled(unsigned long gen);	/* none made since kq_fd_quiet() */
 /* Fork child: close every owned descriptor, forget every watcher.  Process-
  * wide services never close their own fds in a fork child: this did. */
 void kq_fdreg_fork_child(void);

@@ -47,7 +47,8 @@ add_knote(struct kq_kqueue *kq, const struct kq_filterops *fop,
 	struct kq_knote *kn;
 	int err = 0;
 
-	if (fop->isfd && kev->ident > INT_MAX)
+	/* not open, or not the application's (internal.h, DESCRIPTORS) */
+	if (fop->isfd && (kev->ident > INT_MAX || kq_fd_owned((int)kev->ident)))
 		return EBADF;
 	/*
 	 * FreeBSD looks the descriptor up first.  Here the fd table and the
@@ -213,6 +214,7 @@ apply_change(struct kq_kqueue *kq, const struct kevent *kev)
 			return add_knote(kq, fop, kev);
 		/* FreeBSD looks the fd up before the knote */
 		if (fop->isfd && (kev->ident > INT_MAX ||
+		    kq_fd_owned((int)kev->ident) ||
 		    fcntl((int)kev->ident, F_GETFD) < 0))
 			return EBADF;
 		return ENOENT;

@@ -222,13 +222,27 @@ kq_fdnode_probe(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 
 	if (fdn->kind != 0)
 		return 0;
+	if (kq_fd_owned(fdn->fd))
+		return EBADF;		/* the library's, not the application's */
 	fdn->poll.want = fdnode_want(kq, fdn);
-	kq_fdreg_lock(fdn->fd);
-	err = kq_backend_attach(kq, &fdn->poll);
-	/* registered with no events epoll still reports HUP/ERR */
-	if (err == 0 && fdn->poll.want == 0)
-		kq_backend_detach(kq, &fdn->poll);
-	kq_fdreg_unlock(fdn->fd);
+	for (;;) {
+		/* epoll's answer must not be about a descriptor the library
+		 * made for a moment at this number (internal.h, DESCRIPTORS) */
+		unsigned long gen = kq_fd_quiet();
+		kq_fdreg_lock(fdn->fd);
+		err = kq_backend_attach(kq, &fdn->poll);
+		if (err == 0 && !kq_fd_settled(gen)) {
+			kq_backend_detach(kq, &fdn->poll);
+			kq_fdreg_unlock(fdn->fd);
+			continue;
+		}
+		/* registered with no events epoll still reports HUP/ERR */
+		if (err == 0 && fdn->poll.want == 0)
+			kq_backend_detach(kq, &fdn->poll);
+		kq_fdreg_unlock(fdn->fd);
+		if (err == 0 || kq_fd_settled(gen))
+			break;
+	}
 	if (err == 0) {
 		fdn->kind = KQ_FD_POLL;
 	} else if (err == EPERM) {
@@ -417,10 +431,14 @@ epoll_items(int fd, char *buf, size_t len)
 	int f;
 
 	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
-	if ((f = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+	kq_fd_making();
+	if ((f = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		kq_fd_made();
 		return -1;
+	}
 	n = read(f, raw, sizeof raw - 1);
 	kq_real_close(f);
+	kq_fd_made();
 	if (n < 0)
 		return -1;
 	raw[n] = '\0';
@@ -525,24 +543,42 @@ kq_alive(struct kq_kqueue *kq)
 	struct kq_alias *a;
 	struct dirent *de;
 	DIR *d;
-	bool found = false;
+	int *fds = NULL, nfds = 0, cap = 0, *v;
+	bool found = false, oom = false;
 
 	LIST_FOREACH(a, &kq->aliases, link)
 		if (names(a->fd, kq))
 			return true;
-	if ((d = opendir("/proc/self/fd")) == NULL)
+	/* the numbers first, the directory closed, then the looks (no lock
+	 * inside a descriptor-making section: internal.h, DESCRIPTORS) */
+	kq_fd_making();
+	if ((d = opendir("/proc/self/fd")) == NULL) {
+		kq_fd_made();
 		return true;	/* cannot tell: keep it */
-	while (!found && (de = readdir(d)) != NULL) {
+	}
+	while (!oom && (de = readdir(d)) != NULL) {
 		char *end;
 		long fd = strtol(de->d_name, &end, 10);
 		if (*end != '\0' || end == de->d_name || fd == kq->fd ||
 		    fd == dirfd(d) || kq_fd_owned((int)fd))
 			continue;
-		if (names((int)fd, kq) && alias_add(kq, (int)fd) == 0)
-			found = true;
+		if (nfds == cap) {
+			cap = cap ? cap * 2 : 64;
+			if ((v = realloc(fds, cap * sizeof *v)) == NULL) {
+				oom = true;
+				break;
+			}
+			fds = v;
+		}
+		fds[nfds++] = (int)fd;
 	}
 	closedir(d);
-	return found;
+	kq_fd_made();
+	for (int i = 0; !oom && !found && i < nfds; i++)
+		if (names(fds[i], kq) && alias_add(kq, fds[i]) == 0)
+			found = true;
+	free(fds);
+	return found || oom;	/* out of memory: cannot tell, keep it */
 }
 
 /* ---------------------------------------------------------------- kqueue */

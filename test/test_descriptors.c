@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -344,6 +345,92 @@ START_TEST(library_fds_are_cloexec)
 }
 END_TEST
 
+/*
+ * The library's descriptors are not the application's: a change naming one
+ * is EBADF, as for any number the application does not hold (it used to
+ * reach epoll: EINVAL for the epoll set, EEXIST for the wake eventfd).
+ */
+START_TEST(changes_on_library_descriptors_are_ebadf)
+{
+	static const short filters[] = { EVFILT_READ, EVFILT_WRITE,
+	    EVFILT_VNODE, EVFILT_EMPTY };
+	bool before[64] = { false };
+	int kq, fd, n = 0;
+
+	for (fd = 0; fd < 64; fd++)
+		before[fd] = fcntl(fd, F_GETFD) >= 0;
+	kq = xkqueue();
+	kev_ok(kq, 1, EVFILT_TIMER, EV_ADD, 0, 1000, UD(1));
+	for (fd = 0; fd < 64; fd++) {
+		if (before[fd] || fd == kq || fcntl(fd, F_GETFD) < 0)
+			continue;
+		for (size_t i = 0; i < sizeof filters / sizeof filters[0]; i++) {
+			ck_assert_errno(kev_change(kq, fd, filters[i], EV_ADD,
+			    NOTE_WRITE, 0, UD(2)), EBADF);
+			ck_assert_errno(kev_change(kq, fd, filters[i], EV_DELETE,
+			    0, 0, NULL), EBADF);
+		}
+		n++;
+	}
+	ck_assert_int_ge(n, 2);		/* the epoll set, the wake eventfd... */
+	kev_expect_none(kq);
+	close(kq);
+}
+END_TEST
+
+/*
+ * Reading an eventfd's count opens /proc/self/fdinfo/N for a moment, at the
+ * lowest free number: while another thread's scans do that, an EV_ADD on a
+ * number the application has just closed must still fail with EBADF (it
+ * used to land on the /proc file, leaving a knote on a closed number).
+ */
+struct fdinfo_reader {
+	int kq;
+	_Atomic bool stop;
+};
+
+static void *
+read_eventfd_counts(void *arg)
+{
+	struct fdinfo_reader *r = arg;
+	struct kevent ev;
+
+	while (!atomic_load(&r->stop))
+		kevent(r->kq, NULL, 0, &ev, 1, &(struct timespec){ 0, 0 });
+	return NULL;
+}
+
+START_TEST(add_racing_with_library_descriptors_is_ebadf)
+{
+	struct fdinfo_reader r = { .kq = xkqueue() };
+	int kq = xkqueue(), efd = eventfd(1, EFD_CLOEXEC), hole, bad = 0;
+	pthread_t t;
+	int64_t t0;
+	long tries = 0;
+
+	ck_assert_int_ge(efd, 0);
+	kev_ok(r.kq, efd, EVFILT_READ, EV_ADD, 0, 0, UD(1));
+	hole = open("/dev/null", O_RDONLY | O_CLOEXEC);	/* lowest free */
+	ck_assert_int_ge(hole, 0);
+	ck_assert_int_eq(close(hole), 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, read_eventfd_counts, &r), 0);
+	for (t0 = now_ms(); now_ms() - t0 < 1500 && bad == 0; tries++)
+		if (kev_change(kq, hole, EVFILT_READ, EV_ADD, 0, 0, UD(2)) == 0)
+			bad++;
+		else
+			ck_assert_int_eq(errno, EBADF);
+	atomic_store(&r.stop, true);
+	join_bounded(t, 2000);
+	ck_assert_msg(bad == 0, "EV_ADD on closed fd %d succeeded (try %ld)",
+	    hole, tries);
+	ck_assert_errno(kev_change(kq, hole, EVFILT_READ, EV_DELETE, 0, 0,
+	    NULL), EBADF);
+	close(efd);
+	close(r.kq);
+	close(kq);
+}
+END_TEST
+
 /* ------------------------------------------------ without close tracking */
 
 /*
@@ -497,6 +584,8 @@ descriptors_suite(void)
 	tcase_add_test(tc, closefrom_above_kqueue_is_harmless);
 	tcase_add_test(tc, close_range_over_kqueue_spares_library_fds);
 	tcase_add_test(tc, library_fds_are_cloexec);
+	tcase_add_test(tc, changes_on_library_descriptors_are_ebadf);
+	tcase_add_test(tc, add_racing_with_library_descriptors_is_ebadf);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("untracked");
 	tcase_set_timeout(tc, 30);

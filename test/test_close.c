@@ -736,7 +736,7 @@ START_TEST(close_in_signal_handler_holding_fd_lock_is_tracked)
 }
 END_TEST
 
-#ifndef __SANITIZE_THREAD__	/* see close_suite() */
+#ifndef KQ_TSAN	/* see close_suite() */
 struct adder {
 	int kq, fd;
 	struct obj *o;
@@ -823,6 +823,12 @@ END_TEST
 #endif
 
 /* ------------------------------------------------------------- stress */
+
+#ifdef KQ_TSAN
+#define KQ_TSAN_ONLY_CLOSE	1
+#else
+#define KQ_TSAN_ONLY_CLOSE	0
+#endif
 
 enum { S_THREADS = 4, S_OPS = 5000, S_SLOTS = 24, S_OBJS = S_THREADS * S_OPS };
 
@@ -913,7 +919,10 @@ stress_thread(void *arg)
 			/* close (or close_range) and reopen */
 			int p[2];
 			pthread_mutex_lock(&s->mu);
-			if (rand_r(&seed) % 2)
+			/* TSan has no close_range() interceptor: the number
+			 * would look open to it when pipe2() hands it out again
+			 * in another thread, a race it would report. */
+			if (KQ_TSAN_ONLY_CLOSE || rand_r(&seed) % 2)
 				close(s->rfd);
 			else
 				close_range(s->rfd, s->rfd, 0);
@@ -1016,7 +1025,7 @@ END_TEST
 static bool
 instrumented(void)
 {
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#if defined(KQ_TSAN) || defined(__SANITIZE_ADDRESS__)
 	return true;
 #else
 	const char *pre = getenv("LD_PRELOAD"), *mult = getenv("CK_TIMEOUT_MULTIPLIER");
@@ -1099,7 +1108,7 @@ close_suite(void)
 	tcase_add_test(tc, close_in_signal_handler_while_blocked);
 	tcase_add_test(tc, close_in_signal_handler_during_kevent_calls);
 	tcase_add_test(tc, close_in_signal_handler_holding_fd_lock_is_tracked);
-#ifndef __SANITIZE_THREAD__
+#ifndef KQ_TSAN
 	/* A deliberate close/EV_ADD race on one fd: TSan rightly calls it the
 	 * application's race, so that build leaves it out. */
 	tcase_add_test(tc, close_racing_with_add_leaves_no_knote);

@@ -29,6 +29,16 @@
 /* An integer as udata. */
 #define UD(x)	((void *)(uintptr_t)(x))
 
+/* Built with ThreadSanitizer (gcc says __SANITIZE_THREAD__, clang 14 only
+ * answers __has_feature). */
+#if defined(__SANITIZE_THREAD__)
+#define KQ_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define KQ_TSAN 1
+#endif
+#endif
+
 /* Apply one change; returns kevent()'s result. */
 static inline int
 kev_change(int kq, uintptr_t ident, short filter, unsigned short flags,

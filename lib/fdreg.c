@@ -348,14 +348,43 @@ kq_fd_settled(unsigned long gen)
 	return atomic_load(&making) == 0 && atomic_load(&made) == gen;
 }
 
+ssize_t
+kq_read_fdinfo(int fd, char *buf, size_t len)
+{
+	char path[40];
+	ssize_t n;
+	int f;
+
+	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+	kq_fd_making();
+	if ((f = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		kq_fd_made();
+		return -1;
+	}
+	n = read(f, buf, len - 1);
+	kq_real_close(f);
+	kq_fd_made();
+	if (n >= 0)
+		buf[n] = '\0';
+	return n;
+}
+
 int
 kq_fd_close(int fd)
 {
 	struct fdslot *s = slot_peek(fd);
+	int r, err;
 
+	/* between the flag and the close the number is still ours: a
+	 * section, as while it was being made (internal.h, DESCRIPTORS) */
+	kq_fd_making();
 	if (s != NULL)
 		atomic_fetch_and(&s->flags, ~SLOT_OWNED);
-	return kq_real_close(fd);
+	r = kq_real_close(fd);
+	err = errno;
+	kq_fd_made();
+	errno = err;
+	return r;
 }
 
 bool

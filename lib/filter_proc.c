@@ -205,10 +205,9 @@ proc_exit_status(int pidfd)
 static pid_t
 proc_pidfd_pid(int fd)
 {
-	char path[64], buf[1024], *p;
+	char buf[1024], *p;
 
-	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
-	if (proc_read_file(path, buf, sizeof buf) < 0)
+	if (kq_read_fdinfo(fd, buf, sizeof buf) < 0)
 		return -1;
 	if ((p = strstr(buf, "\nPid:")) == NULL)
 		return -1;

@@ -93,23 +93,11 @@ is_file(const struct kq_fdnode *fdn)
 static int64_t
 eventfd_count(int fd)
 {
-	char path[40], buf[256];
+	char buf[256];
 	unsigned long long v = 0;
-	int f;
-	ssize_t n;
 
-	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
-	kq_fd_making();
-	if ((f = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-		kq_fd_made();
+	if (kq_read_fdinfo(fd, buf, sizeof buf) <= 0)
 		return 0;
-	}
-	n = read(f, buf, sizeof buf - 1);
-	kq_real_close(f);
-	kq_fd_made();
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
 	char *p = strstr(buf, "eventfd-count:");
 	if (p != NULL)
 		v = strtoull(p + 14, NULL, 16);

@@ -77,8 +77,9 @@
  *     them, dup2()/dup3() onto one fail with EBUSY (fdreg.c).  A change
  *     naming one is EBADF: it is not the application's descriptor.
  *   - Every descriptor the library makes, even for a moment (a /proc read,
- *     a new eventfd before kq_fd_own() registered it), is made between
- *     kq_fd_making() and kq_fd_made(): it takes the lowest free number,
+ *     a new eventfd before kq_fd_own() registered it), is made, and given
+ *     back (kq_fd_close), between kq_fd_making() and kq_fd_made(): it takes
+ *     the lowest free number,
  *     perhaps one the application has just closed.  An EV_ADD that asks
  *     epoll about a number waits until none is being made (kq_fd_quiet) and
  *     asks again if one was made meanwhile (kq_fd_settled), so it never
@@ -487,6 +488,9 @@ void kq_fd_making(void);
 void kq_fd_made(void);
 unsigned long kq_fd_quiet(void);		/* none being made: a generation */
 bool kq_fd_settled(unsigned long gen);	/* none made since kq_fd_quiet() */
+/* /proc/self/fdinfo/fd into buf (NUL-terminated), inside such a section:
+ * bytes read or -1. */
+ssize_t kq_read_fdinfo(int fd, char *buf, size_t len);
 /* Fork child: close every owned descriptor, forget every watcher.  Process-
  * wide services never close their own fds in a fork child: this did. */
 void kq_fdreg_fork_child(void);

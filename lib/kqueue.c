@@ -222,25 +222,22 @@ kq_fdnode_probe(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 
 	if (fdn->kind != 0)
 		return 0;
-	if (kq_fd_owned(fdn->fd))
-		return EBADF;		/* the library's, not the application's */
 	fdn->poll.want = fdnode_want(kq, fdn);
 	for (;;) {
 		/* epoll's answer must not be about a descriptor the library
-		 * made for a moment at this number (internal.h, DESCRIPTORS) */
+		 * made at this number, for a moment or for good (internal.h,
+		 * DESCRIPTORS): asked again if one was made meanwhile */
 		unsigned long gen = kq_fd_quiet();
+		if (kq_fd_owned(fdn->fd))
+			return EBADF;
 		kq_fdreg_lock(fdn->fd);
 		err = kq_backend_attach(kq, &fdn->poll);
-		if (err == 0 && !kq_fd_settled(gen)) {
-			kq_backend_detach(kq, &fdn->poll);
-			kq_fdreg_unlock(fdn->fd);
-			continue;
-		}
+		bool settled = kq_fd_settled(gen);
 		/* registered with no events epoll still reports HUP/ERR */
-		if (err == 0 && fdn->poll.want == 0)
+		if (err == 0 && (!settled || fdn->poll.want == 0))
 			kq_backend_detach(kq, &fdn->poll);
 		kq_fdreg_unlock(fdn->fd);
-		if (err == 0 || kq_fd_settled(gen))
+		if (settled)
 			break;
 	}
 	if (err == 0) {
@@ -426,22 +423,11 @@ alias_hold(struct kq_fdwatch *w)
 static ssize_t
 epoll_items(int fd, char *buf, size_t len)
 {
-	char path[64], raw[4096], *p, *line;
-	ssize_t n, out = 0;
-	int f;
+	char raw[4096], *p, *line;
+	ssize_t out = 0;
 
-	snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
-	kq_fd_making();
-	if ((f = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-		kq_fd_made();
+	if (kq_read_fdinfo(fd, raw, sizeof raw) < 0)
 		return -1;
-	}
-	n = read(f, raw, sizeof raw - 1);
-	kq_real_close(f);
-	kq_fd_made();
-	if (n < 0)
-		return -1;
-	raw[n] = '\0';
 	for (line = raw; (p = strstr(line, "tfd:")) != NULL; line = p + 4) {
 		char *end = strchrnul(p, '\n');
 		size_t l = (size_t)(end - p);

@@ -381,9 +381,10 @@ END_TEST
 
 /*
  * Reading an eventfd's count opens /proc/self/fdinfo/N for a moment, at the
- * lowest free number: while another thread's scans do that, an EV_ADD on a
- * number the application has just closed must still fail with EBADF (it
- * used to land on the /proc file, leaving a knote on a closed number).
+ * lowest free number, and so does a pidfd for EVFILT_PROC: while
+ * another thread does both, an EV_ADD on a number the application has just
+ * closed must still fail with EBADF (it used to land on the /proc file,
+ * leaving a knote on a closed number).
  */
 struct fdinfo_reader {
 	int kq;
@@ -394,10 +395,16 @@ static void *
 read_eventfd_counts(void *arg)
 {
 	struct fdinfo_reader *r = arg;
-	struct kevent ev;
+	struct kevent ev, ch[2];
 
-	while (!atomic_load(&r->stop))
+	/* and a pidfd of the library's own that stays a while */
+	EV_SET(&ch[0], getpid(), EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, NULL);
+	EV_SET(&ch[1], getpid(), EVFILT_PROC, EV_DELETE, 0, 0, NULL);
+	while (!atomic_load(&r->stop)) {
 		kevent(r->kq, NULL, 0, &ev, 1, &(struct timespec){ 0, 0 });
+		kevent(r->kq, &ch[0], 1, NULL, 0, NULL);
+		kevent(r->kq, &ch[1], 1, NULL, 0, NULL);
+	}
 	return NULL;
 }
 

@@ -644,36 +644,6 @@ START_TEST(file_read_offset_past_eof_reports_negative_data)
 }
 END_TEST
 
-/*
- * More kqueues than the user may have inotify instances (max_user_instances,
- * 128 by default), descriptors permitting; 0 if they do not.
- */
-static int
-more_kqueues_than_inotify_instances(void)
-{
-	FILE *f = fopen("/proc/sys/fs/inotify/max_user_instances", "r");
-	struct rlimit rl;
-	long max = 128;
-	int n;
-
-	if (f != NULL) {
-		ck_assert_int_eq(fscanf(f, "%ld", &max), 1);
-		fclose(f);
-	}
-	if (max > 4096)
-		return 0;
-	n = (int)max + 8;
-	/* a kqueue is 3 descriptors (alias, the library's, wake eventfd) */
-	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
-	if (rl.rlim_cur < (rlim_t)n * 4 + 64) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-		if (rl.rlim_cur < (rlim_t)n * 4 + 64)
-			return 0;
-	}
-	return n;
-}
-
 /* One inotify instance serves every kqueue: the 129th kqueue's EV_ADD on a
  * regular file is no EMFILE, and every kqueue hears of the growth. */
 START_TEST(file_read_on_more_kqueues_than_inotify_instances)

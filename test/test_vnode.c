@@ -1177,36 +1177,6 @@ END_TEST
 
 /* ------------------------------------------- one instance for the process */
 
-/*
- * More kqueues than the user may have inotify instances (max_user_instances,
- * 128 by default), descriptors permitting; 0 if they do not.
- */
-static int
-more_kqueues_than_inotify_instances(void)
-{
-	FILE *f = fopen("/proc/sys/fs/inotify/max_user_instances", "r");
-	struct rlimit rl;
-	long max = 128;
-	int n;
-
-	if (f != NULL) {
-		ck_assert_int_eq(fscanf(f, "%ld", &max), 1);
-		fclose(f);
-	}
-	if (max > 4096)
-		return 0;
-	n = (int)max + 8;
-	/* a kqueue is 3 descriptors (alias, the library's, wake eventfd) */
-	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
-	if (rl.rlim_cur < (rlim_t)n * 4 + 64) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-		if (rl.rlim_cur < (rlim_t)n * 4 + 64)
-			return 0;
-	}
-	return n;
-}
-
 START_TEST(vnode_write_on_more_kqueues_than_inotify_instances)
 {
 	int n = more_kqueues_than_inotify_instances(), fd, i, *kq, ifd[2];

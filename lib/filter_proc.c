@@ -473,25 +473,29 @@ proc_track(struct kq_kqueue *kq, struct kq_knote *parent, pid_t child)
 
 	if (kq_knote_find(kq, EVFILT_PROC, (uintptr_t)child) != NULL)
 		return;
-	if ((kn = kq_knote_alloc(kq)) == NULL) {
+	if ((kn = kq_knote_alloc(kq, &kq_filt_proc)) != NULL) {
+		kn->ident = (uintptr_t)child;
+		kn->filter = EVFILT_PROC;
+		if (kq_knote_insert(kq, kn) != 0) {
+			kq_knote_free(kq, kn);
+			kn = NULL;
+		}
+	}
+	if (kn == NULL) {
 		parent->fflags |= NOTE_TRACKERR;
 		kq_knote_activate(kq, parent);
 		return;
 	}
-	kn->kev.ident = (uintptr_t)child;
-	kn->kev.filter = EVFILT_PROC;
-	kn->kev.flags = parent->kev.flags;
-	kn->kev.udata = parent->kev.udata;
-	kn->fop = parent->fop;
+	kn->flags = parent->flags;
+	kn->udata = parent->udata;
 	kn->sfflags = parent->sfflags;
-	kn->sdata = (int64_t)parent->kev.ident;
+	kn->sdata = (int64_t)parent->ident;
 	kn->u.proc.pidpoll = NULL;
 	kn->u.proc.state = KP_CONNONLY | KP_PENDING | KP_NLREF;
 	pk->nl_users++;		/* open: the parent holds it */
 	LIST_INSERT_HEAD(&pk->conn, kn, u.proc.cnlink);
-	kq_knote_insert(kq, kn);
 	kn->fflags = NOTE_CHILD;
-	kn->data = (int64_t)parent->kev.ident;
+	kn->data = (int64_t)parent->ident;
 	kq_knote_activate(kq, kn);
 }
 
@@ -573,7 +577,7 @@ proc_settle(struct kq_kqueue *kq, struct proc_kq *pk, bool last)
 		next = LIST_NEXT(kn, u.proc.cnlink);
 		if (!(kn->u.proc.state & KP_PENDING))
 			continue;
-		fd = kq_fd_own(pidfd_open((pid_t)kn->kev.ident, 0));
+		fd = kq_fd_own(pidfd_open((pid_t)kn->ident, 0));
 		if (fd >= 0) {
 			kn->u.proc.state &= ~KP_PENDING;
 			if (proc_pidfd_attach(kq, kn, fd) == 0) {
@@ -677,22 +681,24 @@ proc_pidfd_ready(struct kq_kqueue *kq, struct kq_poll *p, uint32_t revents)
 }
 
 static int
-filt_proc_attach(struct kq_kqueue *kq, struct kq_knote *kn)
+filt_proc_attach(struct kq_kqueue *kq, struct kq_knote *kn,
+    const struct kevent *kev)
 {
 	int fd, err;
 
+	(void)kev;
 	kn->u.proc.pidpoll = NULL;
 	kn->u.proc.status = 0;
 	kn->u.proc.state = 0;
-	if (kn->kev.ident == 0 || kn->kev.ident > INT_MAX)
+	if (kn->ident == 0 || kn->ident > INT_MAX)
 		return ESRCH;
-	kn->kev.flags |= EV_CLEAR;	/* FreeBSD sets it, and shows it */
+	kn->flags |= EV_CLEAR;	/* FreeBSD sets it, and shows it */
 	/* What the connector queued so far may be about an earlier process
 	 * with this pid (its exit, say): not this knote's */
 	kn->u.proc.state = KP_ATTACHING;
 	proc_nl_drain(kq);
 	kn->u.proc.state = 0;
-	fd = kq_fd_own(pidfd_open((pid_t)kn->kev.ident, 0));
+	fd = kq_fd_own(pidfd_open((pid_t)kn->ident, 0));
 	if (fd < 0)
 		return errno == EINVAL ? ESRCH : errno;	/* EINVAL: a thread id */
 	if (kn->sfflags & PROC_NOTE_CONNECTOR) {
@@ -742,7 +748,7 @@ proc_report(struct kq_knote *kn, struct kevent *ev)
 		return 1;
 	}
 	ev->data = (kn->fflags & NOTE_EXIT) ? kn->u.proc.status : kn->data;
-	kn->kev.flags |= EV_ONESHOT;
+	kn->flags |= EV_ONESHOT;
 	ev->flags |= EV_EOF | EV_ONESHOT;
 	return 1;
 }
@@ -835,17 +841,19 @@ procdesc_check(int fd)
 }
 
 static int
-filt_procdesc_attach(struct kq_kqueue *kq, struct kq_knote *kn)
+filt_procdesc_attach(struct kq_kqueue *kq, struct kq_knote *kn,
+    const struct kevent *kev)
 {
 	int err;
 	pid_t pid;
 
+	(void)kev;
 	kn->u.proc.pidpoll = NULL;
 	kn->u.proc.status = 0;
 	kn->u.proc.state = 0;
 	if ((err = procdesc_check(kn->fdn->fd)) != 0)
 		return err;
-	kn->kev.flags |= EV_CLEAR;	/* FreeBSD sets it, and shows it */
+	kn->flags |= EV_CLEAR;	/* FreeBSD sets it, and shows it */
 	if (kn->sfflags & (NOTE_FORK | NOTE_EXEC)) {
 		pid = proc_pidfd_pid(kn->fdn->fd);
 		if ((err = proc_nl_ref(kq)) != 0)

@@ -255,15 +255,15 @@ rw_check(struct kq_kqueue *kq, struct kq_knote *kn)
 		return err;
 	/* READ on a pollable fd learns the file type lazily: the hot path
 	 * (FIONREAD works) never needs it */
-	if (kn->kev.filter != EVFILT_READ || fdn->kind == KQ_FD_NOPOLL)
+	if (kn->filter != EVFILT_READ || fdn->kind == KQ_FD_NOPOLL)
 		fd_type(fdn);
-	if (fdn->kqueue && kn->kev.filter != EVFILT_READ)
+	if (fdn->kqueue && kn->filter != EVFILT_READ)
 		return EINVAL;
 	/* FreeBSD: only sockets have EMPTY (pipe_kqfilter, vfs_kqfilter:
 	 * EINVAL) */
-	if (kn->kev.filter == EVFILT_EMPTY && fdn->fmt != S_IFSOCK)
+	if (kn->filter == EVFILT_EMPTY && fdn->fmt != S_IFSOCK)
 		return EINVAL;
-	if (fdn->fmt == S_IFIFO && kn->kev.filter == EVFILT_WRITE) {
+	if (fdn->fmt == S_IFIFO && kn->filter == EVFILT_WRITE) {
 		/* FreeBSD: a pipe whose reader is gone cannot be watched */
 		struct pollfd p = { fdn->fd, POLLOUT, 0 };
 		if (poll(&p, 1, 0) == 1 && (p.revents & POLLERR))
@@ -273,18 +273,20 @@ rw_check(struct kq_kqueue *kq, struct kq_knote *kn)
 }
 
 static int
-rw_attach(struct kq_kqueue *kq, struct kq_knote *kn)
+rw_attach(struct kq_kqueue *kq, struct kq_knote *kn,
+    const struct kevent *kev)
 {
 	struct kq_fdnode *fdn = kn->fdn;
 	int err = rw_check(kq, kn);
 
+	(void)kev;
 	if (err != 0)
 		return err;
 	if (fdn->kind == KQ_FD_NOPOLL) {
 		/* Always ready, as poll() reports it: a level knote the scan
 		 * re-checks.  A file at EOF re-arms when it grows (inotify). */
 		kn->status |= KN_REQUEUE;
-		if (fdn->fmt == S_IFREG && kn->kev.filter == EVFILT_READ &&
+		if (fdn->fmt == S_IFREG && kn->filter == EVFILT_READ &&
 		    (err = kq_inotify_watch(kq, kn, fdn->fd, IN_MODIFY)) != 0)
 			return err;
 		/* last: nothing may fail once the knote is queued */
@@ -436,7 +438,7 @@ write_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 		/* FreeBSD clears a pipe's write knotes when its reader
 		 * closes: reported once, then gone */
 		if (fdn->anonpipe)
-			kn->kev.flags |= EV_ONESHOT;
+			kn->flags |= EV_ONESHOT;
 		return 1;
 	}
 	if (!(fdn->revents & KQ_POLLOUT))
@@ -451,10 +453,12 @@ write_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
  * is reported; u.vnode.size remembers "empty already reported".
  */
 static int
-empty_attach(struct kq_kqueue *kq, struct kq_knote *kn)
+empty_attach(struct kq_kqueue *kq, struct kq_knote *kn,
+    const struct kevent *kev)
 {
 	int err = rw_check(kq, kn);
 
+	(void)kev;
 	if (err != 0)
 		return err;
 	kq_knote_poll(kq, kn);
@@ -486,7 +490,7 @@ empty_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 		    len >= offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof ti.tcpi_bytes_acked)
 			mark = (int64_t)ti.tcpi_bytes_acked + 1;
 	}
-	if ((kn->kev.flags & EV_CLEAR) && kn->u.vnode.size == mark)
+	if ((kn->flags & EV_CLEAR) && kn->u.vnode.size == mark)
 		return 0;
 	kn->u.vnode.size = mark;
 	return 1;

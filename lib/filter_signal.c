@@ -15,7 +15,7 @@
  * signal knotes has a dup of the eventfd in its epoll set, edge-triggered,
  * so a write wakes every kqueue and nobody ever has to read (reset) it;
  * each knote remembers how much of the counter it has reported
- * (kn->u.sig.seen).
+ * (kn->s.sig.seen).
  *
  * A signal that every thread blocks is never delivered to a handler, yet
  * FreeBSD counts it when it is sent.  For that case each such kqueue also
@@ -549,7 +549,7 @@ sig_kq_check(struct kq_kqueue *kq, struct sig_kq *sk)
 		mask &= mask - 1;
 		kn = kq_knote_find(kq, EVFILT_SIGNAL, (uintptr_t)sig);
 		if (kn != NULL &&
-		    atomic_load(&sig_slots[sig].count) != kn->u.sig.seen)
+		    atomic_load(&sig_slots[sig].count) != kn->s.sig.seen)
 			kq_knote_activate(kq, kn);
 	}
 }
@@ -664,16 +664,18 @@ sig_kq_open(struct kq_kqueue *kq)
 /* ------------------------------------------------------------- filterops */
 
 static int
-filt_signal_attach(struct kq_kqueue *kq, struct kq_knote *kn)
+filt_signal_attach(struct kq_kqueue *kq, struct kq_knote *kn,
+    const struct kevent *kev)
 {
 	struct sig_kq *sk;
 	int sig, err;
 
-	if (!sig_watchable(kn->kev.ident))
+	(void)kev;
+	if (!sig_watchable(kn->ident))
 		return EINVAL;
-	sig = (int)kn->kev.ident;
+	sig = (int)kn->ident;
 	sig_fork_check();
-	kn->kev.flags |= EV_CLEAR;	/* FreeBSD sets it, and shows it */
+	kn->flags |= EV_CLEAR;	/* FreeBSD sets it, and shows it */
 
 	err = sig_watch(sig);
 	if (err != 0)
@@ -688,14 +690,14 @@ filt_signal_attach(struct kq_kqueue *kq, struct kq_knote *kn)
 	kq->nsigknotes++;
 	sk = kq->sigpoll.owner;
 	sk->mask |= SIG_BIT(sig);
-	kn->u.sig.seen = atomic_load(&sig_slots[sig].count);
+	kn->s.sig.seen = atomic_load(&sig_slots[sig].count);
 	return 0;
 }
 
 static void
 filt_signal_detach(struct kq_kqueue *kq, struct kq_knote *kn)
 {
-	int sig = (int)kn->kev.ident;
+	int sig = (int)kn->ident;
 	struct sig_kq *sk = kq->sigpoll.owner;
 
 	sig_fork_check();
@@ -708,19 +710,20 @@ filt_signal_detach(struct kq_kqueue *kq, struct kq_knote *kn)
 static int
 filt_signal_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 {
-	uint64_t now = atomic_load(&sig_slots[kn->kev.ident].count);
+	uint64_t now = atomic_load(&sig_slots[kn->ident].count);
 
 	(void)kq;
-	if (now == kn->u.sig.seen)
+	if (now == kn->s.sig.seen)
 		return 0;
-	ev->data = (int64_t)(now - kn->u.sig.seen);
-	kn->u.sig.seen = now;
+	ev->data = (int64_t)(now - kn->s.sig.seen);
+	kn->s.sig.seen = now;
 	return 1;
 }
 
 const struct kq_filterops kq_filt_signal = {
 	.filter = EVFILT_SIGNAL,
 	.isfd = false,
+	.small = true,
 	.attach = filt_signal_attach,
 	.detach = filt_signal_detach,
 	.event = filt_signal_event,

@@ -30,11 +30,17 @@
  * knote dies leaving the heap empty, so a kqueue without timers holds no
  * timerfd, and re-arming one timer again and again reuses the same fd.
  *
- * Invariant that keeps syscalls rare: while the heap is not empty the
- * timerfd is armed no later than the earliest deadline.  Removing the
- * earliest timer (delete, fire) does not re-program it: the early wake-up
- * finds nothing due and re-programs then, so deleting many timers costs no
- * timerfd_settime at all.
+ * Invariant that keeps syscalls rare: before any wait the timerfd is
+ * armed no later than the earliest deadline (kq->timer_armed says when).
+ * Adding timers only lowers a mark that kq_timer_flush() applies once per
+ * kevent() call, so a changelist of a thousand timers costs one
+ * timerfd_settime; removing the earliest timer (delete, fire) does not
+ * re-program it: the early wake-up finds nothing due and re-programs then,
+ * so deleting many timers costs none at all.
+ *
+ * Timer knotes are small (internal.h, KNOTE SIZES): the deadline is in the
+ * heap entry, the period and heap node in kn->s.timer, and the fflags the
+ * timer was registered with are not kept (a re-add brings its own).
  */
 #include "internal.h"
 #include "timerheap.h"
@@ -93,7 +99,7 @@ timer_params(const struct kq_knote *kn, unsigned fflags, int64_t data,
 	}
 	if (data < 0)
 		return EINVAL;
-	if (data == 0 && !(kn->kev.flags & EV_ONESHOT))
+	if (data == 0 && !(kn->flags & EV_ONESHOT))
 		data = 1;
 	ns = sat_mul(data, unit);
 	if (fflags & NOTE_ABSTIME) {
@@ -104,7 +110,7 @@ timer_params(const struct kq_knote *kn, unsigned fflags, int64_t data,
 		*period = 0;
 	} else {
 		*expiry = sat_add(now, ns);
-		*period = (kn->kev.flags & EV_ONESHOT) ? 0 : ns;
+		*period = (kn->flags & EV_ONESHOT) ? 0 : ns;
 	}
 	return 0;
 }
@@ -158,20 +164,35 @@ timerfd_shut(struct kq_kqueue *kq)
 	p->fd = -1;
 	p->ready = NULL;
 	kq_theap_free(&kq->theap);
+	kq->timer_armed = INT64_MAX;
 }
 
-/* Program the timerfd for the earliest deadline (heap not empty). */
-static void
-timerfd_program(struct kq_kqueue *kq)
+void
+kq_timer_flush(struct kq_kqueue *kq)
 {
-	int64_t t = kq_theap_min(&kq->theap)->u.timer.expiry_ns;
 	struct itimerspec its = { .it_interval = { 0, 0 } };
+	int64_t t;
 
+	if (kq->theap.n == 0 || (t = kq_theap_min_at(&kq->theap)) >=
+	    kq->timer_armed)
+		return;
+	kq->timer_armed = t;
 	if (t < 1)
 		t = 1;			/* {0, 0} would disarm it */
 	its.it_value.tv_sec = t / 1000000000;
 	its.it_value.tv_nsec = t % 1000000000;
 	(void)timerfd_settime(kq->timer.fd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+/* The clock a change's relative timer counts from: read once per kevent()
+ * call (kevent.c zeroes it), which no caller can tell from reading it per
+ * change - it is still after the caller's own reading before the call. */
+static int64_t
+change_now(struct kq_kqueue *kq)
+{
+	if (kq->change_now == 0)
+		kq->change_now = kq_now_ns(CLOCK_MONOTONIC);
+	return kq->change_now;
 }
 
 /*
@@ -182,16 +203,17 @@ static void
 timer_expire(struct kq_kqueue *kq, struct kq_knote *kn, int64_t now,
     bool activate)
 {
-	struct kq_timer_state *t = &kn->u.timer;
+	struct kq_timer_state *t = &kn->s.timer;
 	int64_t n = 1;
 
 	if (t->period_ns == 0) {
 		if (t->heap_index != KQ_THEAP_NONE)
 			kq_theap_remove(&kq->theap, kn);
 	} else {
-		n = (now - t->expiry_ns) / t->period_ns + 1;
-		t->expiry_ns = sat_add(t->expiry_ns, sat_mul(n, t->period_ns));
-		kq_theap_update(&kq->theap, kn);
+		int64_t at = kq_theap_at(&kq->theap, kn);
+		n = (now - at) / t->period_ns + 1;
+		kq_theap_update(&kq->theap, kn,
+		    sat_add(at, sat_mul(n, t->period_ns)));
 	}
 	kn->data = sat_add(kn->data, n);
 	if (activate)
@@ -208,12 +230,12 @@ timer_ready(struct kq_kqueue *kq, struct kq_poll *p, uint32_t revents)
 
 	(void)revents;
 	(void)!read(p->fd, &ticks, sizeof ticks);	/* level-triggered: drain */
+	kq->timer_armed = INT64_MAX;		/* it fired: set no more */
 	now = kq_now_ns(CLOCK_MONOTONIC);
 	while ((kn = kq_theap_min(&kq->theap)) != NULL &&
-	    kn->u.timer.expiry_ns <= now)
+	    kq_theap_min_at(&kq->theap) <= now)
 		timer_expire(kq, kn, now, true);
-	if (kq_theap_min(&kq->theap) != NULL)
-		timerfd_program(kq);
+	/* what is left is set before the next wait (kq_timer_flush) */
 }
 
 /* Start kn from (fflags, data): fire now or arm it in the heap. */
@@ -221,10 +243,9 @@ static int
 timer_start(struct kq_kqueue *kq, struct kq_knote *kn, int64_t expiry,
     int64_t period, int64_t now)
 {
-	struct kq_timer_state *t = &kn->u.timer;
+	struct kq_timer_state *t = &kn->s.timer;
 	int err;
 
-	t->expiry_ns = expiry;
 	t->period_ns = period;
 	if (expiry <= now && period == 0) {
 		timer_expire(kq, kn, now, true);
@@ -233,31 +254,30 @@ timer_start(struct kq_kqueue *kq, struct kq_knote *kn, int64_t expiry,
 	if ((err = timerfd_open(kq)) != 0)
 		return err;
 	if (t->heap_index == KQ_THEAP_NONE) {
-		if ((err = kq_theap_insert(&kq->theap, kn)) != 0) {
+		if ((err = kq_theap_insert(&kq->theap, kn, expiry)) != 0) {
 			if (kq->theap.n == 0)
 				timerfd_shut(kq);
 			return err;
 		}
 	} else {
-		kq_theap_update(&kq->theap, kn);
+		kq_theap_update(&kq->theap, kn, expiry);
 	}
-	if (t->heap_index == 0)
-		timerfd_program(kq);
 	return 0;
 }
 
 static int
-filt_timer_attach(struct kq_kqueue *kq, struct kq_knote *kn)
+filt_timer_attach(struct kq_kqueue *kq, struct kq_knote *kn,
+    const struct kevent *kev)
 {
-	int64_t now = kq_now_ns(CLOCK_MONOTONIC), expiry, period;
+	int64_t now = change_now(kq), expiry, period;
 	int err;
 
-	kn->u.timer.heap_index = KQ_THEAP_NONE;
-	err = timer_params(kn, kn->sfflags, kn->sdata, now, &expiry, &period);
+	kn->s.timer.heap_index = KQ_THEAP_NONE;
+	err = timer_params(kn, kev->fflags, kev->data, now, &expiry, &period);
 	if (err != 0)
 		return err;
-	if (!(kn->sfflags & NOTE_ABSTIME))
-		kn->kev.flags |= EV_CLEAR;
+	if (!(kev->fflags & NOTE_ABSTIME))
+		kn->flags |= EV_CLEAR;
 	/* Only matters without EV_CLEAR (NOTE_ABSTIME): stays triggered. */
 	kn->status |= KN_REQUEUE;
 	kn->data = 0;
@@ -267,7 +287,7 @@ filt_timer_attach(struct kq_kqueue *kq, struct kq_knote *kn)
 static void
 filt_timer_detach(struct kq_kqueue *kq, struct kq_knote *kn)
 {
-	if (kn->u.timer.heap_index != KQ_THEAP_NONE)
+	if (kn->s.timer.heap_index != KQ_THEAP_NONE)
 		kq_theap_remove(&kq->theap, kn);
 	if (kq->theap.n == 0)
 		timerfd_shut(kq);
@@ -276,7 +296,7 @@ filt_timer_detach(struct kq_kqueue *kq, struct kq_knote *kn)
 static int
 filt_timer_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 {
-	struct kq_timer_state *t = &kn->u.timer;
+	struct kq_timer_state *t = &kn->s.timer;
 
 	/*
 	 * Count periods that elapsed since the timerfd was last read, so data
@@ -284,7 +304,7 @@ filt_timer_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 	 */
 	if (t->heap_index != KQ_THEAP_NONE) {
 		int64_t now = kq_now_ns(CLOCK_MONOTONIC);
-		if (t->expiry_ns <= now)
+		if (kq_theap_at(&kq->theap, kn) <= now)
 			timer_expire(kq, kn, now, false);
 	}
 	ev->fflags = 0;
@@ -302,13 +322,13 @@ static int
 filt_timer_touch(struct kq_kqueue *kq, struct kq_knote *kn,
     const struct kevent *change)
 {
-	struct kq_timer_state *t = &kn->u.timer;
-	int64_t now, expiry, period, old_expiry = t->expiry_ns;
+	struct kq_timer_state *t = &kn->s.timer;
+	int64_t now, expiry, period;
 	int err;
 
 	if (!(change->flags & EV_ADD))
 		return 0;
-	now = kq_now_ns(CLOCK_MONOTONIC);
+	now = change_now(kq);
 	err = timer_params(kn, change->fflags, change->data, now, &expiry,
 	    &period);
 	if (err != 0)
@@ -316,18 +336,14 @@ filt_timer_touch(struct kq_kqueue *kq, struct kq_knote *kn,
 	if ((expiry > now || period != 0) && t->heap_index == KQ_THEAP_NONE) {
 		if ((err = timerfd_open(kq)) != 0)
 			return err;
-		/* not armed, so its expiry is not looked at: the slot is
-		 * taken at the new deadline, the old one restored on failure */
-		t->expiry_ns = expiry;
-		if ((err = kq_theap_insert(&kq->theap, kn)) != 0) {
-			t->expiry_ns = old_expiry;
+		/* not armed: it takes its node at the new deadline now, so
+		 * that the restart below cannot fail */
+		if ((err = kq_theap_insert(&kq->theap, kn, expiry)) != 0) {
 			if (kq->theap.n == 0)
 				timerfd_shut(kq);
 			return err;
 		}
 	}
-	kn->sfflags = change->fflags;
-	kn->sdata = change->data;
 	kq_knote_deactivate(kq, kn);
 	kn->data = 0;
 	return timer_start(kq, kn, expiry, period, now);
@@ -336,6 +352,7 @@ filt_timer_touch(struct kq_kqueue *kq, struct kq_knote *kn,
 const struct kq_filterops kq_filt_timer = {
 	.filter = EVFILT_TIMER,
 	.isfd = false,
+	.small = true,
 	.attach = filt_timer_attach,
 	.detach = filt_timer_detach,
 	.event = filt_timer_event,

@@ -19,8 +19,10 @@
 #include "internal.h"
 
 static int
-filt_user_attach(struct kq_kqueue *kq, struct kq_knote *kn)
+filt_user_attach(struct kq_kqueue *kq, struct kq_knote *kn,
+    const struct kevent *kev)
 {
+	(void)kev;
 	(void)kq;
 	kn->u.user.triggered = false;
 	/* Without EV_CLEAR a triggered knote is level: nothing re-reports it. */

@@ -235,7 +235,7 @@ vn_union(const struct vn_watch *w)
 	uint32_t m = VN_BASE_MASK | w->foreign;
 
 	LIST_FOREACH(kn, &w->knotes, u.vnode.wdlink)
-		if (kn->fop == &kq_filt_vnode)
+		if (kn->filter == EVFILT_VNODE)
 			m |= vn_mask_for(kn->sfflags, w->fmt);
 	if (!LIST_EMPTY(&w->probes))
 		m |= IN_DELETE;
@@ -262,7 +262,7 @@ vn_watch_fd(const struct vn_watch *w, struct stat *sb)
 	if (sb == NULL)
 		sb = &tmp;
 	LIST_FOREACH(kn, &w->knotes, u.vnode.wdlink) {
-		int fd = (int)kn->kev.ident;
+		int fd = (int)kn->ident;
 		if (kn->fdn != NULL && atomic_load(&kn->fdn->closed))
 			continue;
 		if (fstat(fd, sb) == 0 && sb->st_dev == w->dev &&
@@ -381,7 +381,7 @@ vn_link(struct kq_kqueue *kq, struct kq_knote *kn, int fd, uint32_t mask,
 		vn_state_put(kq);
 		return err;
 	}
-	if (kn->fop != &kq_filt_vnode)
+	if (kn->filter != EVFILT_VNODE)
 		w->foreign |= mask;
 	LIST_INSERT_HEAD(&w->knotes, kn, u.vnode.wdlink);
 	kn->u.vnode.wd = w->wd;
@@ -435,7 +435,7 @@ static void
 vn_probe_add(struct kq_kqueue *kq, struct kq_knote *kn)
 {
 	struct vn_state *st = kq->vnode_priv;
-	int fd = (int)kn->kev.ident, err;
+	int fd = (int)kn->ident, err;
 	char path[VN_PATH_MAX];
 	struct vn_probe *pr;
 	struct vn_watch *w;
@@ -485,13 +485,13 @@ kq_inotify_watch(struct kq_kqueue *kq, struct kq_knote *kn, int fd, uint32_t mas
 
 	if (kn->u.vnode.wd > 0 && kq->vnode_priv != NULL &&
 	    (w = vn_find(kq->vnode_priv, kn->u.vnode.wd)) != NULL) {
-		if (kn->fop != &kq_filt_vnode && (mask & ~w->foreign) == 0)
+		if (kn->filter != EVFILT_VNODE && (mask & ~w->foreign) == 0)
 			return 0;
 		vn_path(path, fd);
 		kq_ino_lock();
 		if ((wd = kq_ino_add(path, mask)) == w->wd) {
 			w->sub.mask |= mask;
-			if (kn->fop != &kq_filt_vnode)
+			if (kn->filter != EVFILT_VNODE)
 				w->foreign |= mask;
 			kq_ino_unlock();
 			return 0;
@@ -692,7 +692,7 @@ vn_probe_check(struct kq_kqueue *kq, struct vn_watch *w)
 		kn = pr->kn;
 		if (kn->u.vnode.nlink == 0 ||
 		    (kn->fdn != NULL && atomic_load(&kn->fdn->closed)) ||
-		    fstat((int)kn->kev.ident, &sb) < 0 || sb.st_nlink != 0)
+		    fstat((int)kn->ident, &sb) < 0 || sb.st_nlink != 0)
 			continue;
 		kn->u.vnode.nlink = 0;
 		kn->fflags |= NOTE_DELETE & kn->sfflags;
@@ -715,7 +715,7 @@ vn_deliver(struct kq_kqueue *kq, struct vn_watch *w)
 	    w->overflow)
 		have_sb = vn_watch_fd(w, &sb) >= 0;
 	LIST_FOREACH(kn, &w->knotes, u.vnode.wdlink) {
-		if (kn->fop != &kq_filt_vnode) {
+		if (kn->filter != EVFILT_VNODE) {
 			/* READ at EOF: its event() looks at the size again
 			 * (not for what happens to a directory's files) */
 			if (w->pmask != 0 || w->overflow)
@@ -726,8 +726,8 @@ vn_deliver(struct kq_kqueue *kq, struct vn_watch *w)
 		if (have_sb)
 			vn_baseline(kn, &sb);
 		if (w->pmask & IN_UNMOUNT)
-			kn->kev.flags |= EV_EOF;
-		if (kn->fflags != 0 || (kn->kev.flags & EV_EOF))
+			kn->flags |= EV_EOF;
+		if (kn->fflags != 0 || (kn->flags & EV_EOF))
 			kq_knote_activate(kq, kn);
 	}
 	if (have_sb)
@@ -861,11 +861,13 @@ vn_check_fd(int fd, struct stat *sb)
 }
 
 static int
-filt_vnode_attach(struct kq_kqueue *kq, struct kq_knote *kn)
+filt_vnode_attach(struct kq_kqueue *kq, struct kq_knote *kn,
+    const struct kevent *kev)
 {
-	int fd = (int)kn->kev.ident, err;
+	int fd = (int)kn->ident, err;
 	struct stat sb;
 
+	(void)kev;
 	if ((err = vn_check_fd(fd, &sb)) != 0)
 		return err;
 	if ((err = vn_link(kq, kn, fd,
@@ -890,13 +892,13 @@ static int
 filt_vnode_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 {
 	(void)kq;
-	if (kn->fflags == 0 && !(kn->kev.flags & EV_EOF))
+	if (kn->fflags == 0 && !(kn->flags & EV_EOF))
 		return 0;
 	ev->fflags = kn->fflags;
 	ev->data = 0;
-	if (kn->kev.flags & EV_EOF) {
+	if (kn->flags & EV_EOF) {
 		/* the filesystem is gone: last report (FreeBSD's knlist_clear) */
-		kn->kev.flags |= EV_ONESHOT;
+		kn->flags |= EV_ONESHOT;
 		ev->flags |= EV_EOF | EV_ONESHOT;
 	}
 	return 1;
@@ -921,7 +923,7 @@ filt_vnode_rearm(struct kq_kqueue *kq, struct kq_knote *kn)
 		    (IN_MODIFY | IN_ATTRIB | VN_DIRENT_MASK)) &&
 		    vn_watch_fd(w, &sb) >= 0) {
 			LIST_FOREACH(o, &w->knotes, u.vnode.wdlink)
-				if (o->fop == &kq_filt_vnode)
+				if (o->filter == EVFILT_VNODE)
 					vn_baseline(o, &sb);
 			vn_attr_baseline(w, &sb);
 		}
@@ -932,7 +934,7 @@ filt_vnode_rearm(struct kq_kqueue *kq, struct kq_knote *kn)
 	}
 	/* FreeBSD runs the filter after every change: what accumulated
 	 * (while disabled, say) is still there to report */
-	if (kn->fflags != 0 || (kn->kev.flags & EV_EOF))
+	if (kn->fflags != 0 || (kn->flags & EV_EOF))
 		kq_knote_activate(kq, kn);
 }
 

@@ -23,7 +23,8 @@
  *                     holds aliases of it (see DESCRIPTORS), so the kqueue is
  *                     pollable.  One mutex (kq->lock) guards everything in it.
  *   struct kq_knote   one per (filter, ident) in a kqueue: on its fd's node
- *                     (isfd filters) or in the RB tree kq->knotes (the others).
+ *                     (isfd filters) or in the hash kq->khash (the others);
+ *                     sized by its filter (KNOTE SIZES below).
  *   struct kq_poll    anything registered in the epoll set: a watched user fd
  *                     (inside struct kq_fdnode), the wake eventfd, the timerfd,
  *                     a pidfd...  epoll's data is a HANDLE (slot index and
@@ -206,10 +207,12 @@ struct kq_fdwatch {
 struct kq_filterops {
 	short filter;
 	bool isfd;		/* ident is an fd: knote joins the fd's fdnode */
-	/* New knote (kn->kev, kn->sfflags, kn->sdata set).  Return 0 or an
-	 * errno for the EV_ERROR entry; on error the core frees the knote
-	 * without calling detach. */
-	int (*attach)(struct kq_kqueue *, struct kq_knote *);
+	bool small;		/* knotes end at KQ_KNOTE_SMALL (not isfd) */
+	/* New knote (ident, filter, flags, udata set; in whole knotes also
+	 * sfflags and sdata), from change kev.  Return 0 or an errno for the
+	 * EV_ERROR entry; on error the core frees the knote without calling
+	 * detach. */
+	int (*attach)(struct kq_kqueue *, struct kq_knote *, const struct kevent *kev);
 	/* Undo attach.  Must not fail. */
 	void (*detach)(struct kq_kqueue *, struct kq_knote *);
 	/* Fill ev->data, ev->fflags, EV_EOF in ev->flags for a knote popped
@@ -223,13 +226,14 @@ struct kq_filterops {
 	 * resource first, or undo.  The core calls it before it applies
 	 * udata, EV_ENABLE/EV_DISABLE or the reference (only EV_FORCEONESHOT
 	 * precedes it, and is undone), so a failed change leaves no trace.
-	 * May be NULL (the core then copies fflags/data). */
+	 * May be NULL in whole knotes (the core then copies fflags/data). */
 	int (*touch)(struct kq_kqueue *, struct kq_knote *, const struct kevent *change);
 	/* Knote became enabled/disabled or its flags changed: update the
 	 * source (epoll interest, timer arming).  May be NULL. */
 	void (*rearm)(struct kq_kqueue *, struct kq_knote *);
 	/* After an EV_CLEAR (or implied-clear) knote was delivered: reset
-	 * accumulated state.  May be NULL (core zeroes kn->data/kn->fflags). */
+	 * accumulated state.  May be NULL (core zeroes kn->data, and
+	 * kn->fflags in whole knotes). */
 	void (*clear)(struct kq_kqueue *, struct kq_knote *);
 	/* isfd filters that use the fd's own epoll registration (READ, WRITE,
 	 * EMPTY, PROCDESC): the KQ_POLL* events this knote needs now (0 when
@@ -256,6 +260,7 @@ extern const struct kq_filterops kq_filt_read, kq_filt_write, kq_filt_empty,
 #define KN_NOTICE	0x0020	/* dead: this memory is a free notice */
 #define KN_FORCED	0x0040	/* EV_FORCEONESHOT: report even if event() says not ready */
 #define KN_POLLED	0x0080	/* no wake-up source: re-checked every KQ_POLL_NS (on kq->polled) */
+#define KN_WHOLE	0x0100	/* the whole struct, not a small knote (KNOTE SIZES) */
 
 /* How often knotes without a kernel wake-up (EVFILT_EMPTY: Linux does not
  * wake anyone when a send queue drains) are re-checked while one exists. */
@@ -266,13 +271,13 @@ extern const struct kq_filterops kq_filt_read, kq_filt_write, kq_filt_empty,
 	(~(EV_ADD | EV_DELETE | EV_ENABLE | EV_DISABLE | EV_FORCEONESHOT | \
 	   EV_FREEWATCH | EV_SYSFLAGS))
 
-struct kq_timer_state {		/* filter_timer.c */
-	int64_t expiry_ns;	/* CLOCK_MONOTONIC */
+struct kq_timer_state {		/* filter_timer.c (a small knote) */
 	int64_t period_ns;	/* 0 for oneshot/abstime */
-	size_t heap_index;	/* position in kq's timer heap, SIZE_MAX if not armed */
+	uint32_t heap_index;	/* node in kq's timer heap, KQ_THEAP_NONE if not
+				 * armed; the deadline lives in the heap entry */
 };
 
-struct kq_signal_state {	/* filter_signal.c */
+struct kq_signal_state {	/* filter_signal.c (a small knote) */
 	uint64_t seen;		/* global delivery counter already accounted */
 };
 
@@ -297,38 +302,95 @@ struct kq_user_state {		/* filter_user.c */
 	bool triggered;
 };
 
+/*
+ * KNOTE SIZES.  A knote is as big as its filter needs (fop->small):
+ * timers and signals - the filters a program may hold by the hundred
+ * thousand - end at KQ_KNOTE_SMALL (72 bytes on LP64); every other filter's
+ * knote is the whole struct.  The fields after `s` exist only in whole
+ * knotes: the core touches them only when kn->status has KN_WHOLE (its
+ * filter is not small), and small filters keep their fflags, sdata and
+ * per-filter state in `s`.  A free notice is a small knote (whatever its
+ * memory was), its reason code in `data`.  The filter is kn->filter; its
+ * ops are kq_knote_fop(kn).
+ */
 struct kq_knote {
-	RB_ENTRY(kq_knote) tree;	/* kq->knotes (not isfd), key (filter, ident) */
 	TAILQ_ENTRY(kq_knote) link;	/* kq->active while KN_QUEUED; kq->notices while KN_NOTICE */
-	TAILQ_ENTRY(kq_knote) plink;	/* kq->polled while KN_POLLED */
-	LIST_ENTRY(kq_knote) fdlink;	/* fdn->knotes (isfd filters): their index */
-	struct kevent kev;		/* ident, filter, stored flags, udata; fflags/data unused */
-	const struct kq_filterops *fop;
-	struct kq_fdnode *fdn;		/* isfd filters */
-	unsigned status;		/* KN_* */
-	unsigned sfflags;		/* fflags as registered */
-	int64_t sdata;			/* data as registered */
-	unsigned fflags;		/* fflags accumulated for the next report */
-	uint32_t pollmask;		/* pollevents() as of the last fdnode update */
+	struct kq_knote *next;		/* kq->khash chain (not isfd filters) */
+	uintptr_t ident;
+	void *udata;
+	short filter;
+	unsigned short flags;		/* stored EV_* flags (KN_STORED_FLAGS_MASK) */
+	uint32_t status;		/* KN_* */
 	int64_t data;			/* data accumulated for the next report */
-	union {
+	union {				/* small filters' state */
 		struct kq_timer_state timer;
 		struct kq_signal_state sig;
+	} s;
+	/* ---- KQ_KNOTE_SMALL: below, whole knotes only (KN_WHOLE) ---- */
+	unsigned sfflags;		/* fflags as registered */
+	unsigned fflags;		/* fflags accumulated for the next report */
+	int64_t sdata;			/* data as registered */
+	struct kq_fdnode *fdn;		/* isfd filters */
+	LIST_ENTRY(kq_knote) fdlink;	/* fdn->knotes (isfd filters): their index */
+	TAILQ_ENTRY(kq_knote) plink;	/* kq->polled while KN_POLLED */
+	uint32_t pollmask;		/* pollevents() as of the last fdnode update */
+	union {
 		struct kq_proc_state proc;
 		struct kq_vnode_state vnode;
 		struct kq_user_state user;
 	} u;
 };
+#define KQ_KNOTE_SMALL	offsetof(struct kq_knote, sfflags)
 
-RB_HEAD(kq_knote_tree, kq_knote);
 TAILQ_HEAD(kq_knote_list, kq_knote);
+
+/* Non-fd knotes by (filter, ident): chained hash, at most two per bucket
+ * on average (a pointer per two knotes: small knotes stay small). */
+struct kq_knote_hash {
+	struct kq_knote **b;
+	uint32_t mask;			/* buckets - 1 */
+	uint8_t bits;			/* log2(buckets) */
+	size_t n;
+};
+
+/* knote.c's allocator: slabs per kqueue and size (small / whole), so a
+ * knote costs its size and nothing more (malloc would add 8-24 bytes). */
+struct kq_slab_block;
+struct kq_slab {
+	TAILQ_HEAD(, kq_slab_block) room;	/* blocks with a free entry */
+	size_t size;
+	unsigned nempty;			/* blocks in room with none used */
+};
+
+extern const struct kq_filterops *const kq_filters[];
+static inline const struct kq_filterops *
+kq_knote_fop(const struct kq_knote *kn)
+{
+	return kq_filters[-kn->filter];
+}
+/* The knote's fdnode, NULL for filters whose ident is not an fd. */
+static inline struct kq_fdnode *
+kq_knote_fdn(const struct kq_knote *kn)
+{
+	return (kn->status & KN_WHOLE) ? kn->fdn : NULL;
+}
+
+/* knote.c: arrays that grow with the knotes (hash buckets, the timer heap):
+ * zeroed; mapped past 64 KiB so that an outgrown array goes back to the
+ * kernel at once (malloc's arena would keep every doubling resident).
+ * Free with the size they were allocated with. */
+void *kq_array_alloc(size_t size);
+void *kq_array_resize(void *p, size_t size, size_t to);	/* NULL: p kept */
+void kq_array_free(void *p, size_t size);
 
 /* knote.c */
 struct kq_knote *kq_knote_find(struct kq_kqueue *kq, short filter, uintptr_t ident);
-struct kq_knote *kq_knote_alloc(struct kq_kqueue *kq);
+/* A zeroed knote sized for fop (NULL: a free notice), KN_WHOLE set if it
+ * is whole; NULL when out of memory. */
+struct kq_knote *kq_knote_alloc(struct kq_kqueue *kq, const struct kq_filterops *fop);
 void kq_knote_free(struct kq_kqueue *kq, struct kq_knote *kn);	/* never attached, or dead */
-void kq_knote_cache_free(struct kq_kqueue *kq);
-void kq_knote_insert(struct kq_kqueue *kq, struct kq_knote *kn);
+void kq_knote_slabs_free(struct kq_kqueue *kq);			/* kqueue teardown */
+int kq_knote_insert(struct kq_kqueue *kq, struct kq_knote *kn);	/* 0 or ENOMEM */
 void kq_knote_free_unattached(struct kq_kqueue *kq, struct kq_knote *kn);
 void kq_knote_activate(struct kq_kqueue *kq, struct kq_knote *kn);
 void kq_knote_deactivate(struct kq_kqueue *kq, struct kq_knote *kn);
@@ -336,8 +398,10 @@ void kq_knote_poll(struct kq_kqueue *kq, struct kq_knote *kn);	/* make KN_POLLED
 void kq_knote_set_freewatch(struct kq_knote *kn, bool on);	/* KN_FREEWATCH */
 void kq_knote_release(struct kq_kqueue *kq, struct kq_knote *kn,
     unsigned reason, struct kevent *fired);
+/* A notice (note: from kq_knote_alloc(kq, NULL)) handing back udata of
+ * (ident, filter) for reason, without the knote dying. */
 void kq_knote_queue_notice(struct kq_kqueue *kq, struct kq_knote *note,
-    const struct kevent *ev);
+    const struct kq_knote *kn, unsigned reason);
 int kq_notices_copyout(struct kq_kqueue *kq, struct kevent *out, int max);
 void kq_release_all(struct kq_kqueue *kq, unsigned reason, bool notify);
 
@@ -536,9 +600,16 @@ extern const struct kq_interpose kq_signal_interpose[KQ_SIGNAL_NINTERPOSE];
 
 /* ----------------------------------------------------------------- kqueue */
 
+/* filter_timer.c's 4-ary min-heap (timerheap.c): each entry caches its
+ * knote's deadline, so sifting reads one cache line per level and no knote
+ * but the moved ones. */
+struct kq_theap_entry {
+	int64_t at;			/* CLOCK_MONOTONIC deadline */
+	struct kq_knote *kn;
+};
 struct kq_timer_heap {
-	struct kq_knote **v;
-	size_t n, cap;
+	struct kq_theap_entry *v;	/* node i at v[i + 3] (timerheap.h) */
+	uint32_t n, cap;
 };
 
 struct kq_kqueue {
@@ -553,9 +624,8 @@ struct kq_kqueue {
 	pid_t pid;			/* creator; fork children never see it */
 	LIST_ENTRY(kq_kqueue) all;	/* kq_global list */
 
-	struct kq_knote_tree knotes;	/* knotes whose ident is not an fd */
-	struct kq_knote *knote_cache;	/* freed knotes for reuse (knote.c) */
-	unsigned ncached;
+	struct kq_knote_hash khash;	/* knotes whose ident is not an fd */
+	struct kq_slab slab[2];		/* knote memory: small, whole (knote.c) */
 	struct kq_knote_list active;
 	struct kq_knote_list notices;
 	struct kq_knote_list polled;	/* KN_POLLED knotes */
@@ -581,6 +651,8 @@ struct kq_kqueue {
 	/* mechanisms, created on first use, each one fd for the whole kqueue */
 	struct kq_poll timer;		/* timerfd, filter_timer.c */
 	struct kq_timer_heap theap;
+	int64_t timer_armed;		/* what the timerfd is set to (INT64_MAX: not) */
+	int64_t change_now;		/* CLOCK_MONOTONIC for this call's changes, 0 = not read */
 	struct kq_ino_kq *ino;		/* inotify.c: its subscriptions' mail */
 	_Atomic bool ino_mail;		/* another kqueue routed inotify events here */
 	void *vnode_priv;		/* filter_vnode.c: this kqueue's watches */
@@ -660,6 +732,11 @@ struct kq_kqueue *kq_lookup(int fd, bool search);
 void kq_reap_suspects(void);			/* kill kqueues nothing names */
 int64_t kq_pending_count(int fd);		/* queued events of kqueue fd, -1 if none */
 int64_t kq_now_ns(clockid_t clk);
+
+/* filter_timer.c: the timerfd is set once per call, not per change: after
+ * the changelist and before every wait (kevent.c), to the earliest deadline
+ * if that is earlier than what it is set to. */
+void kq_timer_flush(struct kq_kqueue *kq);
 
 /* kevent.c */
 const struct kq_filterops *kq_filterops_lookup(short filter);

@@ -20,7 +20,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-static const struct kq_filterops *const filters[EVFILT_SYSCOUNT + 1] = {
+const struct kq_filterops *const kq_filters[EVFILT_SYSCOUNT + 1] = {
 	[-EVFILT_READ] = &kq_filt_read,
 	[-EVFILT_WRITE] = &kq_filt_write,
 	[-EVFILT_VNODE] = &kq_filt_vnode,
@@ -37,7 +37,7 @@ kq_filterops_lookup(short filter)
 {
 	if (filter >= 0 || filter < -EVFILT_SYSCOUNT)
 		return NULL;
-	return filters[-filter];
+	return kq_filters[-filter];
 }
 
 static int
@@ -60,16 +60,16 @@ add_knote(struct kq_kqueue *kq, const struct kq_filterops *fop,
 	if (fop->isfd && (int)kev->ident >= kq->nfds &&
 	    fcntl((int)kev->ident, F_GETFD) < 0)
 		return EBADF;
-	if ((kn = kq_knote_alloc(kq)) == NULL)
+	if ((kn = kq_knote_alloc(kq, fop)) == NULL)
 		return ENOMEM;
-	kn->kev = *kev;
-	kn->kev.flags &= KN_STORED_FLAGS_MASK;
-	kn->kev.fflags = 0;
-	kn->kev.data = 0;
-	memset(kn->kev.ext, 0, sizeof kn->kev.ext);
-	kn->sfflags = kev->fflags;
-	kn->sdata = kev->data;
-	kn->fop = fop;
+	kn->ident = kev->ident;
+	kn->filter = kev->filter;
+	kn->flags = kev->flags & KN_STORED_FLAGS_MASK;
+	kn->udata = kev->udata;
+	if (kn->status & KN_WHOLE) {
+		kn->sfflags = kev->fflags;
+		kn->sdata = kev->data;
+	}
 	if (kev->flags & EV_DISABLE)
 		kn->status |= KN_DISABLED;
 	if (fop->isfd) {
@@ -79,8 +79,13 @@ add_knote(struct kq_kqueue *kq, const struct kq_filterops *fop,
 			return err;
 		}
 	}
-	kq_knote_insert(kq, kn);
-	if ((err = fop->attach(kq, kn)) != 0) {
+	if ((err = kq_knote_insert(kq, kn)) != 0) {
+		if (kn->status & KN_WHOLE && kn->fdn != NULL)
+			kq_fdnode_put(kq, kn->fdn);
+		kq_knote_free(kq, kn);
+		return err;
+	}
+	if ((err = fop->attach(kq, kn, kev)) != 0) {
 		kq_knote_free_unattached(kq, kn);
 		return err;
 	}
@@ -88,7 +93,7 @@ add_knote(struct kq_kqueue *kq, const struct kq_filterops *fop,
 	 * none to keep, so it takes the reference like any EV_FREEWATCH add */
 	if (kev->flags & EV_FREEWATCH)
 		kq_knote_set_freewatch(kn, true);
-	if (kn->fdn != NULL)
+	if (kq_knote_fdn(kn) != NULL)
 		kq_fdnode_update(kq, kn->fdn);
 	return 0;
 }
@@ -104,13 +109,10 @@ replace_udata(struct kq_kqueue *kq, struct kq_knote *kn, const struct kevent *ke
     struct kq_knote *note)
 {
 	if (kn->status & KN_FREEWATCH) {
-		struct kevent ev;
-		EV_SET(&ev, kn->kev.ident, kn->kev.filter, EV_FREEWATCH | EV_DELETE,
-		    NOTE_FREE_UDATA, 0, kn->kev.udata);
-		kq_knote_queue_notice(kq, note, &ev);
+		kq_knote_queue_notice(kq, note, kn, NOTE_FREE_UDATA);
 		kq_knote_set_freewatch(kn, false);
 	}
-	kn->kev.udata = kev->udata;
+	kn->udata = kev->udata;
 	if ((kev->flags & (EV_ADD | EV_FREEWATCH)) == (EV_ADD | EV_FREEWATCH))
 		kq_knote_set_freewatch(kn, true);
 }
@@ -127,24 +129,24 @@ replace_udata(struct kq_kqueue *kq, struct kq_knote *kn, const struct kevent *ke
 static int
 modify_knote(struct kq_kqueue *kq, struct kq_knote *kn, const struct kevent *kev)
 {
-	const struct kq_filterops *fop = kn->fop;
+	const struct kq_filterops *fop = kq_knote_fop(kn);
 	bool replace = !(kev->flags & EV_KEEPUDATA);
-	unsigned short oflags = kn->kev.flags;
-	unsigned ostatus = kn->status;
+	unsigned short oflags = kn->flags;
+	uint32_t ostatus = kn->status;
 	struct kq_knote *note = NULL;
 	int err = 0;
 
 	if (replace && (kn->status & KN_FREEWATCH) &&
-	    (note = kq_knote_alloc(kq)) == NULL)
+	    (note = kq_knote_alloc(kq, NULL)) == NULL)
 		return ENOMEM;
 	if (kev->flags & EV_FORCEONESHOT) {
-		kn->kev.flags |= EV_ONESHOT;
+		kn->flags |= EV_ONESHOT;
 		kn->status |= KN_FORCED;
 		kq_knote_activate(kq, kn);
 	}
 	if (fop->touch != NULL) {
 		err = fop->touch(kq, kn, kev);
-	} else {
+	} else if (kn->status & KN_WHOLE) {
 		kn->sfflags = kev->fflags;
 		kn->sdata = kev->data;
 	}
@@ -153,7 +155,7 @@ modify_knote(struct kq_kqueue *kq, struct kq_knote *kn, const struct kevent *kev
 		if ((kn->status & KN_QUEUED) && !(ostatus & KN_QUEUED))
 			TAILQ_REMOVE(&kq->active, kn, link);
 		kn->status = ostatus;
-		kn->kev.flags = oflags;
+		kn->flags = oflags;
 		if (note != NULL)
 			kq_knote_free(kq, note);
 		return err;
@@ -175,7 +177,7 @@ modify_knote(struct kq_kqueue *kq, struct kq_knote *kn, const struct kevent *kev
 	}
 	if (fop->rearm != NULL)
 		fop->rearm(kq, kn);
-	if (kn->fdn != NULL) {
+	if (kq_knote_fdn(kn) != NULL) {
 		struct kq_poll *p = &kn->fdn->poll;
 		kq_fdnode_update(kq, kn->fdn);
 		/* FreeBSD re-runs f_event after any change: the new fflags or
@@ -236,24 +238,27 @@ apply_change(struct kq_kqueue *kq, const struct kevent *kev)
 static void
 after_copyout(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 {
-	unsigned short flags = kn->kev.flags;
+	const struct kq_filterops *fop = kq_knote_fop(kn);
+	unsigned short flags = kn->flags;
 
 	if (flags & EV_ONESHOT) {
 		kq_knote_release(kq, kn, 0, ev);
 		return;
 	}
 	if (flags & EV_CLEAR) {
-		if (kn->fop->clear != NULL)
-			kn->fop->clear(kq, kn);
-		else
+		if (fop->clear != NULL)
+			fop->clear(kq, kn);
+		else if (kn->status & KN_WHOLE)
 			kn->data = 0, kn->fflags = 0;
+		else
+			kn->data = 0;
 		kn->status &= ~KN_ACTIVE;
 	}
 	if (flags & EV_DISPATCH) {
 		kn->status |= KN_DISABLED;
-		if (kn->fop->rearm != NULL)
-			kn->fop->rearm(kq, kn);
-		if (kn->fdn != NULL)
+		if (fop->rearm != NULL)
+			fop->rearm(kq, kn);
+		if (kq_knote_fdn(kn) != NULL)
 			kq_fdnode_update(kq, kn->fdn);
 	}
 	if (flags & EV_CLEAR)
@@ -274,14 +279,14 @@ after_copyout(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 static int
 knote_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 {
-	struct kq_fdnode *fdn = kn->fdn;
+	struct kq_fdnode *fdn = kq_knote_fdn(kn);
 	int r;
 
 	if (fdn == NULL)
-		return kn->fop->event(kq, kn, ev);
+		return kq_knote_fop(kn)->event(kq, kn, ev);
 	kq_fdreg_lock(fdn->fd);
 	r = atomic_load_explicit(&fdn->closed, memory_order_relaxed) ? 0 :
-	    kn->fop->event(kq, kn, ev);
+	    kq_knote_fop(kn)->event(kq, kn, ev);
 	kq_fdreg_unlock(fdn->fd);
 	return r;
 }
@@ -300,15 +305,15 @@ collect(struct kq_kqueue *kq, struct kevent *out, int max)
 		TAILQ_REMOVE(&kq->active, kn, link);
 		kn->status &= ~KN_QUEUED;
 		*ev = (struct kevent){
-			.ident = kn->kev.ident,
-			.filter = kn->kev.filter,
-			.flags = kn->kev.flags,
-			.udata = kn->kev.udata,
+			.ident = kn->ident,
+			.filter = kn->filter,
+			.flags = kn->flags,
+			.udata = kn->udata,
 		};
 		if (knote_event(kq, kn, ev) || (kn->status & KN_FORCED)) {
 			kn->status &= ~KN_FORCED;
 			/* event() may have made it die with this report */
-			ev->flags |= kn->kev.flags & EV_ONESHOT;
+			ev->flags |= kn->flags & EV_ONESHOT;
 			n++;
 			after_copyout(kq, kn, ev);
 		} else {
@@ -376,6 +381,7 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 	 * always-ready knotes cannot starve sockets. */
 	if (!TAILQ_EMPTY(&kq->active)) {
 		kq_backend_flush(kq);
+		kq_timer_flush(kq);
 		r = kq_backend_wait(kq, ready, KQ_READY_MAX, &zero);
 		if (r > 0)
 			dispatch_ready(kq, ready, r);
@@ -408,6 +414,7 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 			tsp = &capped;
 		}
 		kq_backend_flush(kq);
+		kq_timer_flush(kq);
 		kq_fdnode_reap(kq);
 		kq_update_wake(kq);
 		intr = kq_signal_intr_snapshot();
@@ -474,6 +481,7 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 		goto out;
 	}
 	kq_drain_closed(kq);
+	kq->change_now = 0;
 	for (i = 0; i < nchanges; i++) {
 		struct kevent kev = changelist[i];
 		int err;
@@ -500,6 +508,7 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 	ret = scan(kq, eventlist, nevents, timeout);
 out:
 	kq_backend_flush(kq);
+	kq_timer_flush(kq);
 	kq_fdnode_reap(kq);
 	kq_update_wake(kq);
 	pthread_mutex_unlock(&kq->lock);

@@ -1,40 +1,276 @@
 /*
- * The knote: lookup, activation queue, and the ONE release function that
- * every death goes through, so EV_FREEWATCH cannot miss a path.
+ * The knote: lookup, memory, activation queue, and the ONE release function
+ * that every death goes through, so EV_FREEWATCH cannot miss a path.
  *
- * Lookup: the knotes whose ident is not an fd (timers, signals, pids, user
- * events) are in a red-black tree keyed (filter, ident).  A knote whose ident
- * is an fd hangs on that fd's node instead (kq->fds[fd], like FreeBSD's
- * kq_knlist) and is found in O(1): measured on the rearm benchmark (9900
- * fds deleted and re-added per iteration) that halves the cost of a change
- * (2.1 ms -> 1.05 ms per iteration), the tree's insert and remove being most
- * of it.  (A hash for the others was tried too: 7% on 100k timers, not worth
- * a hand-written table.)
+ * Lookup: a knote whose ident is an fd hangs on that fd's node
+ * (kq->fds[fd], like FreeBSD's kq_knlist) and is found in O(1).  The others
+ * (timers, signals, pids, user events) are in a chained hash keyed (filter,
+ * ident), at most two knotes per bucket on average.  It replaced a
+ * red-black tree: a tree node costs 32 bytes a knote and an insert walks
+ * ~17 cold knotes at 100k timers; a bucket costs 4 bytes a knote and one
+ * miss.
+ *
+ * Memory: knotes come from per-kqueue slabs, one for small knotes and one
+ * for whole ones (internal.h, KNOTE SIZES): 64 KiB blocks carved into
+ * entries of exactly the knote's size, a freed entry reused first, a block
+ * given back when its last entry is freed (beyond SLAB_KEEP_EMPTY empty
+ * ones kept for reuse).  malloc would round a 72-byte knote up to an 80-byte chunk; the
+ * slab is what keeps a timer under 96 bytes with its heap entry and bucket.
+ * Built with AddressSanitizer, every knote is its own malloc instead, so
+ * overruns of a small knote are caught.
  */
 #include "internal.h"
 
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
-/* Freed knotes kept per kqueue for reuse: delete-and-add loops, oneshot
- * re-arms and timer churn then cost no malloc/free. */
-#define KNOTE_CACHE_MAX	1024
+#if defined(__SANITIZE_ADDRESS__)
+#define KQ_SLAB_MALLOC	1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KQ_SLAB_MALLOC	1
+#endif
+#endif
 
-static int
-knote_cmp(const struct kq_knote *a, const struct kq_knote *b)
+/* ----------------------------------------------------------------- slabs */
+
+#define SLAB_BLOCK	(64 * 1024)		/* size and alignment */
+/* Empty blocks kept for reuse (16 MiB of each size): a kqueue that deletes
+ * and re-adds thousands of timers does not map and fault them in again. */
+#define SLAB_KEEP_EMPTY	256
+
+struct kq_slab_block {
+	TAILQ_ENTRY(kq_slab_block) link;	/* slab->room while it has room */
+	void *free;				/* freed entries, chained */
+	void *map;				/* the mapping it is in */
+	uint32_t fresh;				/* offset of the never-used rest */
+	uint32_t used;
+	bool in_room;
+};
+#define SLAB_FIRST	((sizeof(struct kq_slab_block) + 63) & ~(size_t)63)
+
+/* Blocks are mapped, aligned to their size, not taken from malloc: an
+ * aligned malloc leaves a block-sized hole beside every block.  The mapping
+ * is twice the size and kept whole (trimming it is a TLB flush per block;
+ * the unused half is never touched, so costs no memory). */
+static struct kq_slab_block *
+block_map(void)
 {
-	if (a->kev.filter != b->kev.filter)
-		return a->kev.filter < b->kev.filter ? -1 : 1;
-	if (a->kev.ident != b->kev.ident)
-		return a->kev.ident < b->kev.ident ? -1 : 1;
-	return 0;
+	char *p = mmap(NULL, 2 * SLAB_BLOCK, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct kq_slab_block *b;
+
+	if (p == MAP_FAILED)
+		return NULL;
+	b = (struct kq_slab_block *)(((uintptr_t)p + SLAB_BLOCK - 1) &
+	    ~(uintptr_t)(SLAB_BLOCK - 1));
+	*b = (struct kq_slab_block){ .map = p, .fresh = SLAB_FIRST };
+	return b;
 }
 
-/* <bsd/sys/tree.h> spells its attribute the BSD way */
-#define __unused __attribute__((__unused__))
-RB_GENERATE_STATIC(kq_knote_tree, kq_knote, tree, knote_cmp)
-#undef __unused
+static void
+block_unmap(struct kq_slab_block *b)
+{
+	munmap(b->map, 2 * SLAB_BLOCK);
+}
+
+static void
+slab_init(struct kq_slab *s, size_t size)
+{
+	TAILQ_INIT(&s->room);
+	s->size = (size + 7) & ~(size_t)7;
+}
+
+static void *
+slab_alloc(struct kq_slab *s)
+{
+	struct kq_slab_block *b = TAILQ_FIRST(&s->room);
+	void *p;
+
+#ifdef KQ_SLAB_MALLOC
+	return malloc(s->size);
+#endif
+	if (b == NULL) {
+		if ((b = block_map()) == NULL)
+			return NULL;
+		b->in_room = true;
+		TAILQ_INSERT_HEAD(&s->room, b, link);
+	}
+	if (b->used == 0 && b->free != NULL)
+		s->nempty--;		/* a kept empty block */
+	if (b->free != NULL) {
+		p = b->free;
+		b->free = *(void **)p;
+	} else {
+		p = (char *)b + b->fresh;
+		b->fresh += s->size;
+	}
+	b->used++;
+	if (b->free == NULL && b->fresh + s->size > SLAB_BLOCK) {
+		TAILQ_REMOVE(&s->room, b, link);
+		b->in_room = false;
+	}
+	return p;
+}
+
+static void
+slab_free(struct kq_slab *s, void *p)
+{
+	struct kq_slab_block *b = (struct kq_slab_block *)
+	    ((uintptr_t)p & ~(uintptr_t)(SLAB_BLOCK - 1));
+
+#ifdef KQ_SLAB_MALLOC
+	free(p);
+	return;
+#endif
+	*(void **)p = b->free;
+	b->free = p;
+	if (!b->in_room) {
+		TAILQ_INSERT_HEAD(&s->room, b, link);
+		b->in_room = true;
+	}
+	if (--b->used == 0) {
+		if (s->nempty < SLAB_KEEP_EMPTY) {
+			s->nempty++;
+		} else {
+			TAILQ_REMOVE(&s->room, b, link);
+			block_unmap(b);
+		}
+	}
+}
+
+/* Every knote was freed (kqueue teardown): at most one block is left. */
+static void
+slab_destroy(struct kq_slab *s)
+{
+	struct kq_slab_block *b;
+
+	while ((b = TAILQ_FIRST(&s->room)) != NULL) {
+		TAILQ_REMOVE(&s->room, b, link);
+		block_unmap(b);
+	}
+}
+
+struct kq_knote *
+kq_knote_alloc(struct kq_kqueue *kq, const struct kq_filterops *fop)
+{
+	bool whole = fop != NULL && !fop->small;
+	struct kq_slab *s = &kq->slab[whole];
+	struct kq_knote *kn;
+
+	if (s->size == 0)
+		slab_init(s, whole ? sizeof *kn : KQ_KNOTE_SMALL);
+	if ((kn = slab_alloc(s)) == NULL)
+		return NULL;
+	memset(kn, 0, s->size);
+	if (whole) {
+		kn->status = KN_WHOLE;
+		kn->u.vnode.wd = -1;
+	}
+	return kn;
+}
+
+void
+kq_knote_free(struct kq_kqueue *kq, struct kq_knote *kn)
+{
+	slab_free(&kq->slab[!!(kn->status & KN_WHOLE)], kn);
+}
+
+void
+kq_knote_slabs_free(struct kq_kqueue *kq)
+{
+	slab_destroy(&kq->slab[0]);
+	slab_destroy(&kq->slab[1]);
+	if (kq->khash.b != NULL)
+		kq_array_free(kq->khash.b,
+		    ((size_t)kq->khash.mask + 1) * sizeof *kq->khash.b);
+	kq->khash = (struct kq_knote_hash){ 0 };
+}
+
+/* ------------------------------------------------------------ big arrays */
+
+#define BIG_ARRAY	(64 * 1024)
+
+void *
+kq_array_alloc(size_t size)
+{
+	void *p;
+
+	if (size < BIG_ARRAY)
+		return calloc(1, size);
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void *
+kq_array_resize(void *p, size_t size, size_t to)
+{
+	void *q;
+
+	if (size >= BIG_ARRAY && to >= BIG_ARRAY) {
+		/* the kernel moves the pages: nothing is copied or faulted */
+		q = mremap(p, size, to, MREMAP_MAYMOVE);
+		return q == MAP_FAILED ? NULL : q;
+	}
+	if ((q = kq_array_alloc(to)) == NULL)
+		return NULL;
+	memcpy(q, p, size < to ? size : to);
+	kq_array_free(p, size);
+	return q;
+}
+
+void
+kq_array_free(void *p, size_t size)
+{
+	if (size < BIG_ARRAY)
+		free(p);
+	else if (p != NULL)
+		munmap(p, size);
+}
+
+/* ------------------------------------------------------------------ hash */
+
+#define KHASH_MIN	16
+
+/* Fibonacci hashing: the top bits of the product (sequential idents, the
+ * common case, spread evenly; its low and middle bits do not). */
+static inline uint32_t
+khash_bucket(const struct kq_knote_hash *h, short filter, uintptr_t ident)
+{
+	uint64_t x = ((uint64_t)ident + ((uint64_t)(uint16_t)filter << 40)) *
+	    0x9e3779b97f4a7c15ull;
+
+	return (uint32_t)(x >> (64 - h->bits));
+}
+
+/* Rehash into 2^bits buckets; on failure keep the old table (longer chains
+ * are slower, not wrong). */
+static void
+khash_resize(struct kq_knote_hash *h, unsigned buckets)
+{
+	struct kq_knote **nb = kq_array_alloc(buckets * sizeof *nb), *kn, *next;
+	struct kq_knote_hash old = *h;
+	uint32_t i;
+
+	if (nb == NULL)
+		return;
+	h->b = nb;
+	h->mask = buckets - 1;
+	h->bits = (uint8_t)__builtin_ctz(buckets);
+	for (i = 0; old.b != NULL && i <= old.mask; i++) {
+		for (kn = old.b[i]; kn != NULL; kn = next) {
+			uint32_t j = khash_bucket(h, kn->filter, kn->ident);
+			next = kn->next;
+			kn->next = nb[j];
+			nb[j] = kn;
+		}
+	}
+	if (old.b != NULL)
+		kq_array_free(old.b, ((size_t)old.mask + 1) * sizeof *old.b);
+}
 
 struct kq_knote *
 kq_knote_find(struct kq_kqueue *kq, short filter, uintptr_t ident)
@@ -44,76 +280,62 @@ kq_knote_find(struct kq_kqueue *kq, short filter, uintptr_t ident)
 	struct kq_fdnode *fdn;
 
 	if (fop == NULL || !fop->isfd) {
-		struct kq_knote key;
-		key.kev.filter = filter;
-		key.kev.ident = ident;
-		return RB_FIND(kq_knote_tree, &kq->knotes, &key);
+		if (kq->khash.b == NULL)
+			return NULL;
+		kn = kq->khash.b[khash_bucket(&kq->khash, filter, ident)];
+		while (kn != NULL && (kn->ident != ident || kn->filter != filter))
+			kn = kn->next;
+		return kn;
 	}
 	if (ident > INT_MAX || (fdn = kq_fdnode_find(kq, (int)ident)) == NULL)
 		return NULL;
 	LIST_FOREACH(kn, &fdn->knotes, fdlink)
-		if (kn->kev.filter == filter)
+		if (kn->filter == filter)
 			return kn;
 	return NULL;
 }
 
-struct kq_knote *
-kq_knote_alloc(struct kq_kqueue *kq)
-{
-	struct kq_knote *kn = kq->knote_cache;
-
-	if (kn != NULL) {
-		kq->knote_cache = (struct kq_knote *)kn->fop;
-		kq->ncached--;
-		memset(kn, 0, sizeof *kn);
-	} else if ((kn = calloc(1, sizeof *kn)) == NULL) {
-		return NULL;
-	}
-	kn->u.vnode.wd = -1;
-	return kn;
-}
-
-void
-kq_knote_free(struct kq_kqueue *kq, struct kq_knote *kn)
-{
-	if (kq->ncached >= KNOTE_CACHE_MAX) {
-		free(kn);
-		return;
-	}
-	kn->fop = (const struct kq_filterops *)kq->knote_cache;
-	kq->knote_cache = kn;
-	kq->ncached++;
-}
-
-void
-kq_knote_cache_free(struct kq_kqueue *kq)
-{
-	struct kq_knote *kn;
-
-	while ((kn = kq->knote_cache) != NULL) {
-		kq->knote_cache = (struct kq_knote *)kn->fop;
-		free(kn);
-	}
-	kq->ncached = 0;
-}
-
-void
+/* ENOMEM only for the first knote of the hash (a table that cannot grow
+ * just gets longer chains). */
+int
 kq_knote_insert(struct kq_kqueue *kq, struct kq_knote *kn)
 {
-	if (kn->fdn != NULL) {
+	struct kq_knote_hash *h = &kq->khash;
+	struct kq_knote **b;
+
+	if (kq_knote_fdn(kn) != NULL) {
 		LIST_INSERT_HEAD(&kn->fdn->knotes, kn, fdlink);
-	} else {
-		RB_INSERT(kq_knote_tree, &kq->knotes, kn);
+		kq->nknotes++;
+		return 0;
 	}
+	if (h->b == NULL || h->n >= 2 * ((size_t)h->mask + 1))
+		khash_resize(h, h->b == NULL ? KHASH_MIN : 2 * (h->mask + 1));
+	if (h->b == NULL)
+		return ENOMEM;
+	b = &h->b[khash_bucket(h, kn->filter, kn->ident)];
+	kn->next = *b;
+	*b = kn;
+	h->n++;
 	kq->nknotes++;
+	return 0;
 }
 
 static void
 knote_unlink(struct kq_kqueue *kq, struct kq_knote *kn)
 {
-	if (kn->fdn == NULL)
-		RB_REMOVE(kq_knote_tree, &kq->knotes, kn);
+	struct kq_knote_hash *h = &kq->khash;
+	struct kq_knote **pp;
+
 	kq->nknotes--;
+	if (kq_knote_fdn(kn) != NULL)
+		return;
+	pp = &h->b[khash_bucket(h, kn->filter, kn->ident)];
+	while (*pp != kn)
+		pp = &(*pp)->next;
+	*pp = kn->next;
+	h->n--;
+	if (h->mask + 1 > KHASH_MIN && h->n < (h->mask + 1) / 8)
+		khash_resize(h, (h->mask + 1) / 2);
 }
 
 /* Undo kq_knote_insert for a knote whose attach failed. */
@@ -121,7 +343,7 @@ void
 kq_knote_free_unattached(struct kq_kqueue *kq, struct kq_knote *kn)
 {
 	knote_unlink(kq, kn);
-	if (kn->fdn != NULL) {
+	if (kq_knote_fdn(kn) != NULL) {
 		LIST_REMOVE(kn, fdlink);
 		kq_fdnode_put(kq, kn->fdn);
 	}
@@ -145,7 +367,7 @@ kq_knote_set_freewatch(struct kq_knote *kn, bool on)
 	if (on == !!(kn->status & KN_FREEWATCH))
 		return;
 	kn->status ^= KN_FREEWATCH;
-	if (kn->fdn != NULL)
+	if (kq_knote_fdn(kn) != NULL)
 		atomic_fetch_add(&kn->fdn->nfreewatch, on ? 1 : -1);
 }
 
@@ -177,13 +399,13 @@ void
 kq_knote_release(struct kq_kqueue *kq, struct kq_knote *kn, unsigned reason,
     struct kevent *fired)
 {
-	kn->fop->detach(kq, kn);
+	kq_knote_fop(kn)->detach(kq, kn);
 	if (kn->status & KN_QUEUED)
 		TAILQ_REMOVE(&kq->active, kn, link);
 	if (kn->status & KN_POLLED)
 		TAILQ_REMOVE(&kq->polled, kn, plink);
 	knote_unlink(kq, kn);
-	if (kn->fdn != NULL) {
+	if (kq_knote_fdn(kn) != NULL) {
 		if (kn->status & KN_FREEWATCH)
 			atomic_fetch_sub(&kn->fdn->nfreewatch, 1);
 		LIST_REMOVE(kn, fdlink);
@@ -199,26 +421,25 @@ kq_knote_release(struct kq_kqueue *kq, struct kq_knote *kn, unsigned reason,
 		kq_knote_free(kq, kn);
 		return;
 	}
-	kn->status = KN_NOTICE;
-	kn->kev.flags = EV_FREEWATCH | EV_DELETE;
-	kn->kev.fflags = reason;
-	kn->kev.data = 0;
-	memset(kn->kev.ext, 0, sizeof kn->kev.ext);
-	TAILQ_INSERT_TAIL(&kq->notices, kn, link);
+	kq_knote_queue_notice(kq, kn, kn, reason);
 }
 
 /*
- * A reference handed back without the knote dying (udata replaced): the
- * notice needs memory of its own.  The caller allocated it beforehand
- * (kq_knote_alloc), so this cannot fail either.
+ * Make note a free notice for kn's udata: note is kn's own memory (the
+ * knote died), or - a reference handed back without the knote dying (udata
+ * replaced) - memory the caller allocated beforehand (kq_knote_alloc(kq,
+ * NULL)), so this cannot fail either.
  */
 void
 kq_knote_queue_notice(struct kq_kqueue *kq, struct kq_knote *note,
-    const struct kevent *ev)
+    const struct kq_knote *kn, unsigned reason)
 {
-	note->status = KN_NOTICE;
-	note->kev = *ev;
-	memset(note->kev.ext, 0, sizeof note->kev.ext);
+	note->ident = kn->ident;
+	note->filter = kn->filter;
+	note->udata = kn->udata;
+	note->status = KN_NOTICE | (note->status & KN_WHOLE);
+	note->flags = EV_FREEWATCH | EV_DELETE;
+	note->data = reason;
 	TAILQ_INSERT_TAIL(&kq->notices, note, link);
 }
 
@@ -230,7 +451,13 @@ kq_notices_copyout(struct kq_kqueue *kq, struct kevent *out, int max)
 
 	while (n < max && (kn = TAILQ_FIRST(&kq->notices)) != NULL) {
 		TAILQ_REMOVE(&kq->notices, kn, link);
-		out[n++] = kn->kev;
+		out[n++] = (struct kevent){
+			.ident = kn->ident,
+			.filter = kn->filter,
+			.flags = kn->flags,
+			.fflags = (unsigned)kn->data,
+			.udata = kn->udata,
+		};
 		kq_knote_free(kq, kn);
 	}
 	return n;
@@ -241,6 +468,7 @@ void
 kq_release_all(struct kq_kqueue *kq, unsigned reason, bool notify)
 {
 	struct kq_knote *kn;
+	uint32_t i, mask;
 	int fd;
 
 	for (fd = 0; fd < kq->nfds; fd++) {
@@ -252,10 +480,17 @@ kq_release_all(struct kq_kqueue *kq, unsigned reason, bool notify)
 			kq_knote_release(kq, kn, reason, NULL);
 		}
 	}
-	while ((kn = RB_ROOT(&kq->knotes)) != NULL) {
+	for (i = 0; kq->khash.n > 0; ) {
+		if ((kn = kq->khash.b[i]) == NULL) {
+			i++;
+			continue;
+		}
 		if (!notify)
 			kq_knote_set_freewatch(kn, false);
+		mask = kq->khash.mask;
 		kq_knote_release(kq, kn, reason, NULL);
+		if (kq->khash.mask != mask)
+			i = 0;		/* shrunk: rehashed */
 	}
 	if (!notify) {
 		while ((kn = TAILQ_FIRST(&kq->notices)) != NULL) {

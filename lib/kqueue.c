@@ -195,15 +195,16 @@ fdnode_want(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 	bool clear = false, oneshot = true;
 
 	LIST_FOREACH(kn, &fdn->knotes, fdlink) {
-		uint32_t m = kn->fop->pollevents != NULL ?
-		    kn->fop->pollevents(kq, kn) : 0;
+		const struct kq_filterops *fop = kq_knote_fop(kn);
+		uint32_t m = fop->pollevents != NULL ?
+		    fop->pollevents(kq, kn) : 0;
 		kn->pollmask = m;
 		if (m == 0)
 			continue;
 		ev |= m;
-		if ((kn->kev.flags & EV_CLEAR) || (m & KQ_POLLET))
+		if ((kn->flags & EV_CLEAR) || (m & KQ_POLLET))
 			clear = true;
-		if (!(kn->kev.flags & (EV_ONESHOT | EV_DISPATCH)))
+		if (!(kn->flags & (EV_ONESHOT | EV_DISPATCH)))
 			oneshot = false;
 	}
 	if (ev == 0)
@@ -282,7 +283,7 @@ fdnode_ready(struct kq_kqueue *kq, struct kq_poll *p, uint32_t revents)
 			continue;
 		/* a level knote sharing an edge-triggered registration must
 		 * be re-checked by the scan: epoll will not report it again */
-		if (edge && !(kn->kev.flags & EV_CLEAR))
+		if (edge && !(kn->flags & EV_CLEAR))
 			kn->status |= KN_REQUEUE;
 		else
 			kn->status &= ~KN_REQUEUE;
@@ -655,7 +656,7 @@ kq_create(bool cloexec)
 	LIST_INIT(&kq->aliases);
 	kq->wake.fd = kq->timer.fd = kq->sigpoll.fd = -1;
 	kq->fd = -1;
-	RB_INIT(&kq->knotes);
+	kq->timer_armed = INT64_MAX;
 	/* the backend's set gets the lowest free number, as kqueue(2) would:
 	 * that one is the application's; the library waits on its own dup */
 	if ((err = kq_backend_init(kq, cloexec)) != 0)
@@ -736,7 +737,7 @@ kq_free(struct kq_kqueue *kq)
 	for (i = 0; i < (unsigned)kq->nfds; i++)
 		free(kq->fds[i]);
 	free(kq->fds);
-	kq_knote_cache_free(kq);
+	kq_knote_slabs_free(kq);
 	free(kq->theap.v);
 	kq_backend_close(kq);
 	pthread_mutex_destroy(&kq->lock);

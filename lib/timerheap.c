@@ -1,120 +1,133 @@
 /*
- * Binary min-heap of armed timer knotes.  A heap rather than a timing wheel:
- * kqueue timers have arbitrary nanosecond deadlines and periods, the only
- * question ever asked is "which deadline is next", and a heap answers it
- * with one pointer (8 bytes) per armed timer and O(log n) add/delete.
+ * 4-ary min-heap of armed timer knotes with cached deadlines (timerheap.h).
+ * A heap rather than a timing wheel: kqueue timers have arbitrary
+ * nanosecond deadlines and periods, and the only question ever asked is
+ * "which deadline is next".  Four children per node halve the depth of a
+ * binary heap, and with the deadline kept in the entry the four keys a
+ * sift-down step compares are one cache line: measured on 100k timers this
+ * is what makes delete and fire cheap (a heap of knote pointers read a cold
+ * knote per comparison).
  */
 #include "timerheap.h"
 
 #include <stdlib.h>
+#include <string.h>
 
-#define THEAP_MIN_CAP	16
-
-static inline int64_t
-key(const struct kq_timer_heap *h, size_t i)
-{
-	return h->v[i]->u.timer.expiry_ns;
-}
+#define THEAP_MIN_CAP	(64 - KQ_THEAP_BASE)
+#define ENTRY(h, i)	((h)->v[(i) + KQ_THEAP_BASE])
 
 static inline void
-place(struct kq_timer_heap *h, size_t i, struct kq_knote *kn)
+place(struct kq_timer_heap *h, uint32_t i, struct kq_theap_entry e)
 {
-	h->v[i] = kn;
-	kn->u.timer.heap_index = i;
+	ENTRY(h, i) = e;
+	e.kn->s.timer.heap_index = i;
 }
 
 static void
-sift_up(struct kq_timer_heap *h, size_t i)
+sift_up(struct kq_timer_heap *h, uint32_t i, struct kq_theap_entry e)
 {
-	struct kq_knote *kn = h->v[i];
-	int64_t k = kn->u.timer.expiry_ns;
-
 	while (i > 0) {
-		size_t parent = (i - 1) / 2;
-		if (key(h, parent) <= k)
+		uint32_t parent = (i - 1) / 4;
+		if (ENTRY(h, parent).at <= e.at)
 			break;
-		place(h, i, h->v[parent]);
+		place(h, i, ENTRY(h, parent));
 		i = parent;
 	}
-	place(h, i, kn);
+	place(h, i, e);
 }
 
 static void
-sift_down(struct kq_timer_heap *h, size_t i)
+sift_down(struct kq_timer_heap *h, uint32_t i, struct kq_theap_entry e)
 {
-	struct kq_knote *kn = h->v[i];
-	int64_t k = kn->u.timer.expiry_ns;
-
 	for (;;) {
-		size_t child = 2 * i + 1;
-		if (child >= h->n)
+		uint32_t first = 4 * i + 1, last, c, best;
+		if (first >= h->n)
 			break;
-		if (child + 1 < h->n && key(h, child + 1) < key(h, child))
-			child++;
-		if (k <= key(h, child))
+		last = first + 4 < h->n ? first + 4 : h->n;
+		best = first;
+		for (c = first + 1; c < last; c++)
+			if (ENTRY(h, c).at < ENTRY(h, best).at)
+				best = c;
+		if (e.at <= ENTRY(h, best).at)
 			break;
-		place(h, i, h->v[child]);
-		i = child;
+		place(h, i, ENTRY(h, best));
+		i = best;
 	}
-	place(h, i, kn);
+	place(h, i, e);
+}
+
+static size_t
+bytes(uint32_t cap)
+{
+	return ((size_t)cap + KQ_THEAP_BASE) * sizeof(struct kq_theap_entry);
+}
+
+/* A big array is mapped, so page-aligned: each node's four children then
+ * share one cache line; a small one (malloc's 16-byte alignment) fits in a
+ * few lines anyway. */
+static int
+resize(struct kq_timer_heap *h, uint32_t cap)
+{
+	struct kq_theap_entry *v = h->v == NULL ? kq_array_alloc(bytes(cap)) :
+	    kq_array_resize(h->v, bytes(h->cap), bytes(cap));
+
+	if (v == NULL)
+		return ENOMEM;
+	h->v = v;
+	h->cap = cap;
+	return 0;
 }
 
 int
-kq_theap_insert(struct kq_timer_heap *h, struct kq_knote *kn)
+kq_theap_insert(struct kq_timer_heap *h, struct kq_knote *kn, int64_t at)
 {
 	if (h->n == h->cap) {
-		size_t cap = h->cap != 0 ? h->cap * 2 : THEAP_MIN_CAP;
-		struct kq_knote **v = realloc(h->v, cap * sizeof *v);
-		if (v == NULL)
+		uint32_t cap = h->cap != 0 ? h->cap * 2 + KQ_THEAP_BASE :
+		    THEAP_MIN_CAP;
+		if (h->cap >= UINT32_MAX / 4 || resize(h, cap) != 0)
 			return ENOMEM;
-		h->v = v;
-		h->cap = cap;
 	}
-	place(h, h->n++, kn);
-	sift_up(h, h->n - 1);
+	h->n++;
+	sift_up(h, h->n - 1, (struct kq_theap_entry){ .at = at, .kn = kn });
 	return 0;
 }
 
 void
 kq_theap_remove(struct kq_timer_heap *h, struct kq_knote *kn)
 {
-	size_t i = kn->u.timer.heap_index;
-	struct kq_knote *last;
+	uint32_t i = kn->s.timer.heap_index;
+	struct kq_theap_entry last;
 
-	kn->u.timer.heap_index = KQ_THEAP_NONE;
-	last = h->v[--h->n];
+	kn->s.timer.heap_index = KQ_THEAP_NONE;
+	last = ENTRY(h, --h->n);
 	if (i != h->n) {
-		place(h, i, last);
-		if (i > 0 && key(h, (i - 1) / 2) > last->u.timer.expiry_ns)
-			sift_up(h, i);
+		if (i > 0 && ENTRY(h, (i - 1) / 4).at > last.at)
+			sift_up(h, i, last);
 		else
-			sift_down(h, i);
+			sift_down(h, i, last);
 	}
-	/* Give memory back after a mass delete; never fails (shrinking). */
-	if (h->cap > THEAP_MIN_CAP && h->n < h->cap / 4) {
-		struct kq_knote **v = realloc(h->v, (h->cap / 2) * sizeof *v);
-		if (v != NULL) {
-			h->v = v;
-			h->cap /= 2;
-		}
-	}
+	/* Give memory back after a mass delete; failing to is harmless. */
+	if (h->cap > THEAP_MIN_CAP && h->n < h->cap / 4)
+		(void)resize(h, h->cap / 2);
 }
 
 void
-kq_theap_update(struct kq_timer_heap *h, struct kq_knote *kn)
+kq_theap_update(struct kq_timer_heap *h, struct kq_knote *kn, int64_t at)
 {
-	size_t i = kn->u.timer.heap_index;
+	uint32_t i = kn->s.timer.heap_index;
+	struct kq_theap_entry e = { .at = at, .kn = kn };
 
-	if (i > 0 && key(h, (i - 1) / 2) > kn->u.timer.expiry_ns)
-		sift_up(h, i);
+	if (i > 0 && ENTRY(h, (i - 1) / 4).at > at)
+		sift_up(h, i, e);
 	else
-		sift_down(h, i);
+		sift_down(h, i, e);
 }
 
 void
 kq_theap_free(struct kq_timer_heap *h)
 {
-	free(h->v);
+	if (h->v != NULL)
+		kq_array_free(h->v, bytes(h->cap));
 	h->v = NULL;
 	h->n = h->cap = 0;
 }

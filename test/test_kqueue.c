@@ -1308,6 +1308,64 @@ START_TEST(receipt_on_modify_and_delete)
 }
 END_TEST
 
+/*
+ * Knotes whose ident is not an fd are found by (filter, ident): the same
+ * ident under three filters is three knotes, and thousands of them (the
+ * lookup table grows, then shrinks as they go) are each found, deleted and
+ * reported exactly once.
+ */
+#define NIDENT 3000
+START_TEST(same_idents_under_three_filters_stay_distinct)
+{
+	static struct kevent ch[2 * NIDENT], ev[512];
+	static char seen[NIDENT];
+	int kq = xkqueue(), i, n, got = 0;
+
+	for (i = 0; i < NIDENT; i++) {
+		EV_SET(&ch[2 * i], i, EVFILT_TIMER, EV_ADD, 0, 3600000,
+		    (void *)(uintptr_t)(i + 1));
+		EV_SET(&ch[2 * i + 1], i, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0,
+		    (void *)(uintptr_t)(i + 100000));
+	}
+	ck_assert_int_eq(kevent(kq, ch, 2 * NIDENT, NULL, 0, NULL), 0);
+	kev_ok(kq, 7, EVFILT_SIGNAL, EV_ADD, 0, 0, (void *)7);
+	/* the timers go; the user events and the signal stay */
+	for (i = 0; i < NIDENT; i++)
+		EV_SET(&ch[i], i, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	ck_assert_int_eq(kevent(kq, ch, NIDENT, NULL, 0, NULL), 0);
+	ck_assert_int_eq(kev_change(kq, 5, EVFILT_TIMER, EV_DELETE, 0, 0, NULL),
+	    -1);
+	ck_assert_int_eq(errno, ENOENT);
+	for (i = 0; i < NIDENT; i += 2)
+		EV_SET(&ch[i / 2], i, EVFILT_USER, EV_KEEPUDATA,
+		    NOTE_TRIGGER | NOTE_FFCOPY | 3, 0, NULL);
+	ck_assert_int_eq(kevent(kq, ch, NIDENT / 2, NULL, 0, NULL), 0);
+	while (got < NIDENT / 2) {
+		n = kev_wait(kq, ev, 512, 5000);
+		ck_assert_int_gt(n, 0);
+		for (i = 0; i < n; i++) {
+			ck_assert_int_eq(ev[i].filter, EVFILT_USER);
+			ck_assert_uint_eq(ev[i].ident % 2, 0);
+			ck_assert_uint_lt(ev[i].ident, NIDENT);
+			ck_assert_int_eq(seen[ev[i].ident], 0);
+			seen[ev[i].ident] = 1;
+			ck_assert_uint_eq(ev[i].flags, EV_CLEAR);
+			ck_assert_uint_eq(ev[i].fflags, 3);
+			ck_assert_ptr_eq(ev[i].udata,
+			    (void *)(uintptr_t)(ev[i].ident + 100000));
+		}
+		got += n;
+	}
+	kev_expect_none(kq);
+	ck_assert_int_eq(kev_change(kq, 7, EVFILT_SIGNAL, EV_DELETE, 0, 0,
+	    NULL), 0);
+	ck_assert_int_eq(kev_change(kq, 7, EVFILT_SIGNAL, EV_DELETE, 0, 0,
+	    NULL), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	close(kq);
+}
+END_TEST
+
 START_TEST(many_knotes_report_exactly_the_ready_ones)
 {
 	enum { NPIPES = 300 };
@@ -1442,6 +1500,7 @@ kqueue_suite(void)
 	tcase_add_test(tc, one_fd_in_two_kqueues);
 	tcase_add_test(tc, small_eventlist_rotates_through_ready_knotes);
 	tcase_add_test(tc, many_knotes_report_exactly_the_ready_ones);
+	tcase_add_test(tc, same_idents_under_three_filters_stay_distinct);
 	suite_add_tcase(s, tc);
 	return s;
 }

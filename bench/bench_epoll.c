@@ -13,6 +13,22 @@
  *             the registration with the file: no DEL)
  *   wakeup    one eventfd per thread registered EPOLLET, so every write is
  *             a new edge and the counter never needs reading
+ *
+ * Compiled twice more as the floors of the kqueue contract: raw epoll plus
+ * exactly the syscalls that the kqueue API's promises cost, so that a
+ * kqueue library's ratio to its floor is the price of its implementation,
+ * not of the API.
+ *   epoll+fionread      (BENCH_FLOOR_FIONREAD) one ioctl(FIONREAD) per
+ *                       reported event: an EVFILT_READ event carries the
+ *                       exact byte count in `data`.  Socket workloads only.
+ *   epoll+fionread+del  (BENCH_FLOOR_DEL as well) churn only: also an
+ *                       EPOLL_CTL_DEL before each close() of a watched fd,
+ *                       the least a library must do to stop reporting a
+ *                       closed descriptor (close() alone leaves the
+ *                       registration while the file lives in a fork child
+ *                       or a dup).
+ * Timers and wakeup have no such extra work: raw epoll is their floor, so
+ * the floor builds refuse them (SKIP).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -23,10 +39,25 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "common.h"
+
+#if defined(BENCH_FLOOR_DEL)
+#define BENCH_FLOOR_FIONREAD
+#define BENCH_NAME	"epoll+fionread+del"
+#define BENCH_WORKLOADS	BENCH_WL(W_CHURN)
+#elif defined(BENCH_FLOOR_FIONREAD)
+#define BENCH_NAME	"epoll+fionread"
+#define BENCH_WORKLOADS	(BENCH_WL(W_DISPATCH) | BENCH_WL(W_REARM) | \
+			BENCH_WL(W_ONESHOT) | BENCH_WL(W_REENABLE) | \
+			BENCH_WL(W_CHURN))
+#else
+#define BENCH_NAME	"epoll"
+#define BENCH_WORKLOADS	0
+#endif
 
 #define NEVENTS		256
 #define CHURN_TAG	UINT32_MAX
@@ -61,6 +92,25 @@ ctl(int op, int fd, uint32_t events, uint32_t tag)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * What a kqueue library must learn about a reported readable fd before it
+ * can return the event: the byte count for `data` (floors only).
+ */
+static inline void
+event_data(struct bench_ctx *c, int fd)
+{
+#ifdef BENCH_FLOOR_FIONREAD
+	int avail;
+
+	/* a reported socket with nothing queued would be a lost byte */
+	if (ioctl(fd, FIONREAD, &avail) == -1 || avail < 1)
+		c->failures++;
+#else
+	(void)c;
+	(void)fd;
+#endif
 }
 
 /* ------------------------------------------------------------- timers */
@@ -286,13 +336,18 @@ churn_iter(struct bench_ctx *c)
 	while (!seen) {
 		n = epoll_wait(S.ep, S.evs, NEVENTS, -1);
 		for (i = 0; i < n; i++)
-			if (S.evs[i].data.u32 == CHURN_TAG)
+			if (S.evs[i].data.u32 == CHURN_TAG) {
+				event_data(c, sv[0]);
 				seen = true;
-			else
+			} else
 				c->failures++;
 	}
 	if (bench_churn_read(sv[0]) == -1)
 		c->failures++;
+#ifdef BENCH_FLOOR_DEL
+	if (ctl(EPOLL_CTL_DEL, sv[0], 0, 0) == -1)
+		return -1;
+#endif
 	close(sv[0]);
 	close(sv[1]);
 	return 0;
@@ -325,6 +380,7 @@ ep_iter(struct bench_ctx *c)
 		for (i = 0; i < n; i++) {
 			int idx = (int)S.evs[i].data.u32;
 
+			event_data(c, c->fds[2 * idx]);
 			bench_on_read(c, idx);
 			if ((o->workload == W_ONESHOT ||
 			    o->workload == W_REENABLE) &&
@@ -349,7 +405,8 @@ ep_teardown(struct bench_ctx *c)
 }
 
 static const struct bench_backend backend = {
-	.name = "epoll",
+	.name = BENCH_NAME,
+	.workloads = BENCH_WORKLOADS,
 	.setup = ep_setup,
 	.iter = ep_iter,
 	.timer_add = ep_timer_add,

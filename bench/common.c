@@ -427,7 +427,7 @@ bench_main(int argc, char **argv, const struct bench_backend *be)
 	struct bench_ctx c = { .o = &o };
 	double *samples, *order, *padd = NULL, *pdel = NULL, *pfire = NULL;
 	long long sc[SC_N];
-	long rss_add_kb = -1;
+	long rss_add_kb = -1, rss_setup_kb;
 	int fd_add = 0, rc, r, i, unit;
 	struct rusage ru;
 	bool supported;
@@ -445,6 +445,8 @@ bench_main(int argc, char **argv, const struct bench_backend *be)
 		supported = be->iter != NULL;
 		break;
 	}
+	if (be->workloads != 0 && !(be->workloads & BENCH_WL(o.workload)))
+		supported = false;
 	if (!supported) {
 		printf("SKIP backend=%s workload=%s reason=unsupported\n",
 		    be->name, bench_workload_names[o.workload]);
@@ -466,6 +468,13 @@ bench_main(int argc, char **argv, const struct bench_backend *be)
 	}
 	if (o.count)
 		sc_open();
+	/*
+	 * Peak-RSS growth from here on is what registering the N sockets and
+	 * running costs the backend in memory (the socketpairs and the fd
+	 * array already exist): reported per socket.
+	 */
+	getrusage(RUSAGE_SELF, &ru);
+	rss_setup_kb = ru.ru_maxrss;
 	if (be->setup(&c) == -1)
 		return 1;
 
@@ -567,6 +576,9 @@ bench_main(int argc, char **argv, const struct bench_backend *be)
 		print_per("wait", w, unit);
 	}
 	printf(" rss_kb=%ld", ru.ru_maxrss);
+	if (uses_pairs(o.workload))
+		printf(" bytes_per_socket=%.1f",
+		    (ru.ru_maxrss - rss_setup_kb) * 1024.0 / o.n);
 	if (o.workload == W_TIMERS) {
 		printf(" bytes_per_timer=%.1f fd_growth=%d add_ns=%.1f "
 		    "del_ns=%.1f fire_ns=%.1f",

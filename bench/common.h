@@ -58,6 +58,10 @@ struct bench_ctx {
  */
 struct bench_backend {
 	const char *name;
+	/* BENCH_WL(w) bits of the workloads it runs; 0: every workload it
+	 * has hooks for.  A floor is only a floor where its extra work is the
+	 * price of the kqueue contract (bench_epoll.c). */
+	unsigned workloads;
 	int (*setup)(struct bench_ctx *);
 	int (*iter)(struct bench_ctx *);
 	/* timers: add `count` timers (far: 1 hour, else 1..10 us) */
@@ -67,6 +71,8 @@ struct bench_backend {
 	int (*timer_fire)(struct bench_ctx *, int count);
 	void (*teardown)(struct bench_ctx *);
 };
+
+#define BENCH_WL(w)	(1u << (w))
 
 int bench_main(int argc, char **argv, const struct bench_backend *be);
 

@@ -29,6 +29,7 @@
  * The timerfd is opened with the first armed timer and closed when a timer
  * knote dies leaving the heap empty, so a kqueue without timers holds no
  * timerfd, and re-arming one timer again and again reuses the same fd.
+ * The heap's array stays until the kqueue is freed (timerheap.c).
  *
  * Invariant that keeps syscalls rare: before any wait the timerfd is
  * armed no later than the earliest deadline (kq->timer_armed says when).
@@ -163,8 +164,13 @@ timerfd_shut(struct kq_kqueue *kq)
 	kq_poll_unregister(kq, p);
 	p->fd = -1;
 	p->ready = NULL;
-	kq_theap_free(&kq->theap);
 	kq->timer_armed = INT64_MAX;
+}
+
+void
+kq_timer_free(struct kq_kqueue *kq)
+{
+	kq_theap_free(&kq->theap);
 }
 
 void

@@ -385,6 +385,8 @@ void kq_array_free(void *p, size_t size);
 
 /* knote.c */
 struct kq_knote *kq_knote_find(struct kq_kqueue *kq, short filter, uintptr_t ident);
+/* A hint: kev will be looked up `ahead` (1 or 2) changes from now. */
+void kq_knote_prefetch(struct kq_kqueue *kq, const struct kevent *kev, int ahead);
 /* A zeroed knote sized for fop (NULL: a free notice), KN_WHOLE set if it
  * is whole; NULL when out of memory. */
 struct kq_knote *kq_knote_alloc(struct kq_kqueue *kq, const struct kq_filterops *fop);
@@ -737,6 +739,7 @@ int64_t kq_now_ns(clockid_t clk);
  * the changelist and before every wait (kevent.c), to the earliest deadline
  * if that is earlier than what it is set to. */
 void kq_timer_flush(struct kq_kqueue *kq);
+void kq_timer_free(struct kq_kqueue *kq);	/* kqueue freed: the heap's array */
 
 /* kevent.c */
 const struct kq_filterops *kq_filterops_lookup(short filter);

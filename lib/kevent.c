@@ -486,6 +486,11 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 		struct kevent kev = changelist[i];
 		int err;
 
+		if (i + 2 < nchanges)
+			kq_knote_prefetch(kq, &changelist[i + 2], 2);
+		if (i + 1 < nchanges)
+			kq_knote_prefetch(kq, &changelist[i + 1], 1);
+
 		if (kev.filter == 0)
 			continue;
 		kev.flags &= ~EV_SYSFLAGS;

@@ -5,7 +5,8 @@
  * Lookup: a knote whose ident is an fd hangs on that fd's node
  * (kq->fds[fd], like FreeBSD's kq_knlist) and is found in O(1).  The others
  * (timers, signals, pids, user events) are in a chained hash keyed (filter,
- * ident), at most two knotes per bucket on average.  It replaced a
+ * ident), at most two knotes per bucket on average; like the timer heap it
+ * never shrinks (4 bytes per knote at the kqueue's peak, freed with it).  It replaced a
  * red-black tree: a tree node costs 32 bytes a knote and an insert walks
  * ~17 cold knotes at 100k timers; a bucket costs 4 bytes a knote and one
  * miss.
@@ -261,6 +262,9 @@ khash_resize(struct kq_knote_hash *h, unsigned buckets)
 	h->mask = buckets - 1;
 	h->bits = (uint8_t)__builtin_ctz(buckets);
 	for (i = 0; old.b != NULL && i <= old.mask; i++) {
+		/* the chains are cold: start loading a few buckets ahead */
+		if (i + 4 <= old.mask && old.b[i + 4] != NULL)
+			__builtin_prefetch(old.b[i + 4]);
 		for (kn = old.b[i]; kn != NULL; kn = next) {
 			uint32_t j = khash_bucket(h, kn->filter, kn->ident);
 			next = kn->next;
@@ -270,6 +274,28 @@ khash_resize(struct kq_knote_hash *h, unsigned buckets)
 	}
 	if (old.b != NULL)
 		kq_array_free(old.b, ((size_t)old.mask + 1) * sizeof *old.b);
+}
+
+/*
+ * A changelist names knotes the cache has not seen: kevent() calls this for
+ * the changes ahead of the one it applies, so that their bucket (two ahead)
+ * and first knote (one ahead, its bucket loaded by then) are on their way
+ * while it works.  Measured on 100k timers: a lookup is two or three cache
+ * misses, most of an add or delete.
+ */
+void
+kq_knote_prefetch(struct kq_kqueue *kq, const struct kevent *kev, int ahead)
+{
+	const struct kq_filterops *fop = kq_filterops_lookup(kev->filter);
+	struct kq_knote *const *b;
+
+	if (fop == NULL || fop->isfd || kq->khash.b == NULL)
+		return;
+	b = &kq->khash.b[khash_bucket(&kq->khash, kev->filter, kev->ident)];
+	if (ahead > 1)
+		__builtin_prefetch(b);
+	else if (*b != NULL)
+		__builtin_prefetch(*b);
 }
 
 struct kq_knote *
@@ -334,8 +360,6 @@ knote_unlink(struct kq_kqueue *kq, struct kq_knote *kn)
 		pp = &(*pp)->next;
 	*pp = kn->next;
 	h->n--;
-	if (h->mask + 1 > KHASH_MIN && h->n < (h->mask + 1) / 8)
-		khash_resize(h, (h->mask + 1) / 2);
 }
 
 /* Undo kq_knote_insert for a knote whose attach failed. */
@@ -468,7 +492,7 @@ void
 kq_release_all(struct kq_kqueue *kq, unsigned reason, bool notify)
 {
 	struct kq_knote *kn;
-	uint32_t i, mask;
+	uint32_t i;
 	int fd;
 
 	for (fd = 0; fd < kq->nfds; fd++) {
@@ -487,10 +511,7 @@ kq_release_all(struct kq_kqueue *kq, unsigned reason, bool notify)
 		}
 		if (!notify)
 			kq_knote_set_freewatch(kn, false);
-		mask = kq->khash.mask;
 		kq_knote_release(kq, kn, reason, NULL);
-		if (kq->khash.mask != mask)
-			i = 0;		/* shrunk: rehashed */
 	}
 	if (!notify) {
 		while ((kn = TAILQ_FIRST(&kq->notices)) != NULL) {

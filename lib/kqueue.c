@@ -738,7 +738,7 @@ kq_free(struct kq_kqueue *kq)
 		free(kq->fds[i]);
 	free(kq->fds);
 	kq_knote_slabs_free(kq);
-	free(kq->theap.v);
+	kq_timer_free(kq);
 	kq_backend_close(kq);
 	pthread_mutex_destroy(&kq->lock);
 	free(kq);

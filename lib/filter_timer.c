@@ -179,8 +179,8 @@ kq_timer_flush(struct kq_kqueue *kq)
 	struct itimerspec its = { .it_interval = { 0, 0 } };
 	int64_t t;
 
-	if (kq->theap.n == 0 || (t = kq_theap_min_at(&kq->theap)) >=
-	    kq->timer_armed)
+	if (kq_theap_empty(&kq->theap) ||
+	    (t = kq_theap_min_at(&kq->theap)) >= kq->timer_armed)
 		return;
 	kq->timer_armed = t;
 	if (t < 1)
@@ -239,7 +239,7 @@ timer_ready(struct kq_kqueue *kq, struct kq_poll *p, uint32_t revents)
 	kq->timer_armed = INT64_MAX;		/* it fired: set no more */
 	now = kq_now_ns(CLOCK_MONOTONIC);
 	while ((kn = kq_theap_min(&kq->theap)) != NULL &&
-	    kq_theap_min_at(&kq->theap) <= now)
+	    kq_theap_at(&kq->theap, kn) <= now)
 		timer_expire(kq, kn, now, true);
 	/* what is left is set before the next wait (kq_timer_flush) */
 }
@@ -261,7 +261,7 @@ timer_start(struct kq_kqueue *kq, struct kq_knote *kn, int64_t expiry,
 		return err;
 	if (t->heap_index == KQ_THEAP_NONE) {
 		if ((err = kq_theap_insert(&kq->theap, kn, expiry)) != 0) {
-			if (kq->theap.n == 0)
+			if (kq_theap_empty(&kq->theap))
 				timerfd_shut(kq);
 			return err;
 		}
@@ -295,7 +295,7 @@ filt_timer_detach(struct kq_kqueue *kq, struct kq_knote *kn)
 {
 	if (kn->s.timer.heap_index != KQ_THEAP_NONE)
 		kq_theap_remove(&kq->theap, kn);
-	if (kq->theap.n == 0)
+	if (kq_theap_empty(&kq->theap))
 		timerfd_shut(kq);
 }
 
@@ -345,7 +345,7 @@ filt_timer_touch(struct kq_kqueue *kq, struct kq_knote *kn,
 		/* not armed: it takes its node at the new deadline now, so
 		 * that the restart below cannot fail */
 		if ((err = kq_theap_insert(&kq->theap, kn, expiry)) != 0) {
-			if (kq->theap.n == 0)
+			if (kq_theap_empty(&kq->theap))
 				timerfd_shut(kq);
 			return err;
 		}

@@ -612,6 +612,7 @@ struct kq_theap_entry {
 struct kq_timer_heap {
 	struct kq_theap_entry *v;	/* node i at v[i + 3] (timerheap.h) */
 	uint32_t n, cap;
+	uint32_t ndead;			/* entries of deleted timers (kn NULL) */
 };
 
 struct kq_kqueue {

@@ -8,6 +8,12 @@
  * is what makes delete and fire cheap (a heap of knote pointers read a cold
  * knote per comparison).
  *
+ * A timer deleted anywhere but at the root only loses its knote: the entry
+ * stays, dead (kn NULL), until it reaches the root (kq_theap_min pops it)
+ * or dead entries are half the heap and it is rebuilt without them.  Timers
+ * tend to be deleted in the order they were added, which for a heap is the
+ * worst case: each would sink the last entry through every level.
+ *
  * The array never shrinks (libev's does not either): it is sized by the
  * kqueue's peak number of armed timers, 16 bytes each, and freed with the
  * kqueue.  Shrinking it after a mass delete only to grow it again cost
@@ -25,7 +31,8 @@ static inline void
 place(struct kq_timer_heap *h, uint32_t i, struct kq_theap_entry e)
 {
 	ENTRY(h, i) = e;
-	e.kn->s.timer.heap_index = i;
+	if (e.kn != NULL)
+		e.kn->s.timer.heap_index = i;
 }
 
 static void
@@ -97,20 +104,57 @@ kq_theap_insert(struct kq_timer_heap *h, struct kq_knote *kn, int64_t at)
 	return 0;
 }
 
+/* Drop the dead entries and restore the heap order (Floyd's heapify). */
+static void
+compact(struct kq_timer_heap *h)
+{
+	uint32_t i, n = 0;
+
+	for (i = 0; i < h->n; i++)
+		if (ENTRY(h, i).kn != NULL)
+			ENTRY(h, n++) = ENTRY(h, i);
+	h->n = n;
+	h->ndead = 0;
+	for (i = 0; i < n; i++)
+		ENTRY(h, i).kn->s.timer.heap_index = i;
+	for (i = n > 1 ? (n - 2) / 4 + 1 : 0; i-- > 0; )
+		sift_down(h, i, ENTRY(h, i));
+}
+
+static void
+pop_root(struct kq_timer_heap *h)
+{
+	struct kq_theap_entry last = ENTRY(h, --h->n);
+
+	if (h->n != 0)
+		sift_down(h, 0, last);
+}
+
 void
 kq_theap_remove(struct kq_timer_heap *h, struct kq_knote *kn)
 {
 	uint32_t i = kn->s.timer.heap_index;
-	struct kq_theap_entry last;
 
 	kn->s.timer.heap_index = KQ_THEAP_NONE;
-	last = ENTRY(h, --h->n);
-	if (i != h->n) {
-		if (i > 0 && ENTRY(h, (i - 1) / 4).at > last.at)
-			sift_up(h, i, last);
-		else
-			sift_down(h, i, last);
+	if (h->n - h->ndead == 1) {		/* the last live one */
+		h->n = h->ndead = 0;
+	} else if (i == 0) {
+		pop_root(h);
+	} else {
+		ENTRY(h, i).kn = NULL;
+		if (++h->ndead > h->n / 2)
+			compact(h);
 	}
+}
+
+struct kq_knote *
+kq_theap_min(struct kq_timer_heap *h)
+{
+	while (h->n != 0 && ENTRY(h, 0).kn == NULL) {
+		h->ndead--;
+		pop_root(h);
+	}
+	return h->n != 0 ? ENTRY(h, 0).kn : NULL;
 }
 
 void

@@ -3,7 +3,7 @@
  * Each entry holds the deadline next to the knote pointer, and each knote
  * knows its node (kn->s.timer.heap_index, KQ_THEAP_NONE when not armed), so
  * removal and re-keying are O(log n) without a search and a sift never
- * reads a knote.
+ * reads a knote.  Deleted entries may linger, dead (timerheap.c).
  *
  * Private to filter_timer.c and timerheap.c.
  */
@@ -25,13 +25,18 @@ void kq_theap_update(struct kq_timer_heap *h, struct kq_knote *kn, int64_t at);
 /* Free the entries (heap must be empty). */
 void kq_theap_free(struct kq_timer_heap *h);
 
-static inline struct kq_knote *
-kq_theap_min(const struct kq_timer_heap *h)
+/* The armed knote due first (dead entries before it are dropped), or NULL. */
+struct kq_knote *kq_theap_min(struct kq_timer_heap *h);
+
+/* No timer armed. */
+static inline bool
+kq_theap_empty(const struct kq_timer_heap *h)
 {
-	return h->n != 0 ? h->v[KQ_THEAP_BASE].kn : NULL;
+	return h->n == h->ndead;
 }
 
-/* Earliest deadline; the heap is not empty. */
+/* A deadline no later than the earliest armed one (the root's, which may
+ * be a deleted timer's); the heap is not empty. */
 static inline int64_t
 kq_theap_min_at(const struct kq_timer_heap *h)
 {

@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -624,7 +625,14 @@ END_TEST
  */
 #define NORDER 20000
 
-START_TEST(timer_many_fire_in_deadline_order_after_deletes)
+/*
+ * NORDER oneshot timers with periods of 1-1000 ms; those for which deleted(i)
+ * holds are deleted at once.  The rest fire exactly once each, in the order
+ * of their deadlines; the deleted never fire.  Deleting most of them
+ * exercises the heap's rebuild without the dead entries.
+ */
+static void
+fire_in_deadline_order_after_deleting(bool (*deleted)(int))
 {
 	static struct kevent ch[NORDER], ev[1024];
 	static int call_of[NORDER], period[NORDER];
@@ -641,8 +649,10 @@ START_TEST(timer_many_fire_in_deadline_order_after_deletes)
 	lo = now_ns();
 	ck_assert_int_eq(kevent(kq, ch, NORDER, NULL, 0, NULL), 0);
 	hi = now_ns();
-	for (i = 0; i < NORDER; i += 3)
-		EV_SET(&ch[ndel++], i, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	for (i = 0; i < NORDER; i++)
+		if (deleted(i))
+			EV_SET(&ch[ndel++], i, EVFILT_TIMER, EV_DELETE, 0, 0,
+			    NULL);
 	ck_assert_int_eq(kevent(kq, ch, ndel, NULL, 0, NULL), 0);
 	want = NORDER - ndel;
 	while (got < want) {
@@ -650,7 +660,7 @@ START_TEST(timer_many_fire_in_deadline_order_after_deletes)
 		ck_assert_int_gt(n, 0);
 		for (j = 0; j < n; j++) {
 			int id = (int)ev[j].ident;
-			ck_assert_int_ne(id % 3, 0);
+			ck_assert(!deleted(id));
 			ck_assert_int_eq(call_of[id], -1);
 			ck_assert_int_eq(ev[j].data, 1);
 			call_of[id] = calls;
@@ -685,6 +695,29 @@ START_TEST(timer_many_fire_in_deadline_order_after_deletes)
 		    earlier, maxcall_upto[earlier], i, mincall_at[i]);
 	}
 	close(kq);
+}
+
+static bool
+every_third(int i)
+{
+	return i % 3 == 0;
+}
+
+static bool
+all_but_every_third(int i)
+{
+	return i % 3 != 0;
+}
+
+START_TEST(timer_many_fire_in_deadline_order_after_deletes)
+{
+	fire_in_deadline_order_after_deleting(every_third);
+}
+END_TEST
+
+START_TEST(timer_many_fire_in_deadline_order_after_deleting_most)
+{
+	fire_in_deadline_order_after_deleting(all_but_every_third);
 }
 END_TEST
 
@@ -796,6 +829,7 @@ timer_suite(void)
 	tcase_set_timeout(big, 120);
 	tcase_add_test(big, timer_100000_oneshots_fire_exactly_once_each);
 	tcase_add_test(big, timer_many_fire_in_deadline_order_after_deletes);
+	tcase_add_test(big, timer_many_fire_in_deadline_order_after_deleting_most);
 	tcase_add_test(big, timer_and_user_knotes_need_at_most_two_fds);
 	tcase_add_test(big, timer_million_timers_with_1024_fds);
 	suite_add_tcase(s, big);

@@ -104,6 +104,8 @@ slab_alloc(struct kq_slab *s)
 	if (b->free != NULL) {
 		p = b->free;
 		b->free = *(void **)p;
+		if (b->free != NULL)
+			__builtin_prefetch(b->free, 1);	/* the next alloc's */
 	} else {
 		p = (char *)b + b->fresh;
 		b->fresh += s->size;

@@ -742,8 +742,14 @@ int64_t kq_now_ns(clockid_t clk);
 void kq_timer_flush(struct kq_kqueue *kq);
 void kq_timer_free(struct kq_kqueue *kq);	/* kqueue freed: the heap's array */
 
-/* kevent.c */
-const struct kq_filterops *kq_filterops_lookup(short filter);
+/* kevent.c: the ops of a filter number, NULL if unknown */
+static inline const struct kq_filterops *
+kq_filterops_lookup(short filter)
+{
+	if (filter >= 0 || filter < -EVFILT_SYSCOUNT)
+		return NULL;
+	return kq_filters[-filter];
+}
 
 /* filter_signal.c owns the process's signal dispositions while a signal is
  * watched: every libc call that sets one (sigaction, signal, bsd_signal,

@@ -32,13 +32,6 @@ const struct kq_filterops *const kq_filters[EVFILT_SYSCOUNT + 1] = {
 	[-EVFILT_EMPTY] = &kq_filt_empty,
 };
 
-const struct kq_filterops *
-kq_filterops_lookup(short filter)
-{
-	if (filter >= 0 || filter < -EVFILT_SYSCOUNT)
-		return NULL;
-	return kq_filters[-filter];
-}
 
 static int
 add_knote(struct kq_kqueue *kq, const struct kq_filterops *fop,
@@ -486,10 +479,10 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 		struct kevent kev = changelist[i];
 		int err;
 
-		if (i + 2 < nchanges)
+		if (i + 2 < nchanges && kq->khash.n != 0) {
 			kq_knote_prefetch(kq, &changelist[i + 2], 2);
-		if (i + 1 < nchanges)
 			kq_knote_prefetch(kq, &changelist[i + 1], 1);
+		}
 
 		if (kev.filter == 0)
 			continue;

@@ -52,15 +52,26 @@ static void
 sift_down(struct kq_timer_heap *h, uint32_t i, struct kq_theap_entry e)
 {
 	for (;;) {
-		uint32_t first = 4 * i + 1, last, c, best;
-		if (first >= h->n)
+		uint32_t first = 4 * i + 1, best, c;
+		int64_t at;
+
+		if (first + 3 < h->n) {
+			/* all four children, one cache line: no loop */
+			uint32_t a = ENTRY(h, first).at <= ENTRY(h, first + 1).at ?
+			    first : first + 1;
+			uint32_t b = ENTRY(h, first + 2).at <= ENTRY(h, first + 3).at ?
+			    first + 2 : first + 3;
+			best = ENTRY(h, a).at <= ENTRY(h, b).at ? a : b;
+		} else if (first < h->n) {
+			best = first;
+			for (c = first + 1; c < h->n; c++)
+				if (ENTRY(h, c).at < ENTRY(h, best).at)
+					best = c;
+		} else {
 			break;
-		last = first + 4 < h->n ? first + 4 : h->n;
-		best = first;
-		for (c = first + 1; c < last; c++)
-			if (ENTRY(h, c).at < ENTRY(h, best).at)
-				best = c;
-		if (e.at <= ENTRY(h, best).at)
+		}
+		at = ENTRY(h, best).at;
+		if (e.at <= at)
 			break;
 		place(h, i, ENTRY(h, best));
 		i = best;

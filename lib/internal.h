@@ -116,6 +116,11 @@
  *   interrupted its own thread inside that slot's lock marks the slot
  *   pending; the holder's unlock tells the watchers.  kevent() drains the
  *   closed stack under kq->lock and releases the knotes with NOTE_FREE_CLOSE.
+ *   A close by a child that shares our memory but not our descriptor table
+ *   (vfork, clone(CLONE_VM) without CLONE_FILES) is not ours and touches
+ *   nothing; fdreg.c's vfork() and clone() mark the thread or the process
+ *   when such a child may exist, and only then does the close path ask the
+ *   kernel for the pid (a syscall per close otherwise).
  *   Any epoll_ctl on a user fd, and every fop->event() of an fd's knote, runs
  *   under that fd's slot lock, so a registration is never re-added after
  *   close and no event reads a file that reused the number.  Code the

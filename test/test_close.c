@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -246,6 +247,89 @@ START_TEST(vfork_child_close_keeps_parent_knote)
 	ck_assert_int_eq(write(p[1], "x", 1), 1);
 	kev_expect(kq, 2000, p[0], EVFILT_READ, 0, 0, 1, U(0));
 	close(p[0]);
+	kev_expect(kq, 2000, p[0], EVFILT_READ, EV_FREEWATCH | EV_DELETE, NOTE_FREE_CLOSE, 0, U(0));
+	close(p[1]);
+	close(kq);
+}
+END_TEST
+
+/*
+ * clone() children that share the parent's memory.  The close path asks
+ * the kernel whose close it is only when the process said such a child may
+ * exist (lib/fdreg.c, owner_pid): these prove that clone() says so, and that
+ * a child sharing the descriptor table too closes the parent's descriptor.
+ */
+static int
+clone_child_close(void *arg)
+{
+	close(*(int *)arg);
+	return 0;
+}
+
+/* Run clone_child_close(fd) in a clone() child with flags (plus SIGCHLD),
+ * wait for it. */
+static void
+clone_close(int fd, int flags)
+{
+	size_t size = 256 * 1024;
+	char *stack = malloc(size);
+	int st;
+
+	ck_assert_ptr_nonnull(stack);
+	pid_t pid = clone(clone_child_close, stack + size, flags | SIGCHLD, &fd);
+	ck_assert_int_gt(pid, 0);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	free(stack);
+}
+
+/* The parent's READ knote on p[0] is intact: it reports, and the parent's
+ * own close still ends it. */
+static void
+expect_knote_intact(int kq, int p[2])
+{
+	ck_assert_int_ge(fcntl(p[0], F_GETFD), 0);	/* still open here */
+	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	kev_expect(kq, 2000, p[0], EVFILT_READ, 0, 0, 1, U(0));
+	close(p[0]);
+	kev_expect(kq, 2000, p[0], EVFILT_READ, EV_FREEWATCH | EV_DELETE, NOTE_FREE_CLOSE, 0, U(0));
+	close(p[1]);
+}
+
+START_TEST(clone_vm_child_close_keeps_parent_knote)
+{
+	int kq = xkqueue(), p[2];
+
+	xpipe2(p, O_NONBLOCK);
+	kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, U(0));
+	clone_close(p[0], CLONE_VM);
+	expect_knote_intact(kq, p);
+	close(kq);
+}
+END_TEST
+
+START_TEST(clone_vfork_child_close_keeps_parent_knote)
+{
+	int kq = xkqueue(), p[2];
+
+	xpipe2(p, O_NONBLOCK);
+	kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, U(0));
+	clone_close(p[0], CLONE_VM | CLONE_VFORK);
+	expect_knote_intact(kq, p);
+	close(kq);
+}
+END_TEST
+
+START_TEST(clone_files_child_close_is_the_parents)
+{
+	/* CLONE_FILES: one descriptor table, so the child's close is the
+	 * parent's, though the child's pid is not */
+	int kq = xkqueue(), p[2];
+
+	xpipe2(p, O_NONBLOCK);
+	kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, U(0));
+	clone_close(p[0], CLONE_VM | CLONE_FILES);
+	ck_assert_int_eq(fcntl(p[0], F_GETFD), -1);
 	kev_expect(kq, 2000, p[0], EVFILT_READ, EV_FREEWATCH | EV_DELETE, NOTE_FREE_CLOSE, 0, U(0));
 	close(p[1]);
 	close(kq);
@@ -1090,6 +1174,9 @@ close_suite(void)
 	tcase_add_test(tc, close_removes_knote_while_child_keeps_file_open);
 	tcase_add_test(tc, child_close_does_not_remove_parent_knote);
 	tcase_add_test(tc, vfork_child_close_keeps_parent_knote);
+	tcase_add_test(tc, clone_vm_child_close_keeps_parent_knote);
+	tcase_add_test(tc, clone_vfork_child_close_keeps_parent_knote);
+	tcase_add_test(tc, clone_files_child_close_is_the_parents);
 	tcase_add_test(tc, close_range_removes_knotes);
 	tcase_add_test(tc, close_range_unshare_removes_knotes);
 	tcase_add_test(tc, close_range_cloexec_keeps_knotes);

@@ -578,6 +578,8 @@ struct kq_kqueue {
 	int nfds;
 	struct kq_fdnode_list idle;
 	_Atomic(struct kq_fdnode *) closed;	/* lock-free stack from the close path */
+	struct kq_fdnode *fdnode_cache;	/* freed nodes for reuse (kqueue.c) */
+	unsigned nfdnode_cached;
 
 	/* wake eventfd: readable while active/notices pending or kicked */
 	struct kq_poll wake;

@@ -124,6 +124,37 @@ fdnode_closed(struct kq_fdwatch *w, int fd)
 
 static const struct kq_fdwatch_ops fdnode_watch_ops = { .closed = fdnode_closed };
 
+/* Freed nodes kept per kqueue for reuse (kq->fdnode_cache): a connection's
+ * watch-and-close cycle then costs no calloc (glibc's bypasses its thread
+ * cache) and no free.  A cached node is unwatched and drained: nothing else
+ * can reach it. */
+#define FDNODE_CACHE_MAX	64
+
+static struct kq_fdnode *
+fdnode_alloc(struct kq_kqueue *kq)
+{
+	struct kq_fdnode *fdn = kq->fdnode_cache;
+
+	if (fdn == NULL)
+		return calloc(1, sizeof *fdn);
+	kq->fdnode_cache = fdn->closed_next;
+	kq->nfdnode_cached--;
+	memset(fdn, 0, sizeof *fdn);
+	return fdn;
+}
+
+static void
+fdnode_dispose(struct kq_kqueue *kq, struct kq_fdnode *fdn)
+{
+	if (kq->nfdnode_cached >= FDNODE_CACHE_MAX) {
+		free(fdn);
+		return;
+	}
+	fdn->closed_next = kq->fdnode_cache;
+	kq->fdnode_cache = fdn;
+	kq->nfdnode_cached++;
+}
+
 /* The live node of fd: one closed (on another thread) since this call
  * drained is drained now, since the number may name another file. */
 struct kq_fdnode *
@@ -163,7 +194,7 @@ kq_fdnode_get(struct kq_kqueue *kq, int fd, int *err)
 		kq->fds = v;
 		kq->nfds = n;
 	}
-	fdn = calloc(1, sizeof *fdn);
+	fdn = fdnode_alloc(kq);
 	if (fdn == NULL) {
 		*err = ENOMEM;
 		return NULL;
@@ -177,7 +208,7 @@ kq_fdnode_get(struct kq_kqueue *kq, int fd, int *err)
 	fdn->poll.owner = fdn;
 	fdn->poll.ready = fdnode_ready;
 	if ((*err = kq_poll_register(kq, &fdn->poll)) != 0) {
-		free(fdn);
+		fdnode_dispose(kq, fdn);
 		return NULL;
 	}
 	kq_fdreg_lock(fd);
@@ -256,10 +287,16 @@ kq_fdnode_probe(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 void
 kq_fdnode_update(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 {
+	struct kq_poll *p = &fdn->poll;
+
 	if (fdn->kind != KQ_FD_POLL)
 		return;
-	fdn->poll.want = fdnode_want(kq, fdn);
-	kq_backend_update(kq, &fdn->poll);
+	p->want = fdnode_want(kq, fdn);
+	/* epoll has it already (an EV_ADD's probe has just registered it):
+	 * nothing for the flush to do */
+	if (p->want == p->armed && (p->in_backend || p->want == 0))
+		return;
+	kq_backend_update(kq, p);
 }
 
 static void
@@ -298,7 +335,7 @@ fdnode_free(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 	kq_poll_unregister(kq, &fdn->poll);
 	if (fdn->fd < kq->nfds && kq->fds[fdn->fd] == fdn)
 		kq->fds[fdn->fd] = NULL;
-	free(fdn);
+	fdnode_dispose(kq, fdn);
 }
 
 void
@@ -715,6 +752,7 @@ static void
 kq_free(struct kq_kqueue *kq)
 {
 	struct kq_alias *a;
+	struct kq_fdnode *fdn;
 	unsigned i;
 
 	/* mechanism fds a filter kept (the wake fd always) */
@@ -736,6 +774,10 @@ kq_free(struct kq_kqueue *kq)
 	for (i = 0; i < (unsigned)kq->nfds; i++)
 		free(kq->fds[i]);
 	free(kq->fds);
+	while ((fdn = kq->fdnode_cache) != NULL) {
+		kq->fdnode_cache = fdn->closed_next;
+		free(fdn);
+	}
 	kq_knote_cache_free(kq);
 	free(kq->theap.v);
 	kq_backend_close(kq);

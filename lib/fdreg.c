@@ -59,7 +59,7 @@ static void resolve_real(void);
 #define SLOT_RANGE	0x4u	/* held by close_range() across the real call */
 
 struct fdslot {
-	_Atomic uintptr_t owner;		/* spinlock: pthread_self() of holder */
+	_Atomic uintptr_t owner;		/* spinlock: thread_id() of holder */
 	unsigned depth;				/* nested holds by the owner */
 	_Atomic(struct kq_fdwatch *) head;	/* watchers (written under owner) */
 	_Atomic unsigned flags;			/* SLOT_* */
@@ -138,6 +138,22 @@ kq_fdreg_reserve(int fd)
 }
 
 /*
+ * The holder's identity: glibc's thread pointer is what pthread_self()
+ * returns, read without a call into libc (the slot locks are taken several
+ * times per event and per close).
+ */
+static inline uintptr_t
+thread_id(void)
+{
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_thread_pointer) && (defined(__x86_64__) || defined(__aarch64__))
+	return (uintptr_t)__builtin_thread_pointer();
+#endif
+#endif
+	return (uintptr_t)pthread_self();
+}
+
+/*
  * The close path's lock: false when this thread already holds it (a signal
  * handler interrupted our own critical section), and the caller must then
  * not touch the chain.
@@ -145,7 +161,7 @@ kq_fdreg_reserve(int fd)
 static bool
 slot_trylock_closing(struct fdslot *s)
 {
-	uintptr_t self = (uintptr_t)pthread_self(), expect;
+	uintptr_t self = thread_id(), expect;
 
 	for (;;) {
 		expect = 0;
@@ -163,7 +179,7 @@ static void
 slot_lock(struct fdslot *s)
 {
 	if (atomic_load_explicit(&s->owner, memory_order_relaxed) ==
-	    (uintptr_t)pthread_self()) {
+	    thread_id()) {
 		s->depth++;
 		return;
 	}
@@ -486,7 +502,10 @@ closing(int fd)
 		return NULL;
 	}
 	tell_watchers(s, fd);
-	atomic_store(&s->sockerr, 0);		/* the socket's, not the number's */
+	/* the socket's, not the number's (kept under this lock: no locked
+	 * store when there is none) */
+	if (atomic_load_explicit(&s->sockerr, memory_order_relaxed) != 0)
+		atomic_store(&s->sockerr, 0);
 	return s;
 }
 

@@ -411,8 +411,12 @@ int kq_backend_wait(struct kq_kqueue *kq, struct kq_ready *out, int max,
 /* Edge detector over a process-wide fd: one taker per batch of wake-ups. */
 int kq_edge_open(int fd);			/* detector fd or -errno */
 bool kq_edge_take(int efd);
-/* Tests: number of epoll_ctl calls made by this process. */
+/* Tests: number of epoll_ctl calls made by this process.  Kept only in the
+ * tests' build (libkqfree_internal, KQ_STATS): a locked add on every
+ * epoll_ctl of the hot paths is not the installed library's business. */
+#ifdef KQ_STATS
 extern _Atomic unsigned long kq_stat_ctl_calls;
+#endif
 
 /* ----------------------------------------------------------------- fdnode */
 

@@ -341,8 +341,11 @@ fdnode_free(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 void
 kq_fdnode_put(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 {
+	/* closed: epoll has nothing left of it, kq_drain_closed frees it */
+	if (atomic_load(&fdn->closed))
+		return;
 	kq_fdnode_update(kq, fdn);
-	if (!LIST_EMPTY(&fdn->knotes) || atomic_load(&fdn->closed) || fdn->idle)
+	if (!LIST_EMPTY(&fdn->knotes) || fdn->idle)
 		return;
 	fdn->idle = true;
 	TAILQ_INSERT_TAIL(&kq->idle, fdn, idle_link);

@@ -121,9 +121,17 @@
  *   nothing; fdreg.c's vfork() and clone() mark the thread or the process
  *   when such a child may exist, and only then does the close path ask the
  *   kernel for the pid (a syscall per close otherwise).
- *   Any epoll_ctl on a user fd, and every fop->event() of an fd's knote, runs
- *   under that fd's slot lock, so a registration is never re-added after
- *   close and no event reads a file that reused the number.  Code the
+ *   Any epoll_ctl on a user fd runs under that fd's slot lock, so a
+ *   registration is never re-added after close.  No event reports a file
+ *   that reused the number: fop->event() of an fd's knote runs under that
+ *   lock too (no other thread closes the number meanwhile), except for
+ *   filters whose event() only reads (event_unlocked: READ, one FIONREAD
+ *   per event, no lock round trip); either way the scan checks fdn->closed
+ *   after the call and drops the report if the fd was closed meanwhile.
+ *   The close path marks the node before the real close, so a number
+ *   reused before the read (by another thread, or by a signal handler that
+ *   interrupted the read on this one) shows as closed after it; the node
+ *   itself lives until kq_drain_closed(), under kq->lock.  Code the
  *   interposition cannot reach (RTLD_LOCAL modules) gets the same functions
  *   through its patched GOT (gotpatch.c).
  *
@@ -211,6 +219,13 @@ struct kq_fdwatch {
 struct kq_filterops {
 	short filter;
 	bool isfd;		/* ident is an fd: knote joins the fd's fdnode */
+	/* isfd: event() only reads the file and changes nothing but the
+	 * fdnode (what it knows of the file; its registration, which the
+	 * flush re-checks under the lock) - no knote state, nothing the file
+	 * keeps (SO_ERROR is read and kept under the lock by the filter
+	 * itself).  The core then calls it without the fd's slot lock and
+	 * drops its report if the fd was closed meanwhile (CLOSE TRACKING). */
+	bool event_unlocked;
 	/* New knote (kn->kev, kn->sfflags, kn->sdata set).  Return 0 or an
 	 * errno for the EV_ERROR entry; on error the core frees the knote
 	 * without calling detach. */

@@ -113,7 +113,9 @@ fdnode_closed(struct kq_fdwatch *w, int fd)
 	/* a free notice is due: wake the kqueue */
 	bool kick = atomic_load(&fdn->nfreewatch) > 0;
 
-	atomic_store(&fdn->closed, true);
+	/* release: readers that care hold this slot's lock or take the node
+	 * from the closed stack (seq_cst push below) */
+	atomic_store_explicit(&fdn->closed, true, memory_order_release);
 	kq_backend_forget_fd(kq, fd);
 	fdn->closed_next = atomic_load(&kq->closed);
 	while (!atomic_compare_exchange_weak(&kq->closed, &fdn->closed_next, fdn))

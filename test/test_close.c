@@ -11,10 +11,12 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -332,6 +334,100 @@ START_TEST(clone_files_child_close_is_the_parents)
 	ck_assert_int_eq(fcntl(p[0], F_GETFD), -1);
 	kev_expect(kq, 2000, p[0], EVFILT_READ, EV_FREEWATCH | EV_DELETE, NOTE_FREE_CLOSE, 0, U(0));
 	close(p[1]);
+	close(kq);
+}
+END_TEST
+
+/*
+ * A signal handler that closes a watched number and puts another file there
+ * while the scan is reading it.  This program's ioctl() is the one
+ * libkqfree's FIONREAD binds to: armed (reuse_fd), it raises the signal
+ * just before the read of that number, as a signal arriving then would.
+ */
+static volatile sig_atomic_t reuse_fd = -1, reuse_with = -1;
+
+static void
+reuse_handler(int sig)
+{
+	int fd = reuse_fd;
+
+	(void)sig;
+	reuse_fd = -1;
+	close(fd);
+	dup2(reuse_with, fd);
+}
+
+int
+ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, req);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if (fd == reuse_fd && req == FIONREAD)
+		raise(SIGUSR2);
+	return (int)syscall(SYS_ioctl, fd, req, arg);
+}
+
+START_TEST(read_of_number_reused_during_the_scan_is_not_reported)
+{
+	/*
+	 * The watched pipe holds 1 byte; the file the handler puts at its
+	 * number holds 7.  What the scan read there is not the watched
+	 * file's: no READ event may carry it, and the knote dies with the
+	 * close (its reference comes back as a notice).
+	 */
+	int kq = xkqueue(), p[2], q[2];
+	struct sigaction sa = { .sa_handler = reuse_handler };
+
+	xpipe2(p, O_NONBLOCK);
+	xpipe2(q, O_NONBLOCK);
+	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	ck_assert_int_eq(write(q[1], "1234567", 7), 7);
+	kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, U(0));
+	sigemptyset(&sa.sa_mask);
+	ck_assert_int_eq(sigaction(SIGUSR2, &sa, NULL), 0);
+	reuse_with = q[0];
+	reuse_fd = p[0];
+	kev_expect(kq, 2000, p[0], EVFILT_READ, EV_FREEWATCH | EV_DELETE, NOTE_FREE_CLOSE, 0, U(0));
+	ck_assert_int_eq(reuse_fd, -1);		/* the handler ran */
+	expect_quiet(kq, 20);
+	close(p[0]);				/* q's read end now */
+	close(p[1]);
+	close(q[0]);
+	close(q[1]);
+	close(kq);
+}
+END_TEST
+
+START_TEST(write_of_number_reused_during_the_scan_is_not_reported)
+{
+	/*
+	 * The same under the slot lock (WRITE's event() is not read-only):
+	 * the handler's close of the held number is told at the unlock, and
+	 * the report the scan made from the other pipe (7 bytes queued, so
+	 * less room) is dropped.
+	 */
+	int kq = xkqueue(), p[2], q[2];
+	struct sigaction sa = { .sa_handler = reuse_handler };
+
+	xpipe2(p, O_NONBLOCK);
+	xpipe2(q, O_NONBLOCK);
+	ck_assert_int_eq(write(q[1], "1234567", 7), 7);
+	kev_ok(kq, p[1], EVFILT_WRITE, EV_ADD | EV_FREEWATCH, 0, 0, U(1));
+	sigemptyset(&sa.sa_mask);
+	ck_assert_int_eq(sigaction(SIGUSR2, &sa, NULL), 0);
+	reuse_with = q[1];
+	reuse_fd = p[1];
+	kev_expect(kq, 2000, p[1], EVFILT_WRITE, EV_FREEWATCH | EV_DELETE, NOTE_FREE_CLOSE, 0, U(1));
+	ck_assert_int_eq(reuse_fd, -1);		/* the handler ran */
+	expect_quiet(kq, 20);
+	close(p[1]);				/* q's write end now */
+	close(p[0]);
+	close(q[0]);
+	close(q[1]);
 	close(kq);
 }
 END_TEST
@@ -1177,6 +1273,8 @@ close_suite(void)
 	tcase_add_test(tc, clone_vm_child_close_keeps_parent_knote);
 	tcase_add_test(tc, clone_vfork_child_close_keeps_parent_knote);
 	tcase_add_test(tc, clone_files_child_close_is_the_parents);
+	tcase_add_test(tc, read_of_number_reused_during_the_scan_is_not_reported);
+	tcase_add_test(tc, write_of_number_reused_during_the_scan_is_not_reported);
 	tcase_add_test(tc, close_range_removes_knotes);
 	tcase_add_test(tc, close_range_unshare_removes_knotes);
 	tcase_add_test(tc, close_range_cloexec_keeps_knotes);

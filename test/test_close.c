@@ -269,20 +269,28 @@ clone_child_close(void *arg)
 }
 
 /* Run clone_child_close(fd) in a clone() child with flags (plus SIGCHLD),
- * wait for it. */
-static void
+ * wait for it.  False: valgrind, which runs no CLONE_VM child that is not a
+ * thread (a CLONE_VFORK one becomes a fork child that shares nothing). */
+static bool
 clone_close(int fd, int flags)
 {
+	const char *pre = getenv("LD_PRELOAD");
 	size_t size = 256 * 1024;
-	char *stack = malloc(size);
+	char *stack;
 	int st;
 
+	if (pre != NULL && strstr(pre, "vgpreload") != NULL) {
+		fprintf(stderr, "valgrind runs no clone(CLONE_VM) child: skipped\n");
+		return false;
+	}
+	stack = malloc(size);
 	ck_assert_ptr_nonnull(stack);
 	pid_t pid = clone(clone_child_close, stack + size, flags | SIGCHLD, &fd);
 	ck_assert_int_gt(pid, 0);
 	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	free(stack);
+	return true;
 }
 
 /* The parent's READ knote on p[0] is intact: it reports, and the parent's
@@ -304,8 +312,8 @@ START_TEST(clone_vm_child_close_keeps_parent_knote)
 
 	xpipe2(p, O_NONBLOCK);
 	kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, U(0));
-	clone_close(p[0], CLONE_VM);
-	expect_knote_intact(kq, p);
+	if (clone_close(p[0], CLONE_VM))
+		expect_knote_intact(kq, p);
 	close(kq);
 }
 END_TEST
@@ -316,8 +324,8 @@ START_TEST(clone_vfork_child_close_keeps_parent_knote)
 
 	xpipe2(p, O_NONBLOCK);
 	kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, U(0));
-	clone_close(p[0], CLONE_VM | CLONE_VFORK);
-	expect_knote_intact(kq, p);
+	if (clone_close(p[0], CLONE_VM | CLONE_VFORK))
+		expect_knote_intact(kq, p);
 	close(kq);
 }
 END_TEST
@@ -330,9 +338,10 @@ START_TEST(clone_files_child_close_is_the_parents)
 
 	xpipe2(p, O_NONBLOCK);
 	kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, U(0));
-	clone_close(p[0], CLONE_VM | CLONE_FILES);
-	ck_assert_int_eq(fcntl(p[0], F_GETFD), -1);
-	kev_expect(kq, 2000, p[0], EVFILT_READ, EV_FREEWATCH | EV_DELETE, NOTE_FREE_CLOSE, 0, U(0));
+	if (clone_close(p[0], CLONE_VM | CLONE_FILES)) {
+		ck_assert_int_eq(fcntl(p[0], F_GETFD), -1);
+		kev_expect(kq, 2000, p[0], EVFILT_READ, EV_FREEWATCH | EV_DELETE, NOTE_FREE_CLOSE, 0, U(0));
+	}
 	close(p[1]);
 	close(kq);
 }

@@ -1279,9 +1279,11 @@ close_suite(void)
 	tcase_add_test(tc, close_removes_knote_while_child_keeps_file_open);
 	tcase_add_test(tc, child_close_does_not_remove_parent_knote);
 	tcase_add_test(tc, vfork_child_close_keeps_parent_knote);
+#ifndef KQ_TSAN	/* a CLONE_VM child would run on its parent's TSan state */
 	tcase_add_test(tc, clone_vm_child_close_keeps_parent_knote);
 	tcase_add_test(tc, clone_vfork_child_close_keeps_parent_knote);
 	tcase_add_test(tc, clone_files_child_close_is_the_parents);
+#endif
 	tcase_add_test(tc, read_of_number_reused_during_the_scan_is_not_reported);
 	tcase_add_test(tc, write_of_number_reused_during_the_scan_is_not_reported);
 	tcase_add_test(tc, close_range_removes_knotes);

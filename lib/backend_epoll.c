@@ -15,7 +15,9 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#ifdef KQ_STATS
 _Atomic unsigned long kq_stat_ctl_calls;
+#endif
 static bool no_pwait2;
 
 static int
@@ -23,7 +25,9 @@ ctl(struct kq_kqueue *kq, int op, int fd, uint32_t events, uint64_t handle)
 {
 	struct epoll_event ev = { .events = events, .data.u64 = handle };
 
+#ifdef KQ_STATS
 	atomic_fetch_add_explicit(&kq_stat_ctl_calls, 1, memory_order_relaxed);
+#endif
 	return epoll_ctl(kq->fd, op, fd, &ev) == 0 ? 0 : errno;
 }
 

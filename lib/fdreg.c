@@ -40,6 +40,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +59,7 @@ static void resolve_real(void);
 #define SLOT_RANGE	0x4u	/* held by close_range() across the real call */
 
 struct fdslot {
-	_Atomic uintptr_t owner;		/* spinlock: pthread_self() of holder */
+	_Atomic uintptr_t owner;		/* spinlock: thread_id() of holder */
 	unsigned depth;				/* nested holds by the owner */
 	_Atomic(struct kq_fdwatch *) head;	/* watchers (written under owner) */
 	_Atomic unsigned flags;			/* SLOT_* */
@@ -67,7 +68,29 @@ struct fdslot {
 
 static _Atomic(struct fdslot *) chunks[TOP_SIZE];
 static bool tracking = true;
-static pid_t owner_pid;		/* a vfork child shares our memory: not ours */
+
+/*
+ * Whose descriptor table the registry describes.  A vfork() child, or a
+ * clone(CLONE_VM) child with a table of its own, runs in our memory (the
+ * registry, the kqueues) but its closes are not ours: they must neither
+ * kill our knotes nor remove our epoll registrations.  Asking the kernel
+ * (getpid) on every close of a watched number cost a syscall, about a
+ * microsecond on a hypervisor that traps them, for a child that almost
+ * never exists; so the process's own calls that make such a child say so
+ * (vfork(), clone() below), and only then does the close path ask.
+ *   vforking   this thread called vfork() (or clone(CLONE_VFORK) without a
+ *              TLS of its own): its child runs on the thread's memory, this
+ *              variable included, until it execs or exits, while the thread
+ *              waits.  The first close that finds our own pid clears it.
+ *   vm_shared  a child sharing our memory may live on beside us: ask on
+ *              every close from now on.
+ * A raw syscall (SYS_vfork, SYS_clone3) or posix_spawn() (whose child calls
+ * no interposed function) is not seen.  Architectures without the vfork()
+ * stub ask on every close, as before.
+ */
+static pid_t owner_pid;
+static _Thread_local bool vforking __attribute__((tls_model("initial-exec")));
+static _Atomic bool vm_shared;
 
 static int (*real_close)(int);
 static int (*real_dup2)(int, int);
@@ -77,6 +100,8 @@ static void (*real_closefrom)(int);
 static int (*real_fclose)(FILE *);
 static int (*real_closedir)(DIR *);
 static int (*real_getsockopt)(int, int, int, void *, socklen_t *);
+static pid_t (*real_vfork)(void);
+static int (*real_clone)(int (*)(void *), void *, int, void *, ...);
 
 static struct fdslot *
 slot_peek(int fd)
@@ -113,6 +138,22 @@ kq_fdreg_reserve(int fd)
 }
 
 /*
+ * The holder's identity: glibc's thread pointer is what pthread_self()
+ * returns, read without a call into libc (the slot locks are taken several
+ * times per event and per close).
+ */
+static inline uintptr_t
+thread_id(void)
+{
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_thread_pointer) && (defined(__x86_64__) || defined(__aarch64__))
+	return (uintptr_t)__builtin_thread_pointer();
+#endif
+#endif
+	return (uintptr_t)pthread_self();
+}
+
+/*
  * The close path's lock: false when this thread already holds it (a signal
  * handler interrupted our own critical section), and the caller must then
  * not touch the chain.
@@ -120,7 +161,7 @@ kq_fdreg_reserve(int fd)
 static bool
 slot_trylock_closing(struct fdslot *s)
 {
-	uintptr_t self = (uintptr_t)pthread_self(), expect;
+	uintptr_t self = thread_id(), expect;
 
 	for (;;) {
 		expect = 0;
@@ -138,7 +179,7 @@ static void
 slot_lock(struct fdslot *s)
 {
 	if (atomic_load_explicit(&s->owner, memory_order_relaxed) ==
-	    (uintptr_t)pthread_self()) {
+	    thread_id()) {
 		s->depth++;
 		return;
 	}
@@ -406,6 +447,8 @@ kq_fdreg_fork_child(void)
 	unsigned c, i;
 
 	owner_pid = (pid_t)syscall(SYS_getpid);
+	vforking = false;
+	atomic_store(&vm_shared, false);	/* our memory is our own now */
 	atomic_store(&making, 0);	/* other threads' sections ended with them */
 	for (c = 0; c < TOP_SIZE; c++) {
 		struct fdslot *chunk = atomic_load(&chunks[c]);
@@ -421,6 +464,24 @@ kq_fdreg_fork_child(void)
 
 /* -------------------------------------------------------- the close path */
 
+#if defined(__x86_64__)
+#define HAVE_VFORK_STUB 1
+#endif
+
+/* Is this close the process's own (see owner_pid above)? */
+static bool
+own_table(void)
+{
+#ifdef HAVE_VFORK_STUB
+	if (!vforking && !atomic_load_explicit(&vm_shared, memory_order_relaxed))
+		return true;
+#endif
+	if ((pid_t)syscall(SYS_getpid) != owner_pid)
+		return false;
+	vforking = false;	/* we are the thread that vforked: its child is gone */
+	return true;
+}
+
 /*
  * fd is about to be closed or replaced.  Returns the slot, locked, if the
  * caller must unlock it after the real call (NULL: nothing to hold).
@@ -434,14 +495,17 @@ closing(int fd)
 		return NULL;
 	/* a vfork() child shares our memory but not our fd table: its
 	 * close leaves our file open */
-	if ((pid_t)syscall(SYS_getpid) != owner_pid)
+	if (!own_table())
 		return NULL;
 	if (!slot_trylock_closing(s)) {
 		atomic_fetch_or(&s->flags, SLOT_PENDING);
 		return NULL;
 	}
 	tell_watchers(s, fd);
-	atomic_store(&s->sockerr, 0);		/* the socket's, not the number's */
+	/* the socket's, not the number's (kept under this lock: no locked
+	 * store when there is none) */
+	if (atomic_load_explicit(&s->sockerr, memory_order_relaxed) != 0)
+		atomic_store(&s->sockerr, 0);
 	return s;
 }
 
@@ -449,8 +513,7 @@ closing(int fd)
 static bool
 refused(int fd)
 {
-	return tracking && kq_fd_owned(fd) &&
-	    (pid_t)syscall(SYS_getpid) == owner_pid;
+	return tracking && kq_fd_owned(fd) && own_table();
 }
 
 /* The close family: tell the watchers, then the real call with the slot
@@ -632,6 +695,69 @@ closedir(DIR *d)
 	return CLOSING(fd, REAL(closedir)(d));
 }
 
+/*
+ * vfork(): mark the calling thread (owner_pid above), then jump to libc's
+ * vfork, which returns straight to our caller in the parent and in the
+ * child.  A C wrapper cannot do this: the child would return through the
+ * wrapper's frame and overwrite the return address the parent still needs.
+ * The call below is balanced before the jump, so no stack is shared.
+ */
+void *kq_vfork_enter(void);
+
+void *
+kq_vfork_enter(void)
+{
+	vforking = true;
+	return (void *)REAL(vfork);
+}
+
+#ifdef HAVE_VFORK_STUB
+__asm__(
+	"	.text\n"
+	"	.globl	vfork\n"
+	"	.type	vfork, @function\n"
+	"vfork:\n"
+#ifdef __CET__
+	"	endbr64\n"
+#endif
+	"	subq	$8, %rsp\n"		/* the call needs a 16-byte aligned stack */
+	"	call	kq_vfork_enter\n"
+	"	addq	$8, %rsp\n"
+	"	jmp	*%rax\n"
+	"	.size	vfork, .-vfork\n");
+#endif
+
+/*
+ * clone(): a child that shares our memory but not our descriptor table
+ * (CLONE_VM without CLONE_FILES) makes the close path ask whose close it
+ * is: for good, or, for a CLONE_VFORK child on the calling thread's TLS,
+ * until that thread's next close (owner_pid above).  A child sharing the
+ * table too closes our descriptors: its close is ours.  pthread_create()
+ * does not come here.  The optional arguments are passed on as they came
+ * (glibc's clone reads all three).
+ */
+KQ_API int
+clone(int (*fn)(void *), void *stack, int flags, void *arg, ...)
+{
+	va_list ap;
+	pid_t *ptid;
+	void *tls;
+	pid_t *ctid;
+
+	va_start(ap, arg);
+	ptid = va_arg(ap, pid_t *);
+	tls = va_arg(ap, void *);
+	ctid = va_arg(ap, pid_t *);
+	va_end(ap);
+	if ((flags & CLONE_VM) && !(flags & CLONE_FILES)) {
+		if ((flags & CLONE_VFORK) && !(flags & CLONE_SETTLS))
+			vforking = true;
+		else
+			atomic_store(&vm_shared, true);
+	}
+	return REAL(clone)(fn, stack, flags, arg, ptid, tls, ctid);
+}
+
 static const struct kq_interpose interposed[] = {
 	{ "close", (void *)close },
 	{ "dup2", (void *)dup2 },
@@ -641,6 +767,10 @@ static const struct kq_interpose interposed[] = {
 	{ "fclose", (void *)fclose },
 	{ "closedir", (void *)closedir },
 	{ "getsockopt", (void *)getsockopt },
+#ifdef HAVE_VFORK_STUB
+	{ "vfork", (void *)vfork },
+#endif
+	{ "clone", (void *)clone },
 };
 #define NCLOSE	(sizeof interposed / sizeof interposed[0])
 
@@ -677,6 +807,8 @@ resolve_real(void)
 	real_fclose = next_sym("fclose");
 	real_closedir = next_sym("closedir");
 	real_getsockopt = next_sym("getsockopt");
+	real_vfork = next_sym("vfork");
+	real_clone = next_sym("clone");
 }
 
 __attribute__((constructor)) static void

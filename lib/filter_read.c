@@ -499,6 +499,7 @@ empty_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 const struct kq_filterops kq_filt_read = {
 	.filter = EVFILT_READ,
 	.isfd = true,
+	.event_unlocked = true,	/* FIONREAD, fstat, getsockopt, poll: reads */
 	.attach = rw_attach,
 	.detach = rw_detach,
 	.event = read_event,

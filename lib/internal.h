@@ -117,9 +117,22 @@
  *   interrupted its own thread inside that slot's lock marks the slot
  *   pending; the holder's unlock tells the watchers.  kevent() drains the
  *   closed stack under kq->lock and releases the knotes with NOTE_FREE_CLOSE.
- *   Any epoll_ctl on a user fd, and every fop->event() of an fd's knote, runs
- *   under that fd's slot lock, so a registration is never re-added after
- *   close and no event reads a file that reused the number.  Code the
+ *   A close by a child that shares our memory but not our descriptor table
+ *   (vfork, clone(CLONE_VM) without CLONE_FILES) is not ours and touches
+ *   nothing; fdreg.c's vfork() and clone() mark the thread or the process
+ *   when such a child may exist, and only then does the close path ask the
+ *   kernel for the pid (a syscall per close otherwise).
+ *   Any epoll_ctl on a user fd runs under that fd's slot lock, so a
+ *   registration is never re-added after close.  No event reports a file
+ *   that reused the number: fop->event() of an fd's knote runs under that
+ *   lock too (no other thread closes the number meanwhile), except for
+ *   filters whose event() only reads (event_unlocked: READ, one FIONREAD
+ *   per event, no lock round trip); either way the scan checks fdn->closed
+ *   after the call and drops the report if the fd was closed meanwhile.
+ *   The close path marks the node before the real close, so a number
+ *   reused before the read (by another thread, or by a signal handler that
+ *   interrupted the read on this one) shows as closed after it; the node
+ *   itself lives until kq_drain_closed(), under kq->lock.  Code the
  *   interposition cannot reach (RTLD_LOCAL modules) gets the same functions
  *   through its patched GOT (gotpatch.c).
  *
@@ -208,6 +221,13 @@ struct kq_filterops {
 	short filter;
 	bool isfd;		/* ident is an fd: knote joins the fd's fdnode */
 	bool small;		/* knotes end at KQ_KNOTE_SMALL (not isfd) */
+	/* isfd: event() only reads the file and changes nothing but the
+	 * fdnode (what it knows of the file; its registration, which the
+	 * flush re-checks under the lock) - no knote state, nothing the file
+	 * keeps (SO_ERROR is read and kept under the lock by the filter
+	 * itself).  The core then calls it without the fd's slot lock and
+	 * drops its report if the fd was closed meanwhile (CLOSE TRACKING). */
+	bool event_unlocked;
 	/* New knote (ident, filter, flags, udata set; in whole knotes also
 	 * sfflags and sdata), from change kev.  Return 0 or an errno for the
 	 * EV_ERROR entry; on error the core frees the knote without calling
@@ -472,8 +492,12 @@ int kq_backend_wait(struct kq_kqueue *kq, struct kq_ready *out, int max,
 /* Edge detector over a process-wide fd: one taker per batch of wake-ups. */
 int kq_edge_open(int fd);			/* detector fd or -errno */
 bool kq_edge_take(int efd);
-/* Tests: number of epoll_ctl calls made by this process. */
+/* Tests: number of epoll_ctl calls made by this process.  Kept only in the
+ * tests' build (libkqfree_internal, KQ_STATS): a locked add on every
+ * epoll_ctl of the hot paths is not the installed library's business. */
+#ifdef KQ_STATS
 extern _Atomic unsigned long kq_stat_ctl_calls;
+#endif
 
 /* ----------------------------------------------------------------- fdnode */
 
@@ -646,6 +670,8 @@ struct kq_kqueue {
 	int nfds;
 	struct kq_fdnode_list idle;
 	_Atomic(struct kq_fdnode *) closed;	/* lock-free stack from the close path */
+	struct kq_fdnode *fdnode_cache;	/* freed nodes for reuse (kqueue.c) */
+	unsigned nfdnode_cached;
 
 	/* wake eventfd: readable while active/notices pending or kicked */
 	struct kq_poll wake;

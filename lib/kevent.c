@@ -265,23 +265,44 @@ after_copyout(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 }
 
 /*
- * Ask the filter.  An fd's knote asks under the fd's slot lock, so the
- * number cannot be closed and reused while event() reads it (FIONREAD...);
- * one closed already is left to kq_drain_closed.
+ * Ask the filter.  An fd's knote asks under the fd's slot lock, so no other
+ * thread can close and reuse the number while event() reads it; one closed
+ * already is left to kq_drain_closed.  A filter whose event() only reads
+ * (event_unlocked: READ) is asked without the lock: no lock round trip per
+ * event.  Either way what was read is dropped if the fd was closed
+ * meanwhile - by another thread, or by a signal handler on this one - since
+ * the close path marks the node before the real close, a number reused
+ * before the read shows as closed after it (internal.h, CLOSE TRACKING).
  */
 static int
 knote_event(struct kq_kqueue *kq, struct kq_knote *kn, struct kevent *ev)
 {
+	const struct kq_filterops *fop = kq_knote_fop(kn);
 	struct kq_fdnode *fdn = kq_knote_fdn(kn);
 	int r;
 
 	if (fdn == NULL)
-		return kq_knote_fop(kn)->event(kq, kn, ev);
-	kq_fdreg_lock(fdn->fd);
-	r = atomic_load_explicit(&fdn->closed, memory_order_relaxed) ? 0 :
-	    kq_knote_fop(kn)->event(kq, kn, ev);
-	kq_fdreg_unlock(fdn->fd);
-	return r;
+		return fop->event(kq, kn, ev);
+	if (fop->event_unlocked) {
+		if (atomic_load_explicit(&fdn->closed, memory_order_acquire))
+			return 0;
+		r = fop->event(kq, kn, ev);
+	} else {
+		kq_fdreg_lock(fdn->fd);
+		r = atomic_load_explicit(&fdn->closed, memory_order_relaxed) ? 0 :
+		    fop->event(kq, kn, ev);
+		/* a signal handler's close of the number during event() on
+		 * this thread is told to the watchers here */
+		kq_fdreg_unlock(fdn->fd);
+	}
+	if (!atomic_load_explicit(&fdn->closed, memory_order_acquire))
+		return r;
+	/* as if closed before: nothing read is reported (a forced report
+	 * goes out empty) */
+	ev->flags = kn->flags;
+	ev->fflags = 0;
+	ev->data = 0;
+	return 0;
 }
 
 /* Pop queued knotes into out[]; each queued knote is looked at once. */

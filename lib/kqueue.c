@@ -113,7 +113,9 @@ fdnode_closed(struct kq_fdwatch *w, int fd)
 	/* a free notice is due: wake the kqueue */
 	bool kick = atomic_load(&fdn->nfreewatch) > 0;
 
-	atomic_store(&fdn->closed, true);
+	/* release: readers that care hold this slot's lock or take the node
+	 * from the closed stack (seq_cst push below) */
+	atomic_store_explicit(&fdn->closed, true, memory_order_release);
 	kq_backend_forget_fd(kq, fd);
 	fdn->closed_next = atomic_load(&kq->closed);
 	while (!atomic_compare_exchange_weak(&kq->closed, &fdn->closed_next, fdn))
@@ -123,6 +125,37 @@ fdnode_closed(struct kq_fdwatch *w, int fd)
 }
 
 static const struct kq_fdwatch_ops fdnode_watch_ops = { .closed = fdnode_closed };
+
+/* Freed nodes kept per kqueue for reuse (kq->fdnode_cache): a connection's
+ * watch-and-close cycle then costs no calloc (glibc's bypasses its thread
+ * cache) and no free.  A cached node is unwatched and drained: nothing else
+ * can reach it. */
+#define FDNODE_CACHE_MAX	64
+
+static struct kq_fdnode *
+fdnode_alloc(struct kq_kqueue *kq)
+{
+	struct kq_fdnode *fdn = kq->fdnode_cache;
+
+	if (fdn == NULL)
+		return calloc(1, sizeof *fdn);
+	kq->fdnode_cache = fdn->closed_next;
+	kq->nfdnode_cached--;
+	memset(fdn, 0, sizeof *fdn);
+	return fdn;
+}
+
+static void
+fdnode_dispose(struct kq_kqueue *kq, struct kq_fdnode *fdn)
+{
+	if (kq->nfdnode_cached >= FDNODE_CACHE_MAX) {
+		free(fdn);
+		return;
+	}
+	fdn->closed_next = kq->fdnode_cache;
+	kq->fdnode_cache = fdn;
+	kq->nfdnode_cached++;
+}
 
 /* The live node of fd: one closed (on another thread) since this call
  * drained is drained now, since the number may name another file. */
@@ -163,7 +196,7 @@ kq_fdnode_get(struct kq_kqueue *kq, int fd, int *err)
 		kq->fds = v;
 		kq->nfds = n;
 	}
-	fdn = calloc(1, sizeof *fdn);
+	fdn = fdnode_alloc(kq);
 	if (fdn == NULL) {
 		*err = ENOMEM;
 		return NULL;
@@ -177,7 +210,7 @@ kq_fdnode_get(struct kq_kqueue *kq, int fd, int *err)
 	fdn->poll.owner = fdn;
 	fdn->poll.ready = fdnode_ready;
 	if ((*err = kq_poll_register(kq, &fdn->poll)) != 0) {
-		free(fdn);
+		fdnode_dispose(kq, fdn);
 		return NULL;
 	}
 	kq_fdreg_lock(fd);
@@ -257,10 +290,16 @@ kq_fdnode_probe(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 void
 kq_fdnode_update(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 {
+	struct kq_poll *p = &fdn->poll;
+
 	if (fdn->kind != KQ_FD_POLL)
 		return;
-	fdn->poll.want = fdnode_want(kq, fdn);
-	kq_backend_update(kq, &fdn->poll);
+	p->want = fdnode_want(kq, fdn);
+	/* epoll has it already (an EV_ADD's probe has just registered it):
+	 * nothing for the flush to do */
+	if (p->want == p->armed && (p->in_backend || p->want == 0))
+		return;
+	kq_backend_update(kq, p);
 }
 
 static void
@@ -299,14 +338,17 @@ fdnode_free(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 	kq_poll_unregister(kq, &fdn->poll);
 	if (fdn->fd < kq->nfds && kq->fds[fdn->fd] == fdn)
 		kq->fds[fdn->fd] = NULL;
-	free(fdn);
+	fdnode_dispose(kq, fdn);
 }
 
 void
 kq_fdnode_put(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 {
+	/* closed: epoll has nothing left of it, kq_drain_closed frees it */
+	if (atomic_load(&fdn->closed))
+		return;
 	kq_fdnode_update(kq, fdn);
-	if (!LIST_EMPTY(&fdn->knotes) || atomic_load(&fdn->closed) || fdn->idle)
+	if (!LIST_EMPTY(&fdn->knotes) || fdn->idle)
 		return;
 	fdn->idle = true;
 	TAILQ_INSERT_TAIL(&kq->idle, fdn, idle_link);
@@ -716,6 +758,7 @@ static void
 kq_free(struct kq_kqueue *kq)
 {
 	struct kq_alias *a;
+	struct kq_fdnode *fdn;
 	unsigned i;
 
 	/* mechanism fds a filter kept (the wake fd always) */
@@ -737,6 +780,10 @@ kq_free(struct kq_kqueue *kq)
 	for (i = 0; i < (unsigned)kq->nfds; i++)
 		free(kq->fds[i]);
 	free(kq->fds);
+	while ((fdn = kq->fdnode_cache) != NULL) {
+		kq->fdnode_cache = fdn->closed_next;
+		free(fdn);
+	}
 	kq_knote_slabs_free(kq);
 	kq_timer_free(kq);
 	kq_backend_close(kq);

@@ -9,11 +9,14 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -248,6 +251,192 @@ START_TEST(vfork_child_close_keeps_parent_knote)
 	close(p[0]);
 	kev_expect(kq, 2000, p[0], EVFILT_READ, EV_FREEWATCH | EV_DELETE, NOTE_FREE_CLOSE, 0, U(0));
 	close(p[1]);
+	close(kq);
+}
+END_TEST
+
+/*
+ * clone() children that share the parent's memory.  The close path asks
+ * the kernel whose close it is only when the process said such a child may
+ * exist (lib/fdreg.c, owner_pid): these prove that clone() says so, and that
+ * a child sharing the descriptor table too closes the parent's descriptor.
+ */
+static int
+clone_child_close(void *arg)
+{
+	close(*(int *)arg);
+	return 0;
+}
+
+/* Run clone_child_close(fd) in a clone() child with flags (plus SIGCHLD),
+ * wait for it.  False: valgrind, which runs no CLONE_VM child that is not a
+ * thread (a CLONE_VFORK one becomes a fork child that shares nothing). */
+static bool
+clone_close(int fd, int flags)
+{
+	const char *pre = getenv("LD_PRELOAD");
+	size_t size = 256 * 1024;
+	char *stack;
+	int st;
+
+	if (pre != NULL && strstr(pre, "vgpreload") != NULL) {
+		fprintf(stderr, "valgrind runs no clone(CLONE_VM) child: skipped\n");
+		return false;
+	}
+	stack = malloc(size);
+	ck_assert_ptr_nonnull(stack);
+	pid_t pid = clone(clone_child_close, stack + size, flags | SIGCHLD, &fd);
+	ck_assert_int_gt(pid, 0);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	free(stack);
+	return true;
+}
+
+/* The parent's READ knote on p[0] is intact: it reports, and the parent's
+ * own close still ends it. */
+static void
+expect_knote_intact(int kq, int p[2])
+{
+	ck_assert_int_ge(fcntl(p[0], F_GETFD), 0);	/* still open here */
+	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	kev_expect(kq, 2000, p[0], EVFILT_READ, 0, 0, 1, U(0));
+	close(p[0]);
+	kev_expect(kq, 2000, p[0], EVFILT_READ, EV_FREEWATCH | EV_DELETE, NOTE_FREE_CLOSE, 0, U(0));
+	close(p[1]);
+}
+
+START_TEST(clone_vm_child_close_keeps_parent_knote)
+{
+	int kq = xkqueue(), p[2];
+
+	xpipe2(p, O_NONBLOCK);
+	kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, U(0));
+	if (clone_close(p[0], CLONE_VM))
+		expect_knote_intact(kq, p);
+	close(kq);
+}
+END_TEST
+
+START_TEST(clone_vfork_child_close_keeps_parent_knote)
+{
+	int kq = xkqueue(), p[2];
+
+	xpipe2(p, O_NONBLOCK);
+	kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, U(0));
+	if (clone_close(p[0], CLONE_VM | CLONE_VFORK))
+		expect_knote_intact(kq, p);
+	close(kq);
+}
+END_TEST
+
+START_TEST(clone_files_child_close_is_the_parents)
+{
+	/* CLONE_FILES: one descriptor table, so the child's close is the
+	 * parent's, though the child's pid is not */
+	int kq = xkqueue(), p[2];
+
+	xpipe2(p, O_NONBLOCK);
+	kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, U(0));
+	if (clone_close(p[0], CLONE_VM | CLONE_FILES)) {
+		ck_assert_int_eq(fcntl(p[0], F_GETFD), -1);
+		kev_expect(kq, 2000, p[0], EVFILT_READ, EV_FREEWATCH | EV_DELETE, NOTE_FREE_CLOSE, 0, U(0));
+	}
+	close(p[1]);
+	close(kq);
+}
+END_TEST
+
+/*
+ * A signal handler that closes a watched number and puts another file there
+ * while the scan is reading it.  This program's ioctl() is the one
+ * libkqfree's FIONREAD binds to: armed (reuse_fd), it raises the signal
+ * just before the read of that number, as a signal arriving then would.
+ */
+static volatile sig_atomic_t reuse_fd = -1, reuse_with = -1;
+
+static void
+reuse_handler(int sig)
+{
+	int fd = reuse_fd;
+
+	(void)sig;
+	reuse_fd = -1;
+	close(fd);
+	dup2(reuse_with, fd);
+}
+
+int
+ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, req);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if (fd == reuse_fd && req == FIONREAD)
+		raise(SIGUSR2);
+	return (int)syscall(SYS_ioctl, fd, req, arg);
+}
+
+START_TEST(read_of_number_reused_during_the_scan_is_not_reported)
+{
+	/*
+	 * The watched pipe holds 1 byte; the file the handler puts at its
+	 * number holds 7.  What the scan read there is not the watched
+	 * file's: no READ event may carry it, and the knote dies with the
+	 * close (its reference comes back as a notice).
+	 */
+	int kq = xkqueue(), p[2], q[2];
+	struct sigaction sa = { .sa_handler = reuse_handler };
+
+	xpipe2(p, O_NONBLOCK);
+	xpipe2(q, O_NONBLOCK);
+	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	ck_assert_int_eq(write(q[1], "1234567", 7), 7);
+	kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, U(0));
+	sigemptyset(&sa.sa_mask);
+	ck_assert_int_eq(sigaction(SIGUSR2, &sa, NULL), 0);
+	reuse_with = q[0];
+	reuse_fd = p[0];
+	kev_expect(kq, 2000, p[0], EVFILT_READ, EV_FREEWATCH | EV_DELETE, NOTE_FREE_CLOSE, 0, U(0));
+	ck_assert_int_eq(reuse_fd, -1);		/* the handler ran */
+	expect_quiet(kq, 20);
+	close(p[0]);				/* q's read end now */
+	close(p[1]);
+	close(q[0]);
+	close(q[1]);
+	close(kq);
+}
+END_TEST
+
+START_TEST(write_of_number_reused_during_the_scan_is_not_reported)
+{
+	/*
+	 * The same under the slot lock (WRITE's event() is not read-only):
+	 * the handler's close of the held number is told at the unlock, and
+	 * the report the scan made from the other pipe (7 bytes queued, so
+	 * less room) is dropped.
+	 */
+	int kq = xkqueue(), p[2], q[2];
+	struct sigaction sa = { .sa_handler = reuse_handler };
+
+	xpipe2(p, O_NONBLOCK);
+	xpipe2(q, O_NONBLOCK);
+	ck_assert_int_eq(write(q[1], "1234567", 7), 7);
+	kev_ok(kq, p[1], EVFILT_WRITE, EV_ADD | EV_FREEWATCH, 0, 0, U(1));
+	sigemptyset(&sa.sa_mask);
+	ck_assert_int_eq(sigaction(SIGUSR2, &sa, NULL), 0);
+	reuse_with = q[1];
+	reuse_fd = p[1];
+	kev_expect(kq, 2000, p[1], EVFILT_WRITE, EV_FREEWATCH | EV_DELETE, NOTE_FREE_CLOSE, 0, U(1));
+	ck_assert_int_eq(reuse_fd, -1);		/* the handler ran */
+	expect_quiet(kq, 20);
+	close(p[1]);				/* q's write end now */
+	close(p[0]);
+	close(q[0]);
+	close(q[1]);
 	close(kq);
 }
 END_TEST
@@ -1090,6 +1279,13 @@ close_suite(void)
 	tcase_add_test(tc, close_removes_knote_while_child_keeps_file_open);
 	tcase_add_test(tc, child_close_does_not_remove_parent_knote);
 	tcase_add_test(tc, vfork_child_close_keeps_parent_knote);
+#ifndef KQ_TSAN	/* a CLONE_VM child would run on its parent's TSan state */
+	tcase_add_test(tc, clone_vm_child_close_keeps_parent_knote);
+	tcase_add_test(tc, clone_vfork_child_close_keeps_parent_knote);
+	tcase_add_test(tc, clone_files_child_close_is_the_parents);
+#endif
+	tcase_add_test(tc, read_of_number_reused_during_the_scan_is_not_reported);
+	tcase_add_test(tc, write_of_number_reused_during_the_scan_is_not_reported);
 	tcase_add_test(tc, close_range_removes_knotes);
 	tcase_add_test(tc, close_range_unshare_removes_knotes);
 	tcase_add_test(tc, close_range_cloexec_keeps_knotes);

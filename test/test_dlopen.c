@@ -355,6 +355,34 @@ START_TEST(fork_child_close_is_harmless)
 END_TEST
 
 /*
+ * A vfork() child runs in the program's memory, the module's kqueue
+ * included: its close is not the parent's.  The close path tells them
+ * apart only because vfork() marks the thread (lib/fdreg.c, owner_pid), so
+ * the program's vfork, bound to libc, must be patched too.
+ */
+START_TEST(vfork_child_close_is_harmless)
+{
+	int p[2], kq = setup(p), st;
+
+	pid_t pid = vfork();
+	if (pid == 0) {
+		close(p[0]);
+		_exit(0);
+	}
+	ck_assert_int_gt(pid, 0);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	expect_ev(kq, 2000, p[0], EVFILT_READ, 0, 0, 1, U(0));
+	close(p[0]);
+	expect_free_close(kq, p[0], U(0));
+	close(p[1]);
+	close(keep);
+	close(kq);
+}
+END_TEST
+
+/*
  * dlclose() of the module drops the last reference to libkqfree, but the
  * program's GOT entries for the close family point into it: the library
  * must stay mapped, and every one of them must still work - and still
@@ -640,6 +668,9 @@ dlopen_suite(void)
 	tcase_add_test(tc, close_errors_are_libc_errors);
 	tcase_add_test(tc, release_through_module_returns_all);
 	tcase_add_test(tc, fork_child_close_is_harmless);
+#if defined(__x86_64__)
+	tcase_add_test(tc, vfork_child_close_is_harmless);
+#endif
 	tcase_add_test(tc, close_family_works_after_module_dlclose);
 	tcase_add_test(tc, constructor_kqueue_patches_its_module);
 	tcase_add_test(tc, program_sigaction_reaches_module_signal_watch);

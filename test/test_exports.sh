@@ -24,6 +24,12 @@ sed -e 's,/\*.*\*/,,g' -e '/\/\*/,/\*\//d' "$map" |
 node=$(sed -n 's/^[[:space:]]*\([A-Za-z_][A-Za-z0-9_.]*\)[[:space:]]*{.*/\1/p' "$map" | head -n 1)
 test -n "$node" || { echo "FAIL: no version node in $map"; exit 1; }
 echo "$node" >>"$tmp/map"
+# vfork is interposed by an assembly stub that exists on x86-64 only
+# (lib/fdreg.c); elsewhere the map's entry matches nothing.
+case $(uname -m) in
+x86_64) ;;
+*) sed -i '/^vfork$/d' "$tmp/map" ;;
+esac
 sort -u "$tmp/map" >"$tmp/expected"
 
 # Newer binutils print name@@VERSION: keep the name, and check the version.

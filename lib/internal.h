@@ -420,6 +420,9 @@ void kq_knote_poll(struct kq_kqueue *kq, struct kq_knote *kn);	/* make KN_POLLED
 void kq_knote_set_freewatch(struct kq_knote *kn, bool on);	/* KN_FREEWATCH */
 void kq_knote_release(struct kq_kqueue *kq, struct kq_knote *kn,
     unsigned reason, struct kevent *fired);
+/* Delete and re-add of an fd's knote without an EV_FREEWATCH reference:
+ * detached and cleared in place, on its fdnode, ready for attach. */
+void kq_knote_renew(struct kq_kqueue *kq, struct kq_knote *kn);
 /* A notice (note: from kq_knote_alloc(kq, NULL)) handing back udata of
  * (ident, filter) for reason, without the knote dying. */
 void kq_knote_queue_notice(struct kq_kqueue *kq, struct kq_knote *note,

@@ -416,6 +416,31 @@ kq_knote_deactivate(struct kq_kqueue *kq, struct kq_knote *kn)
 }
 
 /*
+ * An fd's knote deleted and added again in one changelist (kevent.c's
+ * renew_knote) keeps its memory and its place on the fdnode: detached,
+ * taken off the queues, every field but those cleared.  Not for a knote
+ * holding an EV_FREEWATCH reference (its memory is the notice).
+ */
+void
+kq_knote_renew(struct kq_kqueue *kq, struct kq_knote *kn)
+{
+	kq_knote_fop(kn)->detach(kq, kn);
+	if (kn->status & KN_QUEUED)
+		TAILQ_REMOVE(&kq->active, kn, link);
+	if (kn->status & KN_POLLED)
+		TAILQ_REMOVE(&kq->polled, kn, plink);
+	kn->status = KN_WHOLE;
+	kn->flags = 0;
+	kn->udata = NULL;
+	kn->data = 0;
+	kn->sfflags = kn->fflags = 0;
+	kn->sdata = 0;
+	kn->pollmask = 0;
+	memset(&kn->u, 0, sizeof kn->u);
+	kn->u.vnode.wd = -1;
+}
+
+/*
  * The one place a knote dies.  If it holds an EV_FREEWATCH reference the
  * reference goes back exactly once: in the event being returned (fired), or
  * as a free notice made from the knote's own memory, so releasing can never

@@ -82,6 +82,54 @@ START_TEST(readd_with_new_udata_costs_no_epoll_ctl)
 }
 END_TEST
 
+/*
+ * A delete and re-add of the same knote in one changelist (the rearm idiom,
+ * renewed in place) is a new knote: what the old one had queued, its flags,
+ * udata and state are gone; the new one's apply; an EV_FREEWATCH reference
+ * of the old one still comes back.
+ */
+START_TEST(delete_then_add_is_a_new_knote)
+{
+	int kq = xkqueue(), p[2];
+	struct kevent ch[4];
+
+	xpipe(p);
+	ck_assert_int_eq(write(p[1], "abc", 3), 3);
+	EV_SET(&ch[0], p[0], EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, UD(1));
+	ck_assert_int_eq(kevent(kq, ch, 1, NULL, 0, NULL), 0);
+	/* queued and ready; re-added disabled: nothing to report */
+	EV_SET(&ch[0], p[0], EVFILT_READ, EV_DELETE, 0, 0, NULL);
+	EV_SET(&ch[1], p[0], EVFILT_READ, EV_ADD | EV_DISABLE, 0, 0, UD(2));
+	ck_assert_int_eq(kevent(kq, ch, 2, NULL, 0, NULL), 0);
+	kev_expect_none(kq);
+	/* re-added with EV_DISPATCH and new udata: reported once */
+	EV_SET(&ch[0], p[0], EVFILT_READ, EV_DELETE, 0, 0, NULL);
+	EV_SET(&ch[1], p[0], EVFILT_READ, EV_ADD | EV_DISPATCH, 0, 0, UD(3));
+	ck_assert_int_eq(kevent(kq, ch, 2, NULL, 0, NULL), 0);
+	kev_expect(kq, 1000, p[0], EVFILT_READ, EV_DISPATCH, 0, 3, UD(3));
+	kev_expect_none(kq);
+	/* EV_CLEAR of the first is gone: level again after the next pair */
+	EV_SET(&ch[0], p[0], EVFILT_READ, EV_DELETE, 0, 0, NULL);
+	EV_SET(&ch[1], p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, UD(4));
+	ck_assert_int_eq(kevent(kq, ch, 2, NULL, 0, NULL), 0);
+	kev_expect(kq, 1000, p[0], EVFILT_READ, 0, 0, 3, UD(4));
+	kev_expect(kq, 1000, p[0], EVFILT_READ, 0, 0, 3, UD(4));
+	/* the reference held: the pair hands it back, the new one takes one */
+	EV_SET(&ch[0], p[0], EVFILT_READ, EV_DELETE, 0, 0, NULL);
+	EV_SET(&ch[1], p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH | EV_ONESHOT,
+	    0, 0, UD(5));
+	ck_assert_int_eq(kevent(kq, ch, 2, NULL, 0, NULL), 0);
+	kev_expect(kq, 1000, p[0], EVFILT_READ, EV_FREEWATCH | EV_DELETE,
+	    NOTE_FREE_DELETE, 0, UD(4));
+	kev_expect(kq, 1000, p[0], EVFILT_READ, EV_ONESHOT | EV_FREEWATCH, 0,
+	    3, UD(5));
+	kev_expect_none(kq);
+	close(p[0]);
+	close(p[1]);
+	close(kq);
+}
+END_TEST
+
 START_TEST(delete_then_add_in_one_changelist_costs_at_most_one)
 {
 	int kq = xkqueue(), p[2];
@@ -227,6 +275,7 @@ coalesce_suite(void)
 	tcase_add_test(tc, readd_same_knote_costs_no_epoll_ctl);
 	tcase_add_test(tc, readd_with_new_udata_costs_no_epoll_ctl);
 	tcase_add_test(tc, delete_then_add_in_one_changelist_costs_at_most_one);
+	tcase_add_test(tc, delete_then_add_is_a_new_knote);
 	tcase_add_test(tc, disable_then_enable_in_one_changelist_costs_nothing);
 	tcase_add_test(tc, level_wait_loop_costs_no_epoll_ctl);
 	tcase_add_test(tc, new_fds_cost_one_epoll_ctl_each);

@@ -188,6 +188,11 @@ slot_lock(struct fdslot *s)
 
 static void tell_watchers(struct fdslot *s, int fd);
 
+#ifdef KQ_STATS
+/* Tests: called between the SLOT_PENDING check and the release. */
+void (*kq_test_unlock_window)(int fd);
+#endif
+
 static void
 slot_unlock(struct fdslot *s, int fd)
 {
@@ -195,14 +200,28 @@ slot_unlock(struct fdslot *s, int fd)
 		s->depth--;
 		return;
 	}
-	/* a handler closed the number while we held it: tell its watchers
-	 * before anyone else can see the slot */
-	if (atomic_load_explicit(&s->flags, memory_order_relaxed) & SLOT_PENDING) {
-		atomic_fetch_and(&s->flags, ~SLOT_PENDING);
-		tell_watchers(s, fd);
-		atomic_store(&s->sockerr, 0);
+	for (;;) {
+		/* a handler closed the number while we held it: tell its
+		 * watchers before anyone else can see the slot */
+		if (atomic_load_explicit(&s->flags, memory_order_relaxed) &
+		    SLOT_PENDING) {
+			atomic_fetch_and(&s->flags, ~SLOT_PENDING);
+			tell_watchers(s, fd);
+			atomic_store(&s->sockerr, 0);
+		}
+#ifdef KQ_STATS
+		if (kq_test_unlock_window != NULL)
+			kq_test_unlock_window(fd);
+#endif
+		atomic_store_explicit(&s->owner, 0, memory_order_release);
+		/* A handler that ran here, after the check and before the
+		 * release, found the slot still ours and left SLOT_PENDING:
+		 * nobody else would ever tell the watchers.  Take the slot
+		 * back (no handler of ours holds it now) and look again. */
+		if (!(atomic_load_explicit(&s->flags, memory_order_acquire) &
+		    SLOT_PENDING) || !slot_trylock_closing(s))
+			return;
 	}
-	atomic_store_explicit(&s->owner, 0, memory_order_release);
 }
 
 void

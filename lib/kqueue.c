@@ -60,7 +60,9 @@ closer_pending(struct kq_kqueue *kq)
  * something is queued.  Activations inside a call need no syscall; what is
  * left over at the end costs one write.  An edge nobody took while nothing is
  * queued any more is defused by emptying the counter: epoll re-checks a ready
- * item before it reports it, also to poll() on the kqueue fd.
+ * item before it reports it, also to poll() on the kqueue fd.  A dead
+ * kqueue's edge belongs to its sleepers (kq_kill: each passes it on to the
+ * next): a sleeper returning EBADF must not defuse it.
  */
 void
 kq_update_wake(struct kq_kqueue *kq)
@@ -68,6 +70,8 @@ kq_update_wake(struct kq_kqueue *kq)
 	bool want = !TAILQ_EMPTY(&kq->active) || !TAILQ_EMPTY(&kq->notices) ||
 	    closer_pending(kq);
 
+	if (kq->dead)
+		return;
 	if (want) {
 		kq_kick(kq);
 	} else if (atomic_load_explicit(&kq->kicked, memory_order_relaxed)) {

@@ -369,6 +369,61 @@ START_TEST(close_while_another_thread_waits)
 }
 END_TEST
 
+#define CLOSE_WAITERS	4
+#define CLOSE_ROUNDS	20
+
+/*
+ * close() of a kqueue wakes every thread asleep in kevent() on it, one
+ * after the other (each returns EBADF and passes the wake-up on), also when
+ * a trigger's edge is still pending: no waiter may defuse the edge that
+ * wakes the next one.  (FreeBSD would let them sleep to their timeout;
+ * the library wakes them, so a NULL timeout does not sleep forever.)
+ */
+START_TEST(close_after_trigger_wakes_every_waiter)
+{
+	struct waiter w[CLOSE_WAITERS];
+	int round, i, kq;
+
+	for (round = 0; round < CLOSE_ROUNDS; round++) {
+		int64_t t0;
+
+		kq = xkqueue();
+		kev_ok(kq, 1, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, UD(1));
+		for (i = 0; i < CLOSE_WAITERS; i++) {
+			memset(&w[i], 0, sizeof w[i]);
+			w[i].kq = kq;
+			w[i].timeout_ms = 3000;
+			ck_assert_int_eq(pthread_create(&w[i].tid, NULL,
+			    waiter_main, &w[i]), 0);
+		}
+		for (i = 0; i < CLOSE_WAITERS; i++)
+			while (!atomic_load(&w[i].started))
+				usleep(1000);
+		usleep(20000);		/* time to reach the wait */
+		t0 = now_ms();
+		kev_ok(kq, 1, EVFILT_USER, 0, NOTE_TRIGGER, 0, UD(1));
+		ck_assert_int_eq(close(kq), 0);
+		for (i = 0; i < CLOSE_WAITERS; i++)
+			pthread_join(w[i].tid, NULL);
+		for (i = 0; i < CLOSE_WAITERS; i++) {
+			ck_assert_msg(w[i].returned_ms - t0 < 1000,
+			    "round %d: waiter %d slept %lld ms after close",
+			    round, i, (long long)(w[i].returned_ms - t0));
+			if (w[i].n == 1) {
+				ck_assert_uint_eq(w[i].ev[0].ident, 1);
+				ck_assert_int_eq(w[i].ev[0].filter, EVFILT_USER);
+				ck_assert_uint_eq(w[i].ev[0].flags, EV_CLEAR);
+				ck_assert_ptr_eq(w[i].ev[0].udata, UD(1));
+			} else {
+				ck_assert_msg(w[i].n == -1 && w[i].err == EBADF,
+				    "round %d: waiter %d returned %d errno %d",
+				    round, i, w[i].n, w[i].err);
+			}
+		}
+	}
+}
+END_TEST
+
 static Suite *
 thread_suite(void)
 {
@@ -384,6 +439,7 @@ thread_suite(void)
 	tcase_add_test(tc, deleted_knote_is_never_reported_again);
 	tcase_add_test(tc, concurrent_changelists_stay_consistent);
 	tcase_add_test(tc, close_while_another_thread_waits);
+	tcase_add_test(tc, close_after_trigger_wakes_every_waiter);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -411,7 +411,7 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 		kq_fdnode_reap(kq);
 		kq_update_wake(kq);
 		intr = kq_signal_intr_snapshot();
-		pthread_mutex_unlock(&kq->lock);
+		kq_unlock(kq);
 		r = kq_backend_wait(kq, ready, KQ_READY_MAX, tsp);
 		/* an alias was closed: if it was the last one, we are done */
 		if (atomic_load_explicit(&kq->suspect, memory_order_relaxed))
@@ -502,7 +502,7 @@ out:
 	kq_backend_flush(kq);
 	kq_fdnode_reap(kq);
 	kq_update_wake(kq);
-	pthread_mutex_unlock(&kq->lock);
+	kq_unlock(kq);
 	kq_put(kq);
 	if (ret < 0) {
 		errno = -ret;

@@ -443,6 +443,17 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 	}
 }
 
+static bool
+only_user_changes(const struct kevent *changelist, int nchanges)
+{
+	int i;
+
+	for (i = 0; i < nchanges; i++)
+		if (changelist[i].filter != EVFILT_USER)
+			return false;
+	return true;
+}
+
 KQ_API int
 kevent(int fd, const struct kevent *changelist, int nchanges,
     struct kevent *eventlist, int nevents, const struct timespec *timeout)
@@ -459,9 +470,11 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 		errno = EFAULT;
 		return -1;
 	}
-	/* a module dlopen()ed since the last call may need the GOT patch;
-	 * never with a kqueue lock held */
-	if (nchanges > 0)
+	/* a module dlopen()ed since the last call may need the GOT patch
+	 * before a descriptor or a signal is watched for it; never with a
+	 * kqueue lock held.  EVFILT_USER changes watch neither: a trigger
+	 * skips the walk (dl_iterate_phdr takes the loader's lock). */
+	if (nchanges > 0 && !only_user_changes(changelist, nchanges))
 		kq_fdreg_check_new_objects();
 	kq_reap_suspects();
 	if ((kq = kq_lookup(fd, true)) == NULL) {

@@ -57,6 +57,16 @@
  *   While kq->active or kq->notices is non-empty the wake eventfd is kept
  *   readable, so the kqueue (epoll) fd polls readable; activations inside a
  *   call cost no syscall, only kq_update_wake() at its end touches the fd.
+ *   The edge it makes due is written after kq->lock is let go: every hold
+ *   that calls kq_update_wake() ends with kq_unlock(), never a bare unlock
+ *   (a sleeper woken while the lock is held would only block on it).  An
+ *   edge due but not yet written is counted (kq->wake_owed): a kevent()
+ *   that empties the queue meanwhile cannot defuse it, and leaves that to
+ *   its writer, which looks again under the lock once the edge is in.  So
+ *   the fd may lag a trigger by the rest of that trigger's kevent() call.
+ *   It may also poll readable once with nothing queued: epoll re-queues an
+ *   edge-triggered item that is woken while a wait is collecting it (a
+ *   write racing the scan's epoll_wait); the next kevent() takes it.
  *   Knotes nothing wakes (EVFILT_EMPTY) are KN_POLLED: re-activated on every
  *   pass of the scan, whose wait is then capped at KQ_POLL_NS.
  *
@@ -175,7 +185,8 @@
  *   caller's own kq->lock held (or none), never another kqueue's; under it
  *   only kq_kick() of another kqueue (no lock).  The close path takes only
  *   fd slot locks (one at a time, or a close_range()'s in ascending order).
- *   No lock is held while waiting in the backend.
+ *   No lock is held while waiting in the backend, nor while writing a wake
+ *   edge of one's own kqueue (kq_unlock).
 
  * NAMING: everything internal is kq_ prefixed and hidden (-fvisibility=hidden);
  * only the symbols in libkqfree.map are exported.
@@ -679,6 +690,8 @@ struct kq_kqueue {
 	/* wake eventfd: readable while active/notices pending or kicked */
 	struct kq_poll wake;
 	_Atomic bool kicked;
+	bool wake_due;			/* under lock: kq_unlock() writes an edge */
+	_Atomic unsigned wake_owed;	/* edges due, not yet written (+ KQ_WAKE_DEFUSE) */
 
 	/* mechanisms, created on first use, each one fd for the whole kqueue */
 	struct kq_poll timer;		/* timerfd, filter_timer.c */
@@ -756,7 +769,11 @@ bool kq_procconn_read(int fd, void (*fn)(void *arg, const struct kq_procmsg *m),
 
 /* kqueue.c */
 void kq_kick(struct kq_kqueue *kq);		/* make the kq fd readable (signal-safe) */
-void kq_update_wake(struct kq_kqueue *kq);	/* after scan: re-arm/clear the wake fd */
+/* Under kq->lock, after scan: the wake fd's edge is made due or defused. */
+void kq_update_wake(struct kq_kqueue *kq);
+/* Unlock kq->lock, then write the edge kq_update_wake() made due. */
+void kq_unlock(struct kq_kqueue *kq);
+#define KQ_WAKE_DEFUSE	0x80000000u	/* wake_owed: last writer re-checks */
 void kq_put(struct kq_kqueue *kq);		/* drop a reference */
 /* The kqueue an application descriptor names, referenced; search: also
  * numbers not seen before (dups), never under a kqueue lock. */

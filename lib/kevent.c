@@ -486,7 +486,7 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 		kq_fdnode_reap(kq);
 		kq_update_wake(kq);
 		intr = kq_signal_intr_snapshot();
-		pthread_mutex_unlock(&kq->lock);
+		kq_unlock(kq);
 		r = kq_backend_wait(kq, ready, KQ_READY_MAX, tsp);
 		/* an alias was closed: if it was the last one, we are done */
 		if (atomic_load_explicit(&kq->suspect, memory_order_relaxed))
@@ -518,6 +518,17 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 	}
 }
 
+static bool
+only_user_changes(const struct kevent *changelist, int nchanges)
+{
+	int i;
+
+	for (i = 0; i < nchanges; i++)
+		if (changelist[i].filter != EVFILT_USER)
+			return false;
+	return true;
+}
+
 KQ_API int
 kevent(int fd, const struct kevent *changelist, int nchanges,
     struct kevent *eventlist, int nevents, const struct timespec *timeout)
@@ -534,9 +545,11 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 		errno = EFAULT;
 		return -1;
 	}
-	/* a module dlopen()ed since the last call may need the GOT patch;
-	 * never with a kqueue lock held */
-	if (nchanges > 0)
+	/* a module dlopen()ed since the last call may need the GOT patch
+	 * before a descriptor or a signal is watched for it; never with a
+	 * kqueue lock held.  EVFILT_USER changes watch neither: a trigger
+	 * skips the walk (dl_iterate_phdr takes the loader's lock). */
+	if (nchanges > 0 && !only_user_changes(changelist, nchanges))
 		kq_fdreg_check_new_objects();
 	kq_reap_suspects();
 	if ((kq = kq_lookup(fd, true)) == NULL) {
@@ -590,7 +603,7 @@ out:
 	kq_timer_flush(kq);
 	kq_fdnode_reap(kq);
 	kq_update_wake(kq);
-	pthread_mutex_unlock(&kq->lock);
+	kq_unlock(kq);
 	kq_put(kq);
 	if (ret < 0) {
 		errno = -ret;

@@ -46,6 +46,23 @@ kq_kick(struct kq_kqueue *kq)
 	}
 }
 
+/*
+ * The same under kq->lock, with the write left to kq_unlock(): written with
+ * the lock held, the edge wakes a sleeper that then blocks on the lock we
+ * still hold (on one CPU the wake-up preempts us first: three switches and
+ * two futex calls instead of one switch).  wake_owed counts edges promised
+ * this way and not yet written, so that kq_update_wake() does not try to
+ * defuse an edge that is not there yet (see wake_write).
+ */
+static void
+kick_later(struct kq_kqueue *kq)
+{
+	if (!atomic_exchange(&kq->kicked, true)) {
+		atomic_fetch_add(&kq->wake_owed, 1);
+		kq->wake_due = true;
+	}
+}
+
 /* Something the close path, or another kqueue's inotify reader, left for
  * a kevent() to pick up. */
 static bool
@@ -56,11 +73,17 @@ closer_pending(struct kq_kqueue *kq)
 }
 
 /*
- * End of every kevent() call: the kqueue fd must poll readable exactly while
- * something is queued.  Activations inside a call need no syscall; what is
- * left over at the end costs one write.  An edge nobody took while nothing is
- * queued any more is defused by emptying the counter: epoll re-checks a ready
- * item before it reports it, also to poll() on the kqueue fd.
+ * End of every kevent() call: the kqueue fd must poll readable while
+ * something is queued, and not after (but for the one spurious edge epoll
+ * may leave: internal.h, ACTIVATION / SCAN).  Activations inside a call
+ * need no syscall; what is left over at the end costs one write (by
+ * kq_unlock).  An edge nobody took while nothing is queued any more is
+ * defused by emptying the counter: epoll re-checks a ready item before it
+ * reports it, also to poll() on the kqueue fd.  An edge another kevent()
+ * promised but has not written yet cannot be defused here: its writer is
+ * asked to (KQ_WAKE_DEFUSE) and does it under the lock once the edge is in.
+ * A dead kqueue's edge belongs to its sleepers (kq_kill: each passes it on
+ * to the next): a sleeper returning EBADF must not defuse it.
  */
 void
 kq_update_wake(struct kq_kqueue *kq)
@@ -68,17 +91,61 @@ kq_update_wake(struct kq_kqueue *kq)
 	bool want = !TAILQ_EMPTY(&kq->active) || !TAILQ_EMPTY(&kq->notices) ||
 	    closer_pending(kq);
 
+	if (kq->dead)
+		return;
 	if (want) {
-		kq_kick(kq);
+		kick_later(kq);
 	} else if (atomic_load_explicit(&kq->kicked, memory_order_relaxed)) {
+		/* increments happen under kq->lock only: with none owed
+		 * now, none can appear before we unlock */
+		if (atomic_fetch_or(&kq->wake_owed, KQ_WAKE_DEFUSE) &
+		    ~KQ_WAKE_DEFUSE)
+			return;
+		atomic_store(&kq->wake_owed, 0);
 		uint64_t v;
 		ssize_t r = read(kq->wake.fd, &v, sizeof v);
 		(void)r;
 		atomic_store(&kq->kicked, false);
 		/* a close path may have kicked between our check and here */
 		if (closer_pending(kq))
-			kq_kick(kq);
+			kick_later(kq);
 	}
+}
+
+/*
+ * Write the edge kick_later() promised (no lock held).  If a kevent() found
+ * the queue empty before it landed (it took the events without waiting), it
+ * left the defusing to the last such writer: look again under the lock.
+ */
+static void
+wake_write(struct kq_kqueue *kq)
+{
+	uint64_t one = 1;
+	bool again = true;
+
+	while (again) {
+		ssize_t r = write(kq->wake.fd, &one, sizeof one);
+		(void)r;
+		if (atomic_fetch_sub(&kq->wake_owed, 1) != (KQ_WAKE_DEFUSE | 1))
+			return;
+		pthread_mutex_lock(&kq->lock);
+		atomic_fetch_and(&kq->wake_owed, ~KQ_WAKE_DEFUSE);
+		kq_update_wake(kq);
+		again = kq->wake_due;
+		kq->wake_due = false;
+		pthread_mutex_unlock(&kq->lock);
+	}
+}
+
+void
+kq_unlock(struct kq_kqueue *kq)
+{
+	bool due = kq->wake_due;
+
+	kq->wake_due = false;
+	pthread_mutex_unlock(&kq->lock);
+	if (due)
+		wake_write(kq);
 }
 
 /* The scan took the edge: the next kick must write again. */
@@ -853,7 +920,7 @@ kqfree_release(int fd)
 		kq_fdnode_reap(kq);
 		kq_update_wake(kq);
 	}
-	pthread_mutex_unlock(&kq->lock);
+	kq_unlock(kq);
 	kq_put(kq);
 	return 0;
 }

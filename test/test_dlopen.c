@@ -668,7 +668,11 @@ dlopen_suite(void)
 	tcase_add_test(tc, close_errors_are_libc_errors);
 	tcase_add_test(tc, release_through_module_returns_all);
 	tcase_add_test(tc, fork_child_close_is_harmless);
-#if defined(__x86_64__)
+	/* Not under ASan: the program's vfork() is ASan's interceptor, which
+	 * looked up the real vfork (libc's) before libkqfree was loaded by
+	 * dlopen, and the GOT patch leaves an entry bound to an interceptor
+	 * alone; so nothing marks the thread. */
+#if defined(__x86_64__) && !defined(KQ_ASAN)
 	tcase_add_test(tc, vfork_child_close_is_harmless);
 #endif
 	tcase_add_test(tc, close_family_works_after_module_dlclose);

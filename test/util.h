@@ -31,8 +31,16 @@
 /* An integer as udata. */
 #define UD(x)	((void *)(uintptr_t)(x))
 
-/* Built with ThreadSanitizer (gcc says __SANITIZE_THREAD__, clang 14 only
- * answers __has_feature). */
+/* Built with AddressSanitizer, or ThreadSanitizer (gcc says
+ * __SANITIZE_ADDRESS__ / __SANITIZE_THREAD__, clang 14 only answers
+ * __has_feature). */
+#if defined(__SANITIZE_ADDRESS__)
+#define KQ_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KQ_ASAN 1
+#endif
+#endif
 #if defined(__SANITIZE_THREAD__)
 #define KQ_TSAN 1
 #elif defined(__has_feature)

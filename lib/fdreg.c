@@ -44,9 +44,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#ifndef MADV_WIPEONFORK
+#define MADV_WIPEONFORK	18	/* Linux 4.14 */
+#endif
 
 static void resolve_real(void);
 
@@ -84,6 +89,17 @@ static bool tracking = true;
  *              waits.  The first close that finds our own pid clears it.
  *   vm_shared  a child sharing our memory may live on beside us: ask on
  *              every close from now on.
+ *   fork_mark  a child with a copy of our memory whose table is its own
+ *              holds our registry and kqueues too, and its epoll sets are
+ *              ours (the same files): a close there that counted as ours
+ *              would unregister the parent's watch.  fork() runs our atfork
+ *              handler, which starts the child afresh, but _Fork(), clone()
+ *              without CLONE_VM, a raw fork syscall and the atfork handlers
+ *              that run before ours do not.  The kernel says it for all of
+ *              them: the mark lives in a MADV_WIPEONFORK page, which every
+ *              such child gets zeroed, so there the close path asks.  Where
+ *              the kernel has no such page (before 4.14) it stays
+ *              &fork_mark_none (0): ask on every close, as before.
  * A raw syscall (SYS_vfork, SYS_clone3) or posix_spawn() (whose child calls
  * no interposed function) is not seen.  Architectures without the vfork()
  * stub ask on every close, as before.
@@ -91,6 +107,8 @@ static bool tracking = true;
 static pid_t owner_pid;
 static _Thread_local bool vforking __attribute__((tls_model("initial-exec")));
 static _Atomic bool vm_shared;
+static unsigned char fork_mark_none;
+static unsigned char *fork_mark = &fork_mark_none;
 
 static int (*real_close)(int);
 static int (*real_dup2)(int, int);
@@ -468,6 +486,7 @@ kq_fdreg_fork_child(void)
 	owner_pid = (pid_t)syscall(SYS_getpid);
 	vforking = false;
 	atomic_store(&vm_shared, false);	/* our memory is our own now */
+	*fork_mark = fork_mark != &fork_mark_none;	/* the kernel wiped it */
 	atomic_store(&making, 0);	/* other threads' sections ended with them */
 	for (c = 0; c < TOP_SIZE; c++) {
 		struct fdslot *chunk = atomic_load(&chunks[c]);
@@ -492,7 +511,8 @@ static bool
 own_table(void)
 {
 #ifdef HAVE_VFORK_STUB
-	if (!vforking && !atomic_load_explicit(&vm_shared, memory_order_relaxed))
+	if (!vforking && !atomic_load_explicit(&vm_shared, memory_order_relaxed) &&
+	    *(volatile unsigned char *)fork_mark != 0)
 		return true;
 #endif
 	if ((pid_t)syscall(SYS_getpid) != owner_pid)
@@ -830,6 +850,25 @@ resolve_real(void)
 	real_clone = next_sym("clone");
 }
 
+/* fork_mark (see owner_pid): one page of its own, since the kernel wipes
+ * whole pages.  Not an owned descriptor: an anonymous mapping has none. */
+static void
+fork_mark_init(void)
+{
+	long psz = sysconf(_SC_PAGESIZE);
+	unsigned char *p = mmap(NULL, (size_t)psz, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return;
+	if (madvise(p, (size_t)psz, MADV_WIPEONFORK) != 0) {
+		munmap(p, (size_t)psz);
+		return;
+	}
+	*p = 1;
+	fork_mark = p;
+}
+
 __attribute__((constructor)) static void
 fdreg_init(void)
 {
@@ -838,6 +877,7 @@ fdreg_init(void)
 
 	resolve_real();
 	owner_pid = (pid_t)syscall(SYS_getpid);
+	fork_mark_init();
 	if (e != NULL && strcmp(e, "0") == 0)
 		tracking = false;
 	if (tracking) {

@@ -131,7 +131,10 @@
  *   (vfork, clone(CLONE_VM) without CLONE_FILES) is not ours and touches
  *   nothing; fdreg.c's vfork() and clone() mark the thread or the process
  *   when such a child may exist, and only then does the close path ask the
- *   kernel for the pid (a syscall per close otherwise).
+ *   kernel for the pid (a syscall per close otherwise).  Nor is a close by
+ *   a child with a copy of our memory that fork()'s handler did not start
+ *   afresh (_Fork, clone without CLONE_VM, a raw fork): a page the kernel
+ *   wipes in every such child (MADV_WIPEONFORK) makes it ask too.
  *   Any epoll_ctl on a user fd runs under that fd's slot lock, so a
  *   registration is never re-added after close.  No event reports a file
  *   that reused the number: fop->event() of an fd's knote runs under that

@@ -348,6 +348,74 @@ START_TEST(clone_files_child_close_is_the_parents)
 END_TEST
 
 /*
+ * Children that get a copy of the parent's memory without the parent's
+ * fork handlers running: _Fork() (async-signal-safe, no atfork handlers),
+ * clone() without CLONE_VM, a raw fork system call.  The copy still holds
+ * the parent's kqueues and registry, and the epoll set underneath is shared
+ * with the parent: a close in the child must not unregister the parent's
+ * watch (lib/fdreg.c, own_table).
+ */
+static int
+copy_child_close(void *arg)
+{
+	close(*(int *)arg);
+	return 0;
+}
+
+static void
+copy_child_close_keeps_parent_knote(int how)
+{
+	int kq = xkqueue(), p[2], st;
+	size_t size = 256 * 1024;
+	char *stack = NULL;
+	pid_t pid;
+
+	xpipe2(p, O_NONBLOCK);
+	kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, U(0));
+	if (how == 0) {
+		pid = _Fork();
+		if (pid == 0) {
+			close(p[0]);
+			_exit(0);
+		}
+	} else if (how == 1) {
+		stack = malloc(size);
+		ck_assert_ptr_nonnull(stack);
+		pid = clone(copy_child_close, stack + size, SIGCHLD, &p[0]);
+	} else {
+		pid = (pid_t)syscall(SYS_fork);
+		if (pid == 0) {
+			close(p[0]);
+			_exit(0);
+		}
+	}
+	ck_assert_int_gt(pid, 0);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	free(stack);
+	expect_knote_intact(kq, p);
+	close(kq);
+}
+
+START_TEST(underscore_fork_child_close_keeps_parent_knote)
+{
+	copy_child_close_keeps_parent_knote(0);
+}
+END_TEST
+
+START_TEST(clone_copy_child_close_keeps_parent_knote)
+{
+	copy_child_close_keeps_parent_knote(1);
+}
+END_TEST
+
+START_TEST(raw_fork_child_close_keeps_parent_knote)
+{
+	copy_child_close_keeps_parent_knote(2);
+}
+END_TEST
+
+/*
  * A signal handler that closes a watched number and puts another file there
  * while the scan is reading it.  This program's ioctl() is the one
  * libkqfree's FIONREAD binds to: armed (reuse_fd), it raises the signal
@@ -1284,6 +1352,9 @@ close_suite(void)
 	tcase_add_test(tc, clone_vfork_child_close_keeps_parent_knote);
 	tcase_add_test(tc, clone_files_child_close_is_the_parents);
 #endif
+	tcase_add_test(tc, underscore_fork_child_close_keeps_parent_knote);
+	tcase_add_test(tc, clone_copy_child_close_keeps_parent_knote);
+	tcase_add_test(tc, raw_fork_child_close_keeps_parent_knote);
 	tcase_add_test(tc, read_of_number_reused_during_the_scan_is_not_reported);
 	tcase_add_test(tc, write_of_number_reused_during_the_scan_is_not_reported);
 	tcase_add_test(tc, close_range_removes_knotes);

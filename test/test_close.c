@@ -448,64 +448,53 @@ ioctl(int fd, unsigned long req, ...)
 	return (int)syscall(SYS_ioctl, fd, req, arg);
 }
 
-START_TEST(read_of_number_reused_during_the_scan_is_not_reported)
+/*
+ * The watched end of pipe p (READ: p[0], holding 1 byte; WRITE: p[1]) is
+ * closed by the handler during the scan's read and the same end of pipe q
+ * (7 bytes queued) put at its number.  What the scan read there is not the
+ * watched file's: no event may carry it, and the knote dies with the close
+ * (its reference comes back as a notice).
+ */
+static void
+number_reused_during_scan(short filter)
 {
-	/*
-	 * The watched pipe holds 1 byte; the file the handler puts at its
-	 * number holds 7.  What the scan read there is not the watched
-	 * file's: no READ event may carry it, and the knote dies with the
-	 * close (its reference comes back as a notice).
-	 */
-	int kq = xkqueue(), p[2], q[2];
+	int kq = xkqueue(), p[2], q[2], end = filter == EVFILT_READ ? 0 : 1;
 	struct sigaction sa = { .sa_handler = reuse_handler };
 
 	xpipe2(p, O_NONBLOCK);
 	xpipe2(q, O_NONBLOCK);
-	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	if (filter == EVFILT_READ)
+		ck_assert_int_eq(write(p[1], "x", 1), 1);
 	ck_assert_int_eq(write(q[1], "1234567", 7), 7);
-	kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, U(0));
+	kev_ok(kq, p[end], filter, EV_ADD | EV_FREEWATCH, 0, 0, U(end));
 	sigemptyset(&sa.sa_mask);
 	ck_assert_int_eq(sigaction(SIGUSR2, &sa, NULL), 0);
-	reuse_with = q[0];
-	reuse_fd = p[0];
-	kev_expect(kq, 2000, p[0], EVFILT_READ, EV_FREEWATCH | EV_DELETE, NOTE_FREE_CLOSE, 0, U(0));
+	reuse_with = q[end];
+	reuse_fd = p[end];
+	kev_expect(kq, 2000, p[end], filter, EV_FREEWATCH | EV_DELETE,
+	    NOTE_FREE_CLOSE, 0, U(end));
 	ck_assert_int_eq(reuse_fd, -1);		/* the handler ran */
 	expect_quiet(kq, 20);
-	close(p[0]);				/* q's read end now */
+	close(p[0]);				/* one of them q's now */
 	close(p[1]);
 	close(q[0]);
 	close(q[1]);
 	close(kq);
 }
+
+/* READ's event() runs without the slot lock. */
+START_TEST(read_of_number_reused_during_the_scan_is_not_reported)
+{
+	number_reused_during_scan(EVFILT_READ);
+}
 END_TEST
 
+/* WRITE's under it (its event() is not read-only): the handler's close of
+ * the held number is told at the unlock, and the report the scan made from
+ * the other pipe (less room) is dropped. */
 START_TEST(write_of_number_reused_during_the_scan_is_not_reported)
 {
-	/*
-	 * The same under the slot lock (WRITE's event() is not read-only):
-	 * the handler's close of the held number is told at the unlock, and
-	 * the report the scan made from the other pipe (7 bytes queued, so
-	 * less room) is dropped.
-	 */
-	int kq = xkqueue(), p[2], q[2];
-	struct sigaction sa = { .sa_handler = reuse_handler };
-
-	xpipe2(p, O_NONBLOCK);
-	xpipe2(q, O_NONBLOCK);
-	ck_assert_int_eq(write(q[1], "1234567", 7), 7);
-	kev_ok(kq, p[1], EVFILT_WRITE, EV_ADD | EV_FREEWATCH, 0, 0, U(1));
-	sigemptyset(&sa.sa_mask);
-	ck_assert_int_eq(sigaction(SIGUSR2, &sa, NULL), 0);
-	reuse_with = q[1];
-	reuse_fd = p[1];
-	kev_expect(kq, 2000, p[1], EVFILT_WRITE, EV_FREEWATCH | EV_DELETE, NOTE_FREE_CLOSE, 0, U(1));
-	ck_assert_int_eq(reuse_fd, -1);		/* the handler ran */
-	expect_quiet(kq, 20);
-	close(p[1]);				/* q's write end now */
-	close(p[0]);
-	close(q[0]);
-	close(q[1]);
-	close(kq);
+	number_reused_during_scan(EVFILT_WRITE);
 }
 END_TEST
 

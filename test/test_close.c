@@ -269,25 +269,19 @@ clone_child_close(void *arg)
 }
 
 /* Run clone_child_close(fd) in a clone() child with flags (plus SIGCHLD),
- * wait for it.  False: valgrind, which runs no CLONE_VM child that is not a
- * thread (a CLONE_VFORK one becomes a fork child that shares nothing). */
-static bool
-under_valgrind(void)
-{
-	const char *pre = getenv("LD_PRELOAD");
-
-	return pre != NULL && strstr(pre, "vgpreload") != NULL;
-}
-
+ * wait for it.  False: valgrind, which runs no clone() child on a stack of
+ * its own that is not a thread (a CLONE_VFORK one becomes a fork child that
+ * shares nothing). */
 static bool
 clone_close(int fd, int flags)
 {
+	const char *pre = getenv("LD_PRELOAD");
 	size_t size = 256 * 1024;
 	char *stack;
 	int st;
 
-	if (under_valgrind()) {
-		fprintf(stderr, "valgrind runs no clone(CLONE_VM) child: skipped\n");
+	if (pre != NULL && strstr(pre, "vgpreload") != NULL) {
+		fprintf(stderr, "valgrind runs no clone() child: skipped\n");
 		return false;
 	}
 	stack = malloc(size);
@@ -362,52 +356,31 @@ END_TEST
  * with the parent: a close in the child must not unregister the parent's
  * watch (lib/fdreg.c, own_table).
  */
-static int
-copy_child_close(void *arg)
-{
-	close(*(int *)arg);
-	return 0;
-}
-
 static void
 copy_child_close_keeps_parent_knote(int how)
 {
 	int kq = xkqueue(), p[2], st;
-	size_t size = 256 * 1024;
-	char *stack = NULL;
 	pid_t pid;
 
 	xpipe2(p, O_NONBLOCK);
 	kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, U(0));
-	if (how == 0) {
-		pid = _Fork();
-		if (pid == 0) {
-			close(p[0]);
-			_exit(0);
-		}
-	} else if (how == 1) {
-		if (under_valgrind()) {
-			/* it runs no clone() child on a stack of its own */
-			fprintf(stderr, "valgrind: clone() copy child skipped\n");
-			close(p[0]);
-			close(p[1]);
-			close(kq);
-			return;
-		}
-		stack = malloc(size);
-		ck_assert_ptr_nonnull(stack);
-		pid = clone(copy_child_close, stack + size, SIGCHLD, &p[0]);
-	} else {
-		pid = (pid_t)syscall(SYS_fork);
-		if (pid == 0) {
-			close(p[0]);
-			_exit(0);
-		}
+	if (how == 1) {
+		/* clone() without CLONE_VM: a copy, as fork() makes */
+		if (clone_close(p[0], 0))
+			expect_knote_intact(kq, p);
+		else
+			close(p[0]), close(p[1]);
+		close(kq);
+		return;
+	}
+	pid = how == 0 ? _Fork() : (pid_t)syscall(SYS_fork);
+	if (pid == 0) {
+		close(p[0]);
+		_exit(0);
 	}
 	ck_assert_int_gt(pid, 0);
 	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-	free(stack);
 	expect_knote_intact(kq, p);
 	close(kq);
 }

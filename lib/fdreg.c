@@ -743,7 +743,10 @@ closedir(DIR *d)
  */
 void *kq_vfork_enter(void);
 
-void *
+/* used: only the assembly below calls it, which link-time optimisation does
+ * not see (without it, an -flto build drops the function and fails to
+ * link). */
+__attribute__((used)) void *
 kq_vfork_enter(void)
 {
 	vforking = true;

@@ -184,8 +184,12 @@ START_TEST(module_own_close_is_tracked)
 }
 END_TEST
 
-/* Which object the program's GOT entry for close() points into. */
-static bool
+/*
+ * Which object the program's GOT entry for close() points into.  Not inlined:
+ * compilers take GOT entries for constants (clang reuses one load across the
+ * dlopen that patches it), so each question must be a fresh read.
+ */
+static __attribute__((noinline)) bool
 close_slot_in(const char *lib)
 {
 	/* Taking close's address reads the GOT (GLOB_DAT), not the PLT. */

@@ -506,6 +506,20 @@ kq_fdreg_fork_child(void)
 #define HAVE_VFORK_STUB 1
 #endif
 
+/*
+ * Are we a child with a copy of our memory that fork()'s handler did not
+ * start afresh (see owner_pid above)?  One load: kqueue() and kevent() ask.
+ * Where the kernel has no wipe-on-fork page it cannot be told without a
+ * system call, and such a child keeps the parent's view (the close path
+ * still asks the kernel).
+ */
+bool
+kq_fdreg_copy_child(void)
+{
+	return *(volatile unsigned char *)fork_mark == 0 &&
+	    fork_mark != &fork_mark_none;
+}
+
 /* Is this close the process's own (see owner_pid above)? */
 static bool
 own_table(void)
@@ -710,8 +724,10 @@ getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 {
 	int r = REAL(getsockopt)(fd, level, name, val, len);
 
+	/* a vfork() child's number may name another socket: what we kept
+	 * is the parent's */
 	if (__builtin_expect(level == SOL_SOCKET && name == SO_ERROR, 0) &&
-	    r == 0 && *len >= sizeof(int) && *(int *)val == 0)
+	    r == 0 && *len >= sizeof(int) && *(int *)val == 0 && own_table())
 		*(int *)val = kq_fdreg_take_sockerr(fd);
 	return r;
 }

@@ -28,6 +28,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -425,6 +426,33 @@ START_TEST(kept_so_error_dies_with_the_fd_number)
 }
 END_TEST
 
+/*
+ * A vfork() child runs in the parent's memory, where the kept error lives,
+ * but its descriptor table is its own: what its getsockopt(SO_ERROR) asks
+ * about may be another socket under the same number.  The kept error stays
+ * the parent's.
+ */
+START_TEST(kept_so_error_is_not_taken_by_a_vfork_child)
+{
+	int kq = xkqueue(), c = tcp_refused_connect(), st;
+
+	kev_ok(kq, c, EVFILT_WRITE, EV_ADD | EV_ONESHOT, 0, 0, UD(24));
+	(void)expect_write(kq, c, EV_ONESHOT | EV_EOF, ECONNREFUSED, UD(24));
+	pid_t pid = vfork();
+	if (pid == 0) {
+		int n = socket(AF_INET, SOCK_STREAM, 0);
+		_exit(n >= 0 && dup2(n, c) == c ? sock_error(c) : 100);
+	}
+	ck_assert_int_gt(pid, 0);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st));
+	ck_assert_int_eq(WEXITSTATUS(st), 0);
+	ck_assert_int_eq(sock_error(c), ECONNREFUSED);
+	close(c);
+	close(kq);
+}
+END_TEST
+
 /* FreeBSD's filt_sowrite: so_error without CANTSENDMORE is "a temporary udp
  * error": writable, no EV_EOF, no fflags, and so_error stays. */
 START_TEST(udp_pending_error_is_writable_without_eof)
@@ -578,6 +606,7 @@ write_suite(void)
 	tcase_add_test(tc, tcp_connect_refused_reports_econnrefused);
 	tcase_add_test(tc, tcp_connect_refused_leaves_so_error_to_application);
 	tcase_add_test(tc, kept_so_error_dies_with_the_fd_number);
+	tcase_add_test(tc, kept_so_error_is_not_taken_by_a_vfork_child);
 	tcase_add_test(tc, udp_is_writable);
 	tcase_add_test(tc, udp_pending_error_is_writable_without_eof);
 	suite_add_tcase(s, tc);

@@ -480,8 +480,8 @@ gp_atfork_parent(void)
 	atomic_store(&gp_forking, false);
 }
 
-static void
-gp_atfork_child(void)
+void
+kq_gotpatch_fork_child(void)
 {
 	/* Another thread of the parent may have been patching. */
 	pthread_mutex_init(&gp_lock, NULL);
@@ -494,7 +494,8 @@ gp_atfork_child(void)
 __attribute__((constructor)) static void
 gp_init(void)
 {
-	(void)pthread_atfork(gp_atfork_prepare, gp_atfork_parent, gp_atfork_child);
+	(void)pthread_atfork(gp_atfork_prepare, gp_atfork_parent,
+	    kq_gotpatch_fork_child);
 }
 
 static void

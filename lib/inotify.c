@@ -420,8 +420,8 @@ kq_ino_unsubscribe(struct kq_ino_sub *s, const char *path)
  * instance's fd.  Another thread may have been half-way through these
  * structures: forget them (the memory stays) and start afresh.
  */
-static void
-ino_fork_child(void)
+void
+kq_ino_fork_child(void)
 {
 	ino_fd = -1;
 	RB_INIT(&ino_wds);
@@ -432,5 +432,5 @@ ino_fork_child(void)
 __attribute__((constructor)) static void
 ino_init(void)
 {
-	pthread_atfork(NULL, NULL, ino_fork_child);
+	pthread_atfork(NULL, NULL, kq_ino_fork_child);
 }

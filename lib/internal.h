@@ -160,6 +160,14 @@
  *   in a child, so no library thread may be inside dl_iterate_phdr() when
  *   fork() copies the process: gotpatch.c's prepare handler stops new walks
  *   and waits for running ones (they hold only that lock).
+ *   A child that no fork handler ran in (_Fork, a raw fork system call,
+ *   clone() without CLONE_VM) is a process of its own all the same: its
+ *   first kqueue(), kevent() or kqfree_release() runs the same child
+ *   handlers (kq_fork_adopt), told by the kernel's wipe-on-fork page
+ *   (kq_fdreg_copy_child, one load).  Until then its closes touch nothing
+ *   (fdreg.c asks the kernel).  Such a child of a threaded parent may call
+ *   only async-signal-safe functions (POSIX), which kqueue() is not; the
+ *   handlers take kq_global_lock as fork()'s do.
  *
  * INOTIFY (inotify.c)
  *   One inotify instance for the process (an owned fd, made on the first
@@ -601,6 +609,9 @@ ssize_t kq_read_fdinfo(int fd, char *buf, size_t len);
 /* Fork child: close every owned descriptor, forget every watcher.  Process-
  * wide services never close their own fds in a fork child: this did. */
 void kq_fdreg_fork_child(void);
+/* A child with a copy of our memory that no fork handler started afresh
+ * (_Fork, a raw fork, clone() without CLONE_VM): see FORK. */
+bool kq_fdreg_copy_child(void);
 int kq_real_close(int fd);			/* libc's close, bypassing tracking */
 /* SO_ERROR stays the application's: reading it clears it on Linux, so an
  * error the library read (for EV_EOF fflags) is kept per fd number until the
@@ -634,6 +645,7 @@ struct kq_interpose {
 };
 void kq_gotpatch_apply(const struct kq_interpose *tab, size_t n);
 bool kq_gotpatch_stale(void);
+void kq_gotpatch_fork_child(void);	/* fork child: forget other threads' walks */
 /* filter_signal.c's interposers (dispositions, sigwait*, exec), for the
  * same patch: a program whose sigaction() binds to libc would replace the
  * handler that counts.  fdreg.c patches them whether or not close
@@ -729,6 +741,7 @@ void kq_ino_leave(struct kq_kqueue *kq);	/* it has no subscription left */
 void kq_ino_mail(struct kq_kqueue *kq);		/* deliver what was routed to kq */
 void kq_ino_lock(void);
 void kq_ino_unlock(void);
+void kq_ino_fork_child(void);		/* fork child: forget the instance */
 int kq_ino_add(const char *path, uint32_t mask);	/* locked: wd or -errno */
 void kq_ino_unused(int wd);		/* locked: rm the wd if nobody subscribed */
 void kq_ino_subscribe(struct kq_ino_sub *s, struct kq_kqueue *kq, int wd,
@@ -782,6 +795,7 @@ void kq_put(struct kq_kqueue *kq);		/* drop a reference */
  * numbers not seen before (dups), never under a kqueue lock. */
 struct kq_kqueue *kq_lookup(int fd, bool search);
 void kq_reap_suspects(void);			/* kill kqueues nothing names */
+void kq_fork_adopt(void);		/* a copy child's first call: see FORK */
 int64_t kq_pending_count(int fd);		/* queued events of kqueue fd, -1 if none */
 int64_t kq_now_ns(clockid_t clk);
 

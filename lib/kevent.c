@@ -549,6 +549,7 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 	 * before a descriptor or a signal is watched for it; never with a
 	 * kqueue lock held.  EVFILT_USER changes watch neither: a trigger
 	 * skips the walk (dl_iterate_phdr takes the loader's lock). */
+	kq_fork_adopt();
 	if (nchanges > 0 && !only_user_changes(changelist, nchanges))
 		kq_fdreg_check_new_objects();
 	kq_reap_suspects();

@@ -750,6 +750,7 @@ kq_create(bool cloexec)
 	struct kq_kqueue *kq;
 	int err, app = -1;
 
+	kq_fork_adopt();
 	kq_reap_suspects();
 	if ((kq = calloc(1, sizeof *kq)) == NULL) {
 		errno = ENOMEM;
@@ -907,6 +908,7 @@ kqfree_release(int fd)
 {
 	struct kq_kqueue *kq;
 
+	kq_fork_adopt();
 	kq_reap_suspects();
 	if ((kq = kq_lookup(fd, true)) == NULL) {
 		errno = EBADF;
@@ -1000,6 +1002,25 @@ fork_child(void)
 	 * parent does (re-initialising a locked mutex is undefined, and
 	 * ThreadSanitizer then sees the next lock as a double lock) */
 	pthread_mutex_unlock(&kq_global_lock);
+}
+
+/*
+ * A child no fork handler ran in (_Fork, a raw fork, clone() without
+ * CLONE_VM; internal.h: FORK): its first call into a kqueue runs them.
+ */
+void
+kq_fork_adopt(void)
+{
+	if (__builtin_expect(!kq_fdreg_copy_child(), 1))
+		return;
+	fork_prepare();
+	if (!kq_fdreg_copy_child()) {
+		fork_parent();		/* another thread of the child did it */
+		return;
+	}
+	kq_gotpatch_fork_child();
+	kq_ino_fork_child();
+	fork_child();			/* unlocks kq_global_lock */
 }
 
 __attribute__((constructor)) static void

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -83,6 +84,62 @@ START_TEST(child_kevent_on_parent_kqueue_is_ebadf)
 	close(p[0]);
 	close(p[1]);
 	close(kq);
+}
+END_TEST
+
+/*
+ * Children with a copy of our memory that fork()'s handlers did not start
+ * afresh: _Fork() (no atfork handlers) and a raw fork system call.  They
+ * are new processes all the same: the parent's kqueue is not theirs
+ * (EBADF, the parent's knote untouched), and a kqueue of their own tracks
+ * their closes as any process's does.
+ */
+static void
+copy_child_is_a_process_of_its_own(int how)
+{
+	int kq = xkqueue(), p[2];
+	pid_t pid;
+
+	xpipe(p);
+	kev_ok(kq, p[0], EVFILT_READ, EV_ADD, 0, 0, UD(1));
+	ck_assert_int_eq(write(p[1], "ab", 2), 2);
+	pid = how == 0 ? _Fork() : (pid_t)syscall(SYS_fork);
+	if (pid == 0) {
+		struct kevent ch, ev;
+		struct timespec zero = { 0, 0 };
+		int own, q[2];
+
+		child_sees_no_kqueue(kq, p[0]);
+		own = kqueue();
+		CHILD_CHECK(30, own >= 0 && pipe(q) == 0);
+		EV_SET(&ch, q[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, UD(5));
+		CHILD_CHECK(31, kevent(own, &ch, 1, NULL, 0, &zero) == 0);
+		CHILD_CHECK(32, close(q[0]) == 0);
+		memset(&ev, 0, sizeof ev);
+		CHILD_CHECK(33, kevent(own, NULL, 0, &ev, 1, &zero) == 1);
+		CHILD_CHECK(34, ev.ident == (uintptr_t)q[0] &&
+		    ev.filter == EVFILT_READ &&
+		    ev.flags == (EV_FREEWATCH | EV_DELETE) &&
+		    ev.fflags == NOTE_FREE_CLOSE && ev.data == 0 &&
+		    ev.udata == UD(5));
+		_exit(0);
+	}
+	expect_child_ok(pid);
+	kev_expect(kq, 1000, p[0], EVFILT_READ, 0, 0, 2, UD(1));
+	close(p[0]);
+	close(p[1]);
+	close(kq);
+}
+
+START_TEST(underscore_fork_child_is_a_process_of_its_own)
+{
+	copy_child_is_a_process_of_its_own(0);
+}
+END_TEST
+
+START_TEST(raw_fork_child_is_a_process_of_its_own)
+{
+	copy_child_is_a_process_of_its_own(1);
 }
 END_TEST
 
@@ -462,6 +519,8 @@ fork_suite(void)
 
 	tcase_set_timeout(tc, 60);	/* 600 forks under ASan on 2 busy cores */
 	tcase_add_test(tc, child_kevent_on_parent_kqueue_is_ebadf);
+	tcase_add_test(tc, underscore_fork_child_is_a_process_of_its_own);
+	tcase_add_test(tc, raw_fork_child_is_a_process_of_its_own);
 	tcase_add_test(tc, child_closing_kqueue_and_watched_fds_leaves_parent_alone);
 	tcase_add_test(tc, child_does_not_consume_parent_pending_events);
 	tcase_add_test(tc, fork_while_a_thread_waits_in_kevent);

@@ -413,7 +413,7 @@ END_TEST
  * its own kqueue work within a bounded time.
  */
 struct spinner {
-	int kq;
+	int kq, fd;
 	_Atomic bool stop;
 };
 
@@ -423,8 +423,9 @@ spin_kevent(void *arg)
 	struct spinner *s = arg;
 	struct kevent ch, ev;
 
-	/* a change each time: only a call with changes asks the loader */
-	EV_SET(&ch, 1, EVFILT_USER, EV_ADD, 0, 0, NULL);
+	/* a change each time: only a call with changes asks the loader, and
+	 * not one made only of EVFILT_USER changes (they watch nothing) */
+	EV_SET(&ch, s->fd, EVFILT_READ, EV_ADD, 0, 0, NULL);
 	while (!atomic_load(&s->stop))
 		kevent(s->kq, &ch, 1, &ev, 1, &(struct timespec){ 0, 0 });
 	return NULL;
@@ -434,8 +435,10 @@ START_TEST(fork_while_threads_poll_the_loader_never_hangs_the_child)
 {
 	struct spinner s = { .kq = xkqueue() };
 	pthread_t t[2];
-	int i, bad = 0, first = 0;
+	int i, bad = 0, first = 0, which = -1, p[2];
 
+	xpipe(p);
+	s.fd = p[0];
 	for (i = 0; i < 2; i++)
 		ck_assert_int_eq(pthread_create(&t[i], NULL, spin_kevent, &s), 0);
 	for (i = 0; i < 300; i++) {
@@ -455,17 +458,19 @@ START_TEST(fork_while_threads_poll_the_loader_never_hangs_the_child)
 		}
 		ck_assert_int_gt(pid, 0);
 		int status = wait_child_bounded(pid, 3000);
-		if (status != 0 && bad++ == 0)
-			first = status;
-		if (bad > 0)
+		if (status != 0) {
+			bad = 1, first = status, which = i;
 			break;
+		}
 	}
 	atomic_store(&s.stop, true);
 	for (i = 0; i < 2; i++)
 		join_bounded(t[i], 2000);
 	ck_assert_msg(bad == 0, "child %d failed (status 0x%x: "
-	    "-1 = hung)", i, first);
+	    "-1 = hung)", which, first);
 	close(s.kq);
+	close(p[0]);
+	close(p[1]);
 }
 END_TEST
 

@@ -441,29 +441,50 @@ patch_object(const struct gp_obj *o, const struct gp_range *libc,
  * the next call looks again) and waits for those running.  No lock: the
  * running walks hold the list lock only, which no thread holds while it
  * waits for us.  A walk of the forking thread itself (fork() from a signal
- * handler that interrupted it) is not waited for.
+ * handler that interrupted it) is not waited for: gp_my_walks counts it,
+ * and is never less than what this thread added to gp_walkers (it goes up
+ * first and down last), so a handler that interrupted the counting itself
+ * does not wait for its own thread, which would be for ever.  (The price,
+ * in that instant only: it may not wait for another thread's walk either.)
  */
 static _Atomic int gp_walkers;
 static _Atomic bool gp_forking;
 static __thread int gp_my_walks;
 
+#ifdef KQ_STATS
+/* Tests: called between the two counts of a walk's entry and exit. */
+void (*kq_test_walk_window)(void);
+#define WALK_WINDOW()	do {						\
+	if (kq_test_walk_window != NULL)				\
+		kq_test_walk_window();					\
+} while (0)
+#else
+#define WALK_WINDOW()	do { } while (0)
+#endif
+
 static bool
 gp_walk_enter(void)
 {
+	gp_my_walks++;
+	atomic_signal_fence(memory_order_seq_cst);	/* for our own handler */
+	WALK_WINDOW();
 	atomic_fetch_add(&gp_walkers, 1);
 	if (atomic_load(&gp_forking)) {
 		atomic_fetch_sub(&gp_walkers, 1);
+		atomic_signal_fence(memory_order_seq_cst);
+		gp_my_walks--;
 		return false;
 	}
-	gp_my_walks++;
 	return true;
 }
 
 static void
 gp_walk_leave(void)
 {
-	gp_my_walks--;
 	atomic_fetch_sub(&gp_walkers, 1);
+	atomic_signal_fence(memory_order_seq_cst);
+	WALK_WINDOW();
+	gp_my_walks--;
 }
 
 static void

@@ -1,21 +1,28 @@
 /*
- * test_fdreg.c: the fd registry's slot lock against a signal handler that
- * closes the number on the thread holding it.  White-box: the tests' build
- * of the library (KQ_STATS) calls kq_test_unlock_window() at the one
- * instant a handler is hardest to hit by chance - after the unlock looked
- * for a pending close and before it let the slot go.
+ * test_fdreg.c: the process-wide machinery against a signal handler on the
+ * thread that is inside it.  White-box: the tests' build of the library
+ * (KQ_STATS) calls a hook at the one instant a handler is hardest to hit
+ * by chance:
+ *   kq_test_unlock_window()  the fd registry's slot unlock, after it looked
+ *                            for a pending close and before it let the slot
+ *                            go (a handler's close);
+ *   kq_test_walk_window()    gotpatch.c's count of a loader walk, between
+ *                            the thread's own count and the process's (a
+ *                            handler's fork()).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <signal.h>
 #include <stdint.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "util.h"
 
 /* lib/fdreg.c, tests' build */
 extern void (*kq_test_unlock_window)(int fd);
+extern void (*kq_test_walk_window)(void);
 
 static volatile sig_atomic_t victim = -1;
 
@@ -60,6 +67,60 @@ START_TEST(close_in_handler_between_pending_check_and_release_is_told)
 }
 END_TEST
 
+/*
+ * fork() waits for other threads' loader walks (gotpatch.c), never for the
+ * walk of the thread it runs on: a handler that forks while its own thread
+ * is half-way through counting a walk, in or out, must not wait for itself.
+ */
+static volatile sig_atomic_t forks_left, fork_status = -2;
+
+static void
+fork_in_handler(int sig)
+{
+	int st;
+	pid_t pid;
+
+	(void)sig;
+	pid = fork();
+	if (pid == 0)
+		_exit(0);
+	fork_status = pid > 0 && waitpid(pid, &st, 0) == pid &&
+	    WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void
+interrupt_walk_count(void)
+{
+	if (forks_left > 0) {
+		forks_left--;
+		raise(SIGUSR2);
+	}
+}
+
+START_TEST(fork_in_handler_while_counting_a_loader_walk_returns)
+{
+	struct sigaction sa = { .sa_handler = fork_in_handler };
+	int kq = xkqueue(), p[2];
+
+	sigemptyset(&sa.sa_mask);
+	ck_assert_int_eq(sigaction(SIGUSR2, &sa, NULL), 0);
+	xpipe(p);
+	/* a change that watches a descriptor asks the loader: one walk, its
+	 * entry count interrupted by the first fork, its exit by the second */
+	forks_left = 2;
+	kq_test_walk_window = interrupt_walk_count;
+	kev_ok(kq, p[0], EVFILT_READ, EV_ADD, 0, 0, UD(1));
+	kq_test_walk_window = NULL;
+	ck_assert_int_eq(forks_left, 0);
+	ck_assert_int_eq(fork_status, 0);
+	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	kev_expect(kq, 0, p[0], EVFILT_READ, 0, 0, 1, UD(1));
+	close(p[0]);
+	close(p[1]);
+	close(kq);
+}
+END_TEST
+
 static Suite *
 fdreg_suite(void)
 {
@@ -67,6 +128,11 @@ fdreg_suite(void)
 	TCase *tc = tcase_create("slots");
 
 	tcase_add_test(tc, close_in_handler_between_pending_check_and_release_is_told);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("loader");
+	tcase_set_timeout(tc, 10);
+	tcase_add_test(tc, fork_in_handler_while_counting_a_loader_walk_returns);
 	suite_add_tcase(s, tc);
 	return s;
 }

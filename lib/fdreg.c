@@ -538,9 +538,13 @@ own_table(void)
 /*
  * fd is about to be closed or replaced.  Returns the slot, locked, if the
  * caller must unlock it after the real call (NULL: nothing to hold).
+ * cs: where the caller's cancellation state goes while the slot is held
+ * (the real call must not end the thread with the slot locked; CANCELLATION
+ * in internal.h), NULL if the real call is no cancellation point.  A close
+ * acts on a pending cancel here, before anything is touched.
  */
 static struct fdslot *
-closing(int fd)
+closing(int fd, int *cs)
 {
 	struct fdslot *s = slot_peek(fd);
 
@@ -550,7 +554,13 @@ closing(int fd)
 	 * close leaves our file open */
 	if (!own_table())
 		return NULL;
+	if (cs != NULL) {
+		pthread_testcancel();
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, cs);
+	}
 	if (!slot_trylock_closing(s)) {
+		if (cs != NULL)
+			pthread_setcancelstate(*cs, NULL);
 		atomic_fetch_or(&s->flags, SLOT_PENDING);
 		return NULL;
 	}
@@ -570,13 +580,17 @@ refused(int fd)
 }
 
 /* The close family: tell the watchers, then the real call with the slot
- * still locked. */
-#define CLOSING(fd, call) ({							\
-	struct fdslot *held_ = closing(fd);					\
+ * still locked.  cancel: the real call is a cancellation point. */
+#define CLOSING(fd, call, cancel) ({						\
+	int cs_;								\
+	struct fdslot *held_ = closing(fd, (cancel) ? &cs_ : NULL);		\
 	__typeof__(call) r_ = (call);						\
 	int e_ = errno;								\
-	if (held_ != NULL)							\
+	if (held_ != NULL) {							\
 		slot_unlock(held_, (fd));					\
+		if (cancel)							\
+			pthread_setcancelstate(cs_, NULL);			\
+	}									\
 	errno = e_;								\
 	r_;									\
 })
@@ -615,7 +629,7 @@ close_range_tracked(unsigned first, unsigned last, int flags)
 				from = fd + 1;
 				continue;
 			}
-			if (closing((int)fd) != NULL)
+			if (closing((int)fd, NULL) != NULL)
 				atomic_fetch_or(&s->flags, SLOT_RANGE);
 		}
 	}
@@ -644,7 +658,7 @@ close(int fd)
 		errno = EBADF;
 		return -1;
 	}
-	return CLOSING(fd, REAL(close)(fd));
+	return CLOSING(fd, REAL(close)(fd), true);
 }
 
 KQ_API int
@@ -656,7 +670,7 @@ dup2(int oldfd, int newfd)
 	}
 	if (oldfd == newfd || fcntl(oldfd, F_GETFD) < 0)
 		return REAL(dup2)(oldfd, newfd);
-	return CLOSING(newfd, REAL(dup2)(oldfd, newfd));
+	return CLOSING(newfd, REAL(dup2)(oldfd, newfd), false);
 }
 
 KQ_API int
@@ -668,7 +682,7 @@ dup3(int oldfd, int newfd, int flags)
 	}
 	if (oldfd == newfd || fcntl(oldfd, F_GETFD) < 0)
 		return REAL(dup3)(oldfd, newfd, flags);
-	return CLOSING(newfd, REAL(dup3)(oldfd, newfd, flags));
+	return CLOSING(newfd, REAL(dup3)(oldfd, newfd, flags), false);
 }
 
 KQ_API int
@@ -738,7 +752,7 @@ fclose(FILE *f)
 	int fd = fileno(f);
 	if (fd < 0)
 		return REAL(fclose)(f);
-	return CLOSING(fd, REAL(fclose)(f));
+	return CLOSING(fd, REAL(fclose)(f), true);
 }
 
 KQ_API int
@@ -747,7 +761,7 @@ closedir(DIR *d)
 	int fd = dirfd(d);
 	if (fd < 0)
 		return REAL(closedir)(d);
-	return CLOSING(fd, REAL(closedir)(d));
+	return CLOSING(fd, REAL(closedir)(d), false);
 }
 
 /*

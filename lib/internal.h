@@ -169,6 +169,19 @@
  *   only async-signal-safe functions (POSIX), which kqueue() is not; the
  *   handlers take kq_global_lock as fork()'s do.
  *
+ * CANCELLATION
+ *   No thread ends inside the library holding something: a lock, a slot, a
+ *   reference, a wake edge owed.  kqueue(), kevent() and kqfree_release()
+ *   run with cancellation disabled, except kevent()'s wait, a cancellation
+ *   point as FreeBSD's is: there the thread holds only its reference to the
+ *   kqueue, which a cleanup handler drops.  A kevent() that may wait
+ *   (nevents > 0) also acts on a cancel already pending at its entry,
+ *   before any change.  The close family (close, fclose) acts on a pending
+ *   cancel before it touches a watched number's slot, then holds the slot
+ *   across the real call with cancellation disabled: a cancel that comes
+ *   during a blocking close takes effect at the thread's next cancellation
+ *   point.
+ *
  * INOTIFY (inotify.c)
  *   One inotify instance for the process (an owned fd, made on the first
  *   subscription, given back when the last kqueue leaves), never one per

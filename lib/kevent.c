@@ -421,9 +421,30 @@ poll_due(struct kq_kqueue *kq)
 		kq_knote_activate(kq, kn);
 }
 
+/* A thread cancelled in its wait holds only its reference (CANCELLATION). */
+static void
+wait_cancelled(void *kq)
+{
+	kq_put(kq);
+}
+
+static int
+wait_cancellable(struct kq_kqueue *kq, struct kq_ready *ready,
+    const struct timespec *tsp)
+{
+	int r;
+
+	pthread_cleanup_push(wait_cancelled, kq);
+	pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+	r = kq_backend_wait(kq, ready, KQ_READY_MAX, tsp);
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+	pthread_cleanup_pop(0);
+	return r;
+}
+
 static int
 scan(struct kq_kqueue *kq, struct kevent *out, int max,
-    const struct timespec *timeout)
+    const struct timespec *timeout, bool cancellable)
 {
 	struct kq_ready ready[KQ_READY_MAX];
 	struct timespec zero = { 0, 0 }, left, capped, *tsp;
@@ -487,7 +508,8 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 		kq_update_wake(kq);
 		intr = kq_signal_intr_snapshot();
 		kq_unlock(kq);
-		r = kq_backend_wait(kq, ready, KQ_READY_MAX, tsp);
+		r = cancellable ? wait_cancellable(kq, ready, tsp) :
+		    kq_backend_wait(kq, ready, KQ_READY_MAX, tsp);
 		/* an alias was closed: if it was the last one, we are done */
 		if (atomic_load_explicit(&kq->suspect, memory_order_relaxed))
 			kq_reap_suspects();
@@ -534,7 +556,7 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
     struct kevent *eventlist, int nevents, const struct timespec *timeout)
 {
 	struct kq_kqueue *kq;
-	int i, nerrors = 0, ret;
+	int i, nerrors = 0, ret, cs;
 
 	if (nchanges < 0 || nevents < 0) {
 		errno = EINVAL;
@@ -549,11 +571,17 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 	 * before a descriptor or a signal is watched for it; never with a
 	 * kqueue lock held.  EVFILT_USER changes watch neither: a trigger
 	 * skips the walk (dl_iterate_phdr takes the loader's lock). */
+	/* a cancellation point only where it waits, as FreeBSD's: a pending
+	 * cancel ends a call that may wait before it changes anything */
+	if (nevents > 0)
+		pthread_testcancel();
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
 	kq_fork_adopt();
 	if (nchanges > 0 && !only_user_changes(changelist, nchanges))
 		kq_fdreg_check_new_objects();
 	kq_reap_suspects();
 	if ((kq = kq_lookup(fd, true)) == NULL) {
+		pthread_setcancelstate(cs, NULL);
 		errno = EBADF;
 		return -1;
 	}
@@ -598,7 +626,7 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 		ret = nerrors;
 		goto out;
 	}
-	ret = scan(kq, eventlist, nevents, timeout);
+	ret = scan(kq, eventlist, nevents, timeout, cs == PTHREAD_CANCEL_ENABLE);
 out:
 	kq_backend_flush(kq);
 	kq_timer_flush(kq);
@@ -606,6 +634,7 @@ out:
 	kq_update_wake(kq);
 	kq_unlock(kq);
 	kq_put(kq);
+	pthread_setcancelstate(cs, NULL);
 	if (ret < 0) {
 		errno = -ret;
 		return -1;

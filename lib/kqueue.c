@@ -745,7 +745,7 @@ kq_lookup(int fd, bool search)
 }
 
 static int
-kq_create(bool cloexec)
+kq_make(bool cloexec)
 {
 	struct kq_kqueue *kq;
 	int err, app = -1;
@@ -804,6 +804,20 @@ fail:
 	kq_free(kq);
 	errno = err;
 	return -1;
+}
+
+/* Not a cancellation point (CANCELLATION in internal.h). */
+static int
+kq_create(bool cloexec)
+{
+	int cs, fd, e;
+
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
+	fd = kq_make(cloexec);
+	e = errno;
+	pthread_setcancelstate(cs, NULL);
+	errno = e;
+	return fd;
 }
 
 KQ_API int
@@ -907,10 +921,13 @@ KQ_API int
 kqfree_release(int fd)
 {
 	struct kq_kqueue *kq;
+	int cs;
 
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
 	kq_fork_adopt();
 	kq_reap_suspects();
 	if ((kq = kq_lookup(fd, true)) == NULL) {
+		pthread_setcancelstate(cs, NULL);
 		errno = EBADF;
 		return -1;
 	}
@@ -924,6 +941,7 @@ kqfree_release(int fd)
 	}
 	kq_unlock(kq);
 	kq_put(kq);
+	pthread_setcancelstate(cs, NULL);
 	return 0;
 }
 

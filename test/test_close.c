@@ -1253,6 +1253,72 @@ START_TEST(stress_threads_random_ops_balance)
 }
 END_TEST
 
+/*
+ * close() is a cancellation point.  A thread cancelled there ends before
+ * the descriptor is touched (glibc acts on a pending cancel at entry): its
+ * watch, and the number's lock in the registry, must stay as they were.
+ */
+struct cancelled_close {
+	int fd;
+	pthread_barrier_t ready, cancelled;
+};
+
+static void *
+close_with_cancel_pending(void *arg)
+{
+	struct cancelled_close *c = arg;
+
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+	pthread_barrier_wait(&c->ready);
+	pthread_barrier_wait(&c->cancelled);
+	pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+	close(c->fd);
+	return NULL;
+}
+
+START_TEST(cancelled_close_leaves_the_watch_and_the_number_alone)
+{
+	struct cancelled_close c;
+	int kq = xkqueue(), p[2], q[2];
+	struct timespec ts;
+	pthread_t t;
+	void *ret = NULL;
+
+	xpipe2(p, O_NONBLOCK);
+	kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, U(0));
+	c.fd = p[0];
+	pthread_barrier_init(&c.ready, NULL, 2);
+	pthread_barrier_init(&c.cancelled, NULL, 2);
+	ck_assert_int_eq(pthread_create(&t, NULL, close_with_cancel_pending, &c), 0);
+	pthread_barrier_wait(&c.ready);
+	ck_assert_int_eq(pthread_cancel(t), 0);
+	pthread_barrier_wait(&c.cancelled);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 5;
+	ck_assert_int_eq(pthread_timedjoin_np(t, &ret, &ts), 0);
+	ck_assert_ptr_eq(ret, PTHREAD_CANCELED);
+	/* the file is still open under its number, and still watched */
+	ck_assert_int_ge(fcntl(p[0], F_GETFD), 0);
+	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	kev_expect(kq, 1000, p[0], EVFILT_READ, 0, 0, 1, U(0));
+	/* its own close ends the watch; the number's next file is watched */
+	close(p[0]);
+	kev_expect(kq, 1000, p[0], EVFILT_READ, EV_FREEWATCH | EV_DELETE,
+	    NOTE_FREE_CLOSE, 0, U(0));
+	xpipe2(q, O_NONBLOCK);
+	ck_assert_int_eq(q[0], p[0]);
+	kev_ok(kq, q[0], EVFILT_READ, EV_ADD, 0, 0, U(1));
+	ck_assert_int_eq(write(q[1], "yz", 2), 2);
+	kev_expect(kq, 1000, q[0], EVFILT_READ, 0, 0, 2, U(1));
+	pthread_barrier_destroy(&c.ready);
+	pthread_barrier_destroy(&c.cancelled);
+	close(q[0]);
+	close(q[1]);
+	close(p[1]);
+	close(kq);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- cost */
 
 /* Sanitizers and valgrind intercept close() themselves: no timing there. */
@@ -1358,6 +1424,7 @@ close_suite(void)
 	tcase_add_test(tc, close_racing_with_add_leaves_no_knote);
 #endif
 	tcase_add_test(tc, stress_threads_random_ops_balance);
+	tcase_add_test(tc, cancelled_close_leaves_the_watch_and_the_number_alone);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("cost");

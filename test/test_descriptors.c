@@ -127,33 +127,6 @@ START_TEST(close_kqueue_while_waiting_never_uses_reused_number)
 }
 END_TEST
 
-/* The waiter's own syscall: which descriptor it sleeps on (bounded wait
- * until it sleeps in epoll_wait or epoll_pwait2). */
-static int
-sleeping_on(pid_t tid)
-{
-	char path[64], buf[256];
-	long nr;
-	unsigned long arg0;
-	int i;
-
-	snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
-	for (i = 0; i < 2000; i++) {
-		FILE *f = fopen(path, "r");
-		int n = 0;
-		if (f != NULL) {
-			n = fgets(buf, sizeof buf, f) != NULL &&
-			    sscanf(buf, "%ld %lx", &nr, &arg0) == 2;
-			fclose(f);
-		}
-		if (n && (nr == 232 || nr == 441 || nr == 281))
-			return (int)arg0;
-		struct timespec ts = { 0, 1000000 };
-		nanosleep(&ts, NULL);
-	}
-	return -1;
-}
-
 struct tid_waiter {
 	struct kev_waiter w;
 	_Atomic pid_t tid;

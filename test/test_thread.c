@@ -591,6 +591,55 @@ START_TEST(user_triggers_taken_asleep_and_polling_are_exact)
 }
 END_TEST
 
+/*
+ * kevent() is a cancellation point, as FreeBSD's is: a thread cancelled
+ * while it waits ends there and leaves the kqueue whole - usable by the
+ * others, and nothing of it left once the application closes it.
+ */
+struct forever {
+	int kq;
+	_Atomic pid_t tid;
+};
+
+static void *
+wait_forever(void *arg)
+{
+	struct forever *f = arg;
+	struct kevent ev;
+
+	atomic_store(&f->tid, gettid());
+	kevent(f->kq, NULL, 0, &ev, 1, NULL);
+	return NULL;
+}
+
+START_TEST(cancelled_waiter_leaves_the_kqueue_whole)
+{
+	int base = count_open_fds(), kq = xkqueue(), i;
+	struct forever f = { .kq = kq };
+	struct timespec ts;
+	pthread_t t;
+	void *ret = NULL;
+
+	ck_assert_int_eq(pthread_create(&t, NULL, wait_forever, &f), 0);
+	for (i = 0; i < 2000 && atomic_load(&f.tid) == 0; i++)
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	/* asleep in the wait, not cancelled on the way in */
+	ck_assert_int_ge(sleeping_on(atomic_load(&f.tid)), 0);
+	ck_assert_int_eq(pthread_cancel(t), 0);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 5;
+	ck_assert_int_eq(pthread_timedjoin_np(t, &ret, &ts), 0);
+	ck_assert_ptr_eq(ret, PTHREAD_CANCELED);
+	kev_ok(kq, 1, EVFILT_USER, EV_ADD, 0, 0, UD(1));
+	kev_ok(kq, 1, EVFILT_USER, 0, NOTE_TRIGGER, 0, UD(1));
+	kev_expect(kq, 1000, 1, EVFILT_USER, 0, 0, 0, UD(1));
+	ck_assert_int_eq(close(kq), 0);
+	/* a closed kqueue's fds go back at the next call (internal.h) */
+	ck_assert_errno(kev_wait(kq, (struct kevent[1]){ 0 }, 1, 0), EBADF);
+	ck_assert_int_eq(count_open_fds(), base);
+}
+END_TEST
+
 static Suite *
 thread_suite(void)
 {
@@ -609,6 +658,7 @@ thread_suite(void)
 	tcase_add_test(tc, close_after_trigger_wakes_every_waiter);
 	tcase_add_test(tc, user_trigger_writes_wake_edge_after_unlocking);
 	tcase_add_test(tc, user_triggers_taken_asleep_and_polling_are_exact);
+	tcase_add_test(tc, cancelled_waiter_leaves_the_kqueue_whole);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -375,6 +375,33 @@ kev_waiter_main(void *arg)
 	return NULL;
 }
 
+/* Thread tid's own syscall: which descriptor it sleeps on (bounded wait
+ * until it sleeps in epoll_wait or epoll_pwait2; -1 if it does not). */
+static inline int
+sleeping_on(pid_t tid)
+{
+	char path[64], buf[256];
+	long nr;
+	unsigned long arg0;
+	int i;
+
+	snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
+	for (i = 0; i < 2000; i++) {
+		FILE *f = fopen(path, "r");
+		int n = 0;
+		if (f != NULL) {
+			n = fgets(buf, sizeof buf, f) != NULL &&
+			    sscanf(buf, "%ld %lx", &nr, &arg0) == 2;
+			fclose(f);
+		}
+		if (n && (nr == 232 || nr == 441 || nr == 281))
+			return (int)arg0;
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	return -1;
+}
+
 /* Join t, failing the case if it has not returned within ms. */
 static inline void
 join_bounded(pthread_t t, int ms)

@@ -1253,6 +1253,7 @@ START_TEST(stress_threads_random_ops_balance)
 }
 END_TEST
 
+#ifndef KQ_ASAN	/* see the suite */
 /*
  * close() is a cancellation point.  A thread cancelled there ends before
  * the descriptor is touched (glibc acts on a pending cancel at entry): its
@@ -1318,6 +1319,7 @@ START_TEST(cancelled_close_leaves_the_watch_and_the_number_alone)
 	close(kq);
 }
 END_TEST
+#endif
 
 /* ---------------------------------------------------------------- cost */
 
@@ -1424,7 +1426,11 @@ close_suite(void)
 	tcase_add_test(tc, close_racing_with_add_leaves_no_knote);
 #endif
 	tcase_add_test(tc, stress_threads_random_ops_balance);
+#ifndef KQ_ASAN
+	/* ASan leaves the frames a cancellation unwinds poisoned, and
+	 * reports its own stack-buffer-underflow as the thread exits. */
 	tcase_add_test(tc, cancelled_close_leaves_the_watch_and_the_number_alone);
+#endif
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("cost");

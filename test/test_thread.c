@@ -591,6 +591,7 @@ START_TEST(user_triggers_taken_asleep_and_polling_are_exact)
 }
 END_TEST
 
+#ifndef KQ_ASAN	/* see the suite */
 /*
  * kevent() is a cancellation point, as FreeBSD's is: a thread cancelled
  * while it waits ends there and leaves the kqueue whole - usable by the
@@ -639,6 +640,7 @@ START_TEST(cancelled_waiter_leaves_the_kqueue_whole)
 	ck_assert_int_eq(count_open_fds(), base);
 }
 END_TEST
+#endif
 
 static Suite *
 thread_suite(void)
@@ -658,7 +660,11 @@ thread_suite(void)
 	tcase_add_test(tc, close_after_trigger_wakes_every_waiter);
 	tcase_add_test(tc, user_trigger_writes_wake_edge_after_unlocking);
 	tcase_add_test(tc, user_triggers_taken_asleep_and_polling_are_exact);
+#ifndef KQ_ASAN
+	/* ASan leaves the frames a cancellation unwinds poisoned, and
+	 * reports its own stack-buffer-underflow as the thread exits. */
 	tcase_add_test(tc, cancelled_waiter_leaves_the_kqueue_whole);
+#endif
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -40,6 +40,17 @@ libdir=$($PKG_CONFIG --variable=libdir libkqfree)
 libdir=$dest${libdir#"$dest"}
 test -e "$libdir/libkqfree.so" || { echo "FAIL: $libdir/libkqfree.so not installed"; exit 1; }
 
+# A static link pulls in Libs.private: it names only what the library links
+# (libpthread is part of libc on glibc 2.34 and later).
+needed=$(readelf -d "$libdir/libkqfree.so" | sed -n 's/.*Shared library: \[lib\([^].]*\)\..*/\1/p')
+for l in $($PKG_CONFIG --static --libs-only-l libkqfree); do
+	l=${l#-l}
+	case "$l" in kqfree|pthread) continue ;; esac
+	echo "$needed" | grep -qx "$l" || {
+		echo "FAIL: libkqfree.pc's Libs.private names -l$l, which the library does not link"; exit 1
+	}
+done
+
 # CFLAGS/LDFLAGS of the build come along: an ASan library needs an ASan program.
 # shellcheck disable=SC2086
 $CC ${CFLAGS:-} "$abs_top_srcdir/test/install_prog.c" -o "$dest/install_prog" $flags ${LDFLAGS:-} || {

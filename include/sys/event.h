@@ -12,27 +12,27 @@
 
 #define EVFILT_READ		(-1)
 #define EVFILT_WRITE		(-2)
-#define EVFILT_AIO		(-3)	/* attached to aio requests (EINVAL here) */
-#define EVFILT_VNODE		(-4)	/* attached to vnodes */
-#define EVFILT_PROC		(-5)	/* attached to struct proc */
-#define EVFILT_SIGNAL		(-6)	/* attached to struct proc */
-#define EVFILT_TIMER		(-7)	/* timers */
-#define EVFILT_PROCDESC		(-8)	/* attached to process descriptors (pidfd) */
-#define EVFILT_FS		(-9)	/* filesystem events (EINVAL here) */
-#define EVFILT_LIO		(-10)	/* attached to lio requests (EINVAL here) */
-#define EVFILT_USER		(-11)	/* user events */
-#define EVFILT_SENDFILE		(-12)	/* attached to sendfile requests (EINVAL here) */
-#define EVFILT_EMPTY		(-13)	/* empty send socket buffer */
+#define EVFILT_AIO		(-3)	/* POSIX AIO completion (not offered: EINVAL) */
+#define EVFILT_VNODE		(-4)	/* changes to a file or directory */
+#define EVFILT_PROC		(-5)	/* exit, fork and exec of a process id */
+#define EVFILT_SIGNAL		(-6)	/* deliveries of a signal to this process */
+#define EVFILT_TIMER		(-7)	/* one-shot and periodic timers */
+#define EVFILT_PROCDESC		(-8)	/* exit of a process descriptor (a pidfd) */
+#define EVFILT_FS		(-9)	/* mount table changes (not offered: EINVAL) */
+#define EVFILT_LIO		(-10)	/* lio_listio completion (not offered: EINVAL) */
+#define EVFILT_USER		(-11)	/* events the application triggers itself */
+#define EVFILT_SENDFILE		(-12)	/* sendfile completion (not offered: EINVAL) */
+#define EVFILT_EMPTY		(-13)	/* a socket's send queue has drained */
 #define EVFILT_SYSCOUNT		13
 
 struct kevent {
-	uintptr_t	ident;		/* identifier for this event */
-	short		filter;		/* filter for event */
-	unsigned short	flags;		/* action flags for kqueue */
-	unsigned int	fflags;		/* filter flag value */
-	int64_t		data;		/* filter data value */
-	void		*udata;		/* opaque user data identifier */
-	uint64_t	ext[4];		/* extensions */
+	uintptr_t	ident;		/* what is watched: fd, pid, signal, id */
+	short		filter;		/* EVFILT_*: which kind of watch */
+	unsigned short	flags;		/* EV_*: action in, state out */
+	unsigned int	fflags;		/* NOTE_*: per-filter options */
+	int64_t		data;		/* per-filter value (bytes, count...) */
+	void		*udata;		/* the application's, returned as given */
+	uint64_t	ext[4];		/* zeroed; reserved for extensions */
 };
 
 #define EV_SET(kevp_, a, b, c, d, e, f) do {		\
@@ -48,30 +48,30 @@ struct kevent {
 } while (0)
 
 /* actions */
-#define EV_ADD		0x0001		/* add event to kq (implies enable) */
-#define EV_DELETE	0x0002		/* delete event from kq */
-#define EV_ENABLE	0x0004		/* enable event */
-#define EV_DISABLE	0x0008		/* disable event (not reported) */
-#define EV_FORCEONESHOT	0x0100		/* enable _ONESHOT and force trigger */
-#define EV_KEEPUDATA	0x0200		/* do not update the udata field */
+#define EV_ADD		0x0001		/* create or update the watch, enabled */
+#define EV_DELETE	0x0002		/* remove the watch */
+#define EV_ENABLE	0x0004		/* report the watch's events again */
+#define EV_DISABLE	0x0008		/* keep the watch but report nothing */
+#define EV_FORCEONESHOT	0x0100		/* make it one-shot and fire it now */
+#define EV_KEEPUDATA	0x0200		/* leave the stored udata as it is */
 
 /* flags */
-#define EV_ONESHOT	0x0010		/* only report one occurrence */
-#define EV_CLEAR	0x0020		/* clear event state after reporting */
-#define EV_RECEIPT	0x0040		/* force EV_ERROR on success, data=0 */
-#define EV_DISPATCH	0x0080		/* disable event after reporting */
+#define EV_ONESHOT	0x0010		/* remove the watch after its first event */
+#define EV_CLEAR	0x0020		/* reset the state once it is returned */
+#define EV_RECEIPT	0x0040		/* answer every change with EV_ERROR */
+#define EV_DISPATCH	0x0080		/* disable the watch after each event */
 
 /* libkqfree extension: hand udata back when the watch dies (see kqfree(3)) */
 #define EV_FREEWATCH	0x0400
 
-#define EV_SYSFLAGS	0xF000		/* reserved by system */
-#define EV_DROP		0x1000		/* note should be dropped */
-#define EV_FLAG1	0x2000		/* filter-specific flag */
-#define EV_FLAG2	0x4000		/* filter-specific flag */
+#define EV_SYSFLAGS	0xF000		/* the kernel's own bits: ignored in */
+#define EV_DROP		0x1000		/* internal use */
+#define EV_FLAG1	0x2000		/* internal use */
+#define EV_FLAG2	0x4000		/* internal use */
 
 /* returned values */
-#define EV_EOF		0x8000		/* EOF detected */
-#define EV_ERROR	0x4000		/* error, data contains errno */
+#define EV_EOF		0x8000		/* the other end is gone (fflags: error) */
+#define EV_ERROR	0x4000		/* a change failed: data holds errno */
 
 /* fflags of an EV_FREEWATCH|EV_DELETE free notice: why the watch died */
 #define NOTE_FREE_DELETE	0x0001	/* the application's EV_DELETE */
@@ -80,53 +80,53 @@ struct kevent {
 #define NOTE_FREE_DROP		0x0008	/* the library dropped the knote */
 #define NOTE_FREE_RELEASE	0x0010	/* kqfree_release() or kqueue teardown */
 
-/* data/hint flags for EVFILT_USER */
-#define NOTE_FFNOP	0x00000000		/* ignore input fflags */
-#define NOTE_FFAND	0x40000000		/* AND fflags */
-#define NOTE_FFOR	0x80000000		/* OR fflags */
-#define NOTE_FFCOPY	0xc0000000		/* copy fflags */
-#define NOTE_FFCTRLMASK	0xc0000000		/* mask for operations */
-#define NOTE_FFLAGSMASK	0x00ffffff
-#define NOTE_TRIGGER	0x01000000		/* cause the event to be triggered */
+/* EVFILT_USER: how a change's fflags combine with the stored ones */
+#define NOTE_FFNOP	0x00000000		/* keep the stored fflags */
+#define NOTE_FFAND	0x40000000		/* stored &= given */
+#define NOTE_FFOR	0x80000000		/* stored |= given */
+#define NOTE_FFCOPY	0xc0000000		/* stored = given */
+#define NOTE_FFCTRLMASK	0xc0000000		/* the combining bits above */
+#define NOTE_FFLAGSMASK	0x00ffffff		/* the application's 24 bits */
+#define NOTE_TRIGGER	0x01000000		/* fire the user event */
 
-/* data/hint flags for EVFILT_{READ|WRITE} */
-#define NOTE_LOWAT	0x0001			/* low water mark */
-#define NOTE_FILE_POLL	0x0002			/* behave like poll() */
+/* EVFILT_READ and EVFILT_WRITE */
+#define NOTE_LOWAT	0x0001			/* fire only at data bytes or more */
+#define NOTE_FILE_POLL	0x0002			/* ready whenever poll() says so */
 
-/* data/hint flags for EVFILT_VNODE */
-#define NOTE_DELETE	0x0001			/* vnode was removed */
-#define NOTE_WRITE	0x0002			/* data contents changed */
-#define NOTE_EXTEND	0x0004			/* size increased */
-#define NOTE_ATTRIB	0x0008			/* attributes changed */
-#define NOTE_LINK	0x0010			/* link count changed */
-#define NOTE_RENAME	0x0020			/* vnode was renamed */
-#define NOTE_REVOKE	0x0040			/* vnode access was revoked */
-#define NOTE_OPEN	0x0080			/* vnode was opened */
-#define NOTE_CLOSE	0x0100			/* file closed, fd did not allow write */
-#define NOTE_CLOSE_WRITE 0x0200			/* file closed, fd did allow write */
-#define NOTE_READ	0x0400			/* file was read */
+/* EVFILT_VNODE: what happened to the file */
+#define NOTE_DELETE	0x0001			/* its last name was unlinked */
+#define NOTE_WRITE	0x0002			/* its contents were written */
+#define NOTE_EXTEND	0x0004			/* it grew */
+#define NOTE_ATTRIB	0x0008			/* mode, owner or times changed */
+#define NOTE_LINK	0x0010			/* a hard link came or went */
+#define NOTE_RENAME	0x0020			/* it was renamed */
+#define NOTE_REVOKE	0x0040			/* its filesystem went away */
+#define NOTE_OPEN	0x0080			/* someone opened it */
+#define NOTE_CLOSE	0x0100			/* a read-only open of it closed */
+#define NOTE_CLOSE_WRITE 0x0200			/* a writable open of it closed */
+#define NOTE_READ	0x0400			/* someone read it */
 
-/* data/hint flags for EVFILT_PROC and EVFILT_PROCDESC */
-#define NOTE_EXIT	0x80000000		/* process exited */
-#define NOTE_FORK	0x40000000		/* process forked */
-#define NOTE_EXEC	0x20000000		/* process exec'd */
-#define NOTE_PCTRLMASK	0xf0000000		/* mask for hint bits */
-#define NOTE_PDATAMASK	0x000fffff		/* mask for pid */
+/* EVFILT_PROC and EVFILT_PROCDESC: what the process did */
+#define NOTE_EXIT	0x80000000		/* it ended: data is its wait status */
+#define NOTE_FORK	0x40000000		/* it made a child */
+#define NOTE_EXEC	0x20000000		/* it ran a new program */
+#define NOTE_PCTRLMASK	0xf0000000		/* the event bits above */
+#define NOTE_PDATAMASK	0x000fffff		/* where a pid fits */
 
-/* additional flags for EVFILT_PROC */
-#define NOTE_TRACK	0x00000001		/* follow across forks */
-#define NOTE_TRACKERR	0x00000002		/* could not track child */
-#define NOTE_CHILD	0x00000004		/* am a child process */
+/* EVFILT_PROC: following a process's descendants */
+#define NOTE_TRACK	0x00000001		/* watch each new child as well */
+#define NOTE_TRACKERR	0x00000002		/* a child could not be watched */
+#define NOTE_CHILD	0x00000004		/* this event is a tracked child's */
 
-/* additional flags for EVFILT_TIMER */
-#define NOTE_SECONDS	0x00000001		/* data is seconds */
-#define NOTE_MSECONDS	0x00000002		/* data is milliseconds */
-#define NOTE_USECONDS	0x00000004		/* data is microseconds */
-#define NOTE_NSECONDS	0x00000008		/* data is nanoseconds */
-#define NOTE_ABSTIME	0x00000010		/* timeout is absolute */
+/* EVFILT_TIMER: the unit of data, and absolute deadlines */
+#define NOTE_SECONDS	0x00000001		/* data counts seconds */
+#define NOTE_MSECONDS	0x00000002		/* data counts milliseconds (default) */
+#define NOTE_USECONDS	0x00000004		/* data counts microseconds */
+#define NOTE_NSECONDS	0x00000008		/* data counts nanoseconds */
+#define NOTE_ABSTIME	0x00000010		/* data is a time since the epoch */
 
-/* flags for kqueuex(2) */
-#define KQUEUE_CLOEXEC	0x00000001		/* close on exec */
+/* kqueuex() */
+#define KQUEUE_CLOEXEC	0x00000001		/* the kqueue fd is not inherited by exec */
 
 #ifdef __cplusplus
 extern "C" {

@@ -367,7 +367,8 @@ struct kq_knote {
 	struct kq_fdnode *fdn;		/* isfd filters */
 	LIST_ENTRY(kq_knote) fdlink;	/* fdn->knotes (isfd filters): their index */
 	TAILQ_ENTRY(kq_knote) plink;	/* kq->polled while KN_POLLED */
-	uint32_t pollmask;		/* pollevents() as of the last fdnode update */
+	uint32_t pollmask;		/* its share of fdn's registration as of
+					 * the last fdnode update (kqueue.c) */
 	union {
 		struct kq_proc_state proc;
 		struct kq_vnode_state vnode;
@@ -557,6 +558,10 @@ struct kq_fdnode *kq_fdnode_find(struct kq_kqueue *kq, int fd);	/* live node or 
 void kq_fdnode_put(struct kq_kqueue *kq, struct kq_fdnode *fdn);	/* free if no knotes */
 /* Recompute fdn->poll.want from its knotes' pollevents() and schedule it. */
 void kq_fdnode_update(struct kq_kqueue *kq, struct kq_fdnode *fdn);
+/* kn (an fd's knote) is new, renewed or changed: the same, recomputed only
+ * if kn's share changed, and kn queued if it may be ready already with no
+ * new epoll report to come (kqueue.c). */
+void kq_fdnode_knote_changed(struct kq_kqueue *kq, struct kq_knote *kn);
 /* Probe fdn->fd with epoll once (sets fdn->kind); 0 or errno (EBADF). */
 int kq_fdnode_probe(struct kq_kqueue *kq, struct kq_fdnode *fdn);
 void kq_drain_closed(struct kq_kqueue *kq);

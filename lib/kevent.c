@@ -94,7 +94,7 @@ add_knote(struct kq_kqueue *kq, const struct kq_filterops *fop,
 	if (kev->flags & EV_FREEWATCH)
 		kq_knote_set_freewatch(kn, true);
 	if (kq_knote_fdn(kn) != NULL)
-		kq_fdnode_update(kq, kn->fdn);
+		kq_fdnode_knote_changed(kq, kn);
 	return 0;
 }
 
@@ -177,19 +177,8 @@ modify_knote(struct kq_kqueue *kq, struct kq_knote *kn, const struct kevent *kev
 	}
 	if (fop->rearm != NULL)
 		fop->rearm(kq, kn);
-	if (kq_knote_fdn(kn) != NULL) {
-		struct kq_poll *p = &kn->fdn->poll;
-		kq_fdnode_update(kq, kn->fdn);
-		/* FreeBSD re-runs f_event after any change: the new fflags or
-		 * data (NOTE_LOWAT) may make it ready now.  epoll does that for
-		 * us when the flush changes the registration, and a level
-		 * registration reports again anyway; only an unchanged
-		 * edge-triggered one needs the scan to look. */
-		if (fop->pollevents != NULL && !(kn->status & KN_DISABLED) &&
-		    p->want == p->armed &&
-		    (p->armed & (KQ_POLLET | KQ_POLLONESHOT)))
-			kq_knote_activate(kq, kn);
-	}
+	if (kq_knote_fdn(kn) != NULL)
+		kq_fdnode_knote_changed(kq, kn);
 	return 0;
 }
 
@@ -236,7 +225,7 @@ renew_knote(struct kq_kqueue *kq, const struct kevent *del,
 	}
 	if (add.flags & EV_FREEWATCH)
 		kq_knote_set_freewatch(kn, true);
-	kq_fdnode_update(kq, fdn);
+	kq_fdnode_knote_changed(kq, kn);
 	return 2;
 }
 

@@ -418,8 +418,10 @@ kq_knote_deactivate(struct kq_kqueue *kq, struct kq_knote *kn)
 /*
  * An fd's knote deleted and added again in one changelist (kevent.c's
  * renew_knote) keeps its memory and its place on the fdnode: detached,
- * taken off the queues, every field but those cleared.  Not for a knote
- * holding an EV_FREEWATCH reference (its memory is the notice).
+ * taken off the queues, every field but those cleared.  pollmask stays: it
+ * is the fdnode's record of what the registration holds for this knote
+ * (kq_fdnode_knote_changed compares the new knote's share with it).  Not
+ * for a knote holding an EV_FREEWATCH reference (its memory is the notice).
  */
 void
 kq_knote_renew(struct kq_kqueue *kq, struct kq_knote *kn)
@@ -435,7 +437,6 @@ kq_knote_renew(struct kq_kqueue *kq, struct kq_knote *kn)
 	kn->data = 0;
 	kn->sfflags = kn->fflags = 0;
 	kn->sdata = 0;
-	kn->pollmask = 0;
 	memset(&kn->u, 0, sizeof kn->u);
 	kn->u.vnode.wd = -1;
 }

@@ -198,6 +198,7 @@
 #define KQ_INTERNAL_H
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -435,9 +436,26 @@ void kq_knote_poll(struct kq_kqueue *kq, struct kq_knote *kn);	/* make KN_POLLED
 void kq_knote_set_freewatch(struct kq_knote *kn, bool on);	/* KN_FREEWATCH */
 void kq_knote_release(struct kq_kqueue *kq, struct kq_knote *kn,
     unsigned reason, struct kevent *fired);
-/* Delete and re-add of an fd's knote without an EV_FREEWATCH reference:
- * detached and cleared in place, on its fdnode, ready for attach. */
-void kq_knote_renew(struct kq_kqueue *kq, struct kq_knote *kn);
+/* Delete and re-add (change kev) of an fd's knote without an EV_FREEWATCH
+ * reference: detached and set anew in place, on its fdnode, ready for
+ * attach. */
+void kq_knote_renew(struct kq_kqueue *kq, struct kq_knote *kn,
+    const struct kevent *kev);
+/* A new knote (or a renewed one) as the change kev describes it. */
+static inline void
+kq_knote_set(struct kq_knote *kn, const struct kevent *kev)
+{
+	kn->ident = kev->ident;
+	kn->filter = kev->filter;
+	kn->flags = kev->flags & KN_STORED_FLAGS_MASK;
+	kn->udata = kev->udata;
+	if (kn->status & KN_WHOLE) {
+		kn->sfflags = kev->fflags;
+		kn->sdata = kev->data;
+	}
+	if (kev->flags & EV_DISABLE)
+		kn->status |= KN_DISABLED;
+}
 /* A notice (note: from kq_knote_alloc(kq, NULL)) handing back udata of
  * (ident, filter) for reason, without the knote dying. */
 void kq_knote_queue_notice(struct kq_kqueue *kq, struct kq_knote *note,
@@ -554,7 +572,7 @@ TAILQ_HEAD(kq_fdnode_list, kq_fdnode);
 
 /* kqueue.c / fdnode helpers */
 struct kq_fdnode *kq_fdnode_get(struct kq_kqueue *kq, int fd, int *err);
-struct kq_fdnode *kq_fdnode_find(struct kq_kqueue *kq, int fd);	/* live node or NULL */
+struct kq_fdnode *kq_fdnode_find_closed(struct kq_kqueue *kq, int fd);
 void kq_fdnode_put(struct kq_kqueue *kq, struct kq_fdnode *fdn);	/* free if no knotes */
 /* Recompute fdn->poll.want from its knotes' pollevents() and schedule it. */
 void kq_fdnode_update(struct kq_kqueue *kq, struct kq_fdnode *fdn);
@@ -714,6 +732,34 @@ struct kq_kqueue {
 	void *proc_priv;		/* filter_proc.c */
 };
 
+/* fd's live node or NULL (inline: every change to an fd's knote asks) */
+static inline struct kq_fdnode *
+kq_fdnode_find(struct kq_kqueue *kq, int fd)
+{
+	struct kq_fdnode *fdn;
+
+	if (fd < 0 || fd >= kq->nfds || (fdn = kq->fds[fd]) == NULL)
+		return NULL;
+	if (atomic_load(&fdn->closed))
+		return kq_fdnode_find_closed(kq, fd);
+	return fdn;
+}
+
+/* kq_knote_find() for a filter whose ident is an fd (fop->isfd). */
+static inline struct kq_knote *
+kq_knote_find_fd(struct kq_kqueue *kq, short filter, uintptr_t ident)
+{
+	struct kq_fdnode *fdn;
+	struct kq_knote *kn;
+
+	if (ident > INT_MAX || (fdn = kq_fdnode_find(kq, (int)ident)) == NULL)
+		return NULL;
+	LIST_FOREACH(kn, &fdn->knotes, fdlink)
+		if (kn->filter == filter)
+			return kn;
+	return NULL;
+}
+
 /* inotify.c: the process's one inotify instance (see INOTIFY above).
  * Every call with the caller's kq->lock held; the ones marked so also under
  * kq_ino_lock(), which the caller holds across an add and the subscribe (or
@@ -754,7 +800,17 @@ void kq_ino_unsubscribe(struct kq_ino_sub *s, const char *path);	/* locked */
  * the watch, IN_IGNORED): the kqueue may still hold the instance for it.
  * u.vnode.size/nlink belong to VNODE knotes only. */
 int kq_inotify_watch(struct kq_kqueue *kq, struct kq_knote *kn, int fd, uint32_t mask);
-void kq_inotify_unwatch(struct kq_kqueue *kq, struct kq_knote *kn);
+void kq_inotify_unwatch_held(struct kq_kqueue *kq, struct kq_knote *kn);
+/* Inline: every READ/WRITE detach calls it, and a kqueue without a watch
+ * (kq->vnode_priv NULL: no inotify state at all) holds nothing for kn. */
+static inline void
+kq_inotify_unwatch(struct kq_kqueue *kq, struct kq_knote *kn)
+{
+	if (kq->vnode_priv == NULL)
+		kn->u.vnode.wd = -1;
+	else
+		kq_inotify_unwatch_held(kq, kn);
+}
 
 /* procconn.c: the netlink proc connector socket (CAP_NET_ADMIN in the
  * initial namespaces).  open: an owned, non-blocking fd subscribed to forks,

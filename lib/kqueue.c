@@ -224,15 +224,12 @@ fdnode_dispose(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 	kq->nfdnode_cached++;
 }
 
-/* The live node of fd: one closed (on another thread) since this call
- * drained is drained now, since the number may name another file. */
+/* kq_fdnode_find() found fd's node closed (on another thread) since this
+ * call drained: drained now, since the number may name another file. */
 struct kq_fdnode *
-kq_fdnode_find(struct kq_kqueue *kq, int fd)
+kq_fdnode_find_closed(struct kq_kqueue *kq, int fd)
 {
-	if (fd < 0 || fd >= kq->nfds || kq->fds[fd] == NULL)
-		return NULL;
-	if (atomic_load(&kq->fds[fd]->closed))
-		kq_drain_closed(kq);
+	kq_drain_closed(kq);
 	return kq->fds[fd];
 }
 
@@ -290,7 +287,7 @@ kq_fdnode_get(struct kq_kqueue *kq, int fd, int *err)
 /* One knote's share of its fd's registration: the events it wants now (0:
  * none), KQ_POLLET if it wants edges (EV_CLEAR, or its filter asks),
  * KQ_POLLONESHOT if it fires once (EV_ONESHOT, EV_DISPATCH). */
-static uint32_t
+static inline uint32_t
 knote_share(struct kq_kqueue *kq, struct kq_knote *kn)
 {
 	const struct kq_filterops *fop = kq_knote_fop(kn);

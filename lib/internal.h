@@ -436,11 +436,6 @@ void kq_knote_poll(struct kq_kqueue *kq, struct kq_knote *kn);	/* make KN_POLLED
 void kq_knote_set_freewatch(struct kq_knote *kn, bool on);	/* KN_FREEWATCH */
 void kq_knote_release(struct kq_kqueue *kq, struct kq_knote *kn,
     unsigned reason, struct kevent *fired);
-/* Delete and re-add (change kev) of an fd's knote without an EV_FREEWATCH
- * reference: detached and set anew in place, on its fdnode, ready for
- * attach. */
-void kq_knote_renew(struct kq_kqueue *kq, struct kq_knote *kn,
-    const struct kevent *kev);
 /* A new knote (or a renewed one) as the change kev describes it. */
 static inline void
 kq_knote_set(struct kq_knote *kn, const struct kevent *kev)
@@ -576,10 +571,58 @@ struct kq_fdnode *kq_fdnode_find_closed(struct kq_kqueue *kq, int fd);
 void kq_fdnode_put(struct kq_kqueue *kq, struct kq_fdnode *fdn);	/* free if no knotes */
 /* Recompute fdn->poll.want from its knotes' pollevents() and schedule it. */
 void kq_fdnode_update(struct kq_kqueue *kq, struct kq_fdnode *fdn);
-/* kn (an fd's knote) is new, renewed or changed: the same, recomputed only
- * if kn's share changed, and kn queued if it may be ready already with no
- * new epoll report to come (kqueue.c). */
-void kq_fdnode_knote_changed(struct kq_kqueue *kq, struct kq_knote *kn);
+/* epoll reported what kn wants, or will not (edge: the registration is
+ * edge-triggered): kn goes on the active queue, to be re-checked by the
+ * scan if it is a level knote on an edge-triggered registration. */
+void kq_fdnode_knote_ready(struct kq_kqueue *kq, struct kq_knote *kn, bool edge);
+
+/* One knote's share of its fd's registration: the events it wants now (0:
+ * none), KQ_POLLET if it wants edges (EV_CLEAR, or its filter asks),
+ * KQ_POLLONESHOT if it fires once (EV_ONESHOT, EV_DISPATCH).  The
+ * registration is the union (kqueue.c's fdnode_want, which records each
+ * knote's share in kn->pollmask): edge-triggered if any knote wants edges,
+ * one-shot only if all fire once. */
+static inline uint32_t
+kq_knote_share(struct kq_kqueue *kq, struct kq_knote *kn)
+{
+	const struct kq_filterops *fop = kq_knote_fop(kn);
+	uint32_t m;
+
+	if (fop->pollevents == NULL || (m = fop->pollevents(kq, kn)) == 0)
+		return 0;
+	if (kn->flags & EV_CLEAR)
+		m |= KQ_POLLET;
+	if (kn->flags & (EV_ONESHOT | EV_DISPATCH))
+		m |= KQ_POLLONESHOT;
+	return m;
+}
+
+/*
+ * kn, an fd's knote, is new, renewed or changed.  FreeBSD asks its filter
+ * at once (f_event after attach or touch): it may be ready already.  epoll
+ * does that for us when the flush changes the registration, and a level
+ * registration reports again anyway; only an edge-triggered (or one-shot)
+ * one that stays as it was needs the scan to look, since epoll makes no new
+ * edge for what was there before.  The registration is recomputed only if
+ * kn's share of it changed.  Inline: the rearm idiom calls it for every
+ * pair, and nothing but its share usually changes.
+ */
+static inline void
+kq_fdnode_knote_changed(struct kq_kqueue *kq, struct kq_knote *kn)
+{
+	struct kq_fdnode *fdn = kn->fdn;
+	struct kq_poll *p = &fdn->poll;
+	uint32_t share;
+
+	if (fdn->kind != KQ_FD_POLL)
+		return;
+	share = kq_knote_share(kq, kn);
+	if (share != kn->pollmask)
+		kq_fdnode_update(kq, fdn);
+	if (share != 0 && p->want == p->armed &&
+	    (p->armed & (KQ_POLLET | KQ_POLLONESHOT)))
+		kq_fdnode_knote_ready(kq, kn, (p->armed & KQ_POLLET) != 0);
+}
 /* Probe fdn->fd with epoll once (sets fdn->kind); 0 or errno (EBADF). */
 int kq_fdnode_probe(struct kq_kqueue *kq, struct kq_fdnode *fdn);
 void kq_drain_closed(struct kq_kqueue *kq);

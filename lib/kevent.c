@@ -180,7 +180,9 @@ modify_knote(struct kq_kqueue *kq, struct kq_knote *kn, const struct kevent *kev
  * to the normal path (attach failed: it will fail there the same way, or
  * not); 0: not the idiom, nothing done.  The changes are read in place
  * (EV_SYSFLAGS, which kevent() strips, is none of the bits looked at, and
- * knote_set() keeps none of it).
+ * kq_knote_set() keeps none of it).  The knote keeps its pollmask: that is
+ * the fdnode's record of what the registration holds for it, which
+ * kq_fdnode_knote_changed() compares the new knote's share with.
  */
 static int
 renew_knote(struct kq_kqueue *kq, const struct kevent *del,
@@ -199,7 +201,18 @@ renew_knote(struct kq_kqueue *kq, const struct kevent *del,
 		return 0;
 	/* kq_knote_find_fd() found the node open (a closed one is drained
 	 * there); a close from here on is drained at the next kevent() */
-	kq_knote_renew(kq, kn, add);
+	fop->detach(kq, kn);
+	if (kn->status & KN_QUEUED)
+		TAILQ_REMOVE(&kq->active, kn, link);
+	if (kn->status & KN_POLLED)
+		TAILQ_REMOVE(&kq->polled, kn, plink);
+	/* as kq_knote_alloc() leaves a whole knote */
+	kn->status = KN_WHOLE;
+	kn->data = 0;
+	kn->fflags = 0;
+	memset(&kn->u, 0, sizeof kn->u);
+	kn->u.vnode.wd = -1;
+	kq_knote_set(kn, add);
 	if (fop->attach(kq, kn, add) != 0) {
 		kq_knote_free_unattached(kq, kn);
 		return 1;

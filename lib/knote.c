@@ -410,32 +410,6 @@ kq_knote_deactivate(struct kq_kqueue *kq, struct kq_knote *kn)
 }
 
 /*
- * An fd's knote deleted and added again in one changelist (kevent.c's
- * renew_knote) keeps its memory and its place on the fdnode: detached,
- * taken off the queues, every field set as a new knote's from the add.
- * pollmask stays: it is the fdnode's record of what the registration holds
- * for this knote (kq_fdnode_knote_changed compares the new knote's share
- * with it).  Not for a knote holding an EV_FREEWATCH reference (its memory
- * is the notice).
- */
-void
-kq_knote_renew(struct kq_kqueue *kq, struct kq_knote *kn,
-    const struct kevent *kev)
-{
-	kq_knote_fop(kn)->detach(kq, kn);
-	if (kn->status & KN_QUEUED)
-		TAILQ_REMOVE(&kq->active, kn, link);
-	if (kn->status & KN_POLLED)
-		TAILQ_REMOVE(&kq->polled, kn, plink);
-	kn->status = KN_WHOLE;
-	kn->data = 0;
-	kn->fflags = 0;
-	memset(&kn->u, 0, sizeof kn->u);
-	kn->u.vnode.wd = -1;
-	kq_knote_set(kn, kev);
-}
-
-/*
  * The one place a knote dies.  If it holds an EV_FREEWATCH reference the
  * reference goes back exactly once: in the event being returned (fired), or
  * as a free notice made from the knote's own memory, so releasing can never

@@ -284,24 +284,6 @@ kq_fdnode_get(struct kq_kqueue *kq, int fd, int *err)
 	return fdn;
 }
 
-/* One knote's share of its fd's registration: the events it wants now (0:
- * none), KQ_POLLET if it wants edges (EV_CLEAR, or its filter asks),
- * KQ_POLLONESHOT if it fires once (EV_ONESHOT, EV_DISPATCH). */
-static inline uint32_t
-knote_share(struct kq_kqueue *kq, struct kq_knote *kn)
-{
-	const struct kq_filterops *fop = kq_knote_fop(kn);
-	uint32_t m;
-
-	if (fop->pollevents == NULL || (m = fop->pollevents(kq, kn)) == 0)
-		return 0;
-	if (kn->flags & EV_CLEAR)
-		m |= KQ_POLLET;
-	if (kn->flags & (EV_ONESHOT | EV_DISPATCH))
-		m |= KQ_POLLONESHOT;
-	return m;
-}
-
 /* The union of the knotes' shares (each kept in kn->pollmask); edge-triggered
  * if any knote wants edges, one-shot only if all fire once. */
 static uint32_t
@@ -312,7 +294,7 @@ fdnode_want(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 	bool oneshot = true;
 
 	LIST_FOREACH(kn, &fdn->knotes, fdlink) {
-		uint32_t m = knote_share(kq, kn);
+		uint32_t m = kq_knote_share(kq, kn);
 		kn->pollmask = m;
 		if (m == 0)
 			continue;
@@ -382,42 +364,18 @@ kq_fdnode_update(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 	kq_backend_update(kq, p);
 }
 
-/* epoll reported what kn wants, or will not report it: queue it.  A level
- * knote on an edge-triggered registration is re-checked by the scan, since
- * epoll will not report it again. */
-static void
-fdnode_activate(struct kq_kqueue *kq, struct kq_knote *kn, bool edge)
+/* epoll reported what kn wants, or will not report it (edge: whether the
+ * registration is edge-triggered): queue it.  A level knote on an
+ * edge-triggered registration is re-checked by the scan, since epoll will
+ * not report it again. */
+void
+kq_fdnode_knote_ready(struct kq_kqueue *kq, struct kq_knote *kn, bool edge)
 {
 	if (edge && !(kn->flags & EV_CLEAR))
 		kn->status |= KN_REQUEUE;
 	else
 		kn->status &= ~KN_REQUEUE;
 	kq_knote_activate(kq, kn);
-}
-
-/*
- * FreeBSD asks a new or changed knote's filter at once (f_event after attach
- * or touch): it may be ready already.  epoll does that for us when the flush
- * changes the registration, and a level registration reports again anyway;
- * only an edge-triggered (or one-shot) one that stays as it was needs the
- * scan to look, since epoll makes no new edge for what was there before.
- * The registration is recomputed only if kn's share of it changed.
- */
-void
-kq_fdnode_knote_changed(struct kq_kqueue *kq, struct kq_knote *kn)
-{
-	struct kq_fdnode *fdn = kn->fdn;
-	struct kq_poll *p = &fdn->poll;
-	uint32_t share;
-
-	if (fdn->kind != KQ_FD_POLL)
-		return;
-	share = knote_share(kq, kn);
-	if (share != kn->pollmask)
-		kq_fdnode_update(kq, fdn);
-	if (share != 0 && p->want == p->armed &&
-	    (p->armed & (KQ_POLLET | KQ_POLLONESHOT)))
-		fdnode_activate(kq, kn, (p->armed & KQ_POLLET) != 0);
 }
 
 static void
@@ -438,7 +396,7 @@ fdnode_ready(struct kq_kqueue *kq, struct kq_poll *p, uint32_t revents)
 		uint32_t m = kn->pollmask;	/* fdnode_want() keeps it current */
 		if (m == 0 || !(revents & (m | KQ_POLLERR | KQ_POLLHUP)))
 			continue;
-		fdnode_activate(kq, kn, edge);
+		kq_fdnode_knote_ready(kq, kn, edge);
 	}
 }
 

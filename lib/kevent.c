@@ -172,8 +172,10 @@ modify_knote(struct kq_kqueue *kq, struct kq_knote *kn, const struct kevent *kev
  * one; here the new knote takes the old one's memory and its place on the
  * fdnode, which the application cannot tell apart: the filter detaches and
  * attaches again and every field is set anew.  Measured on the rearm
- * benchmark (9900 fds deleted and re-added per iteration) it halves the
- * library's instructions per pair.  Not when the knote holds an
+ * benchmark (callgrind, instructions per delete+add pair including the
+ * benchmark's own 30): 819 as a delete and an add, 407 renewed through
+ * the general functions, 206 with the lookup, the reset and the
+ * registration check inline.  Not when the knote holds an
  * EV_FREEWATCH reference (its memory becomes the notice), nor with
  * EV_RECEIPT (each change reports), nor on a number being closed.
  * Returns 2: both changes applied; 1: the delete applied and the add left

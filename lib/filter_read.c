@@ -247,7 +247,8 @@ static int
 rw_check(struct kq_kqueue *kq, struct kq_knote *kn)
 {
 	struct kq_fdnode *fdn = kn->fdn;
-	int err = kq_fdnode_probe(kq, fdn);
+	/* probed once per node: a re-add (the rearm idiom) skips the call */
+	int err = fdn->kind != 0 ? 0 : kq_fdnode_probe(kq, fdn);
 
 	if (err == ELOOP || err == EINVAL)	/* a kqueue watching itself */
 		return EINVAL;
@@ -277,10 +278,14 @@ rw_attach(struct kq_kqueue *kq, struct kq_knote *kn,
     const struct kevent *kev)
 {
 	struct kq_fdnode *fdn = kn->fdn;
-	int err = rw_check(kq, kn);
+	int err;
 
 	(void)kev;
-	if (err != 0)
+	/* READ on a socket, pipe or tty already probed (every re-add of the
+	 * rearm idiom): rw_check has nothing to refuse, nothing to set up */
+	if (fdn->kind == KQ_FD_POLL && kn->filter == EVFILT_READ)
+		return 0;
+	if ((err = rw_check(kq, kn)) != 0)
 		return err;
 	if (fdn->kind == KQ_FD_NOPOLL) {
 		/* Always ready, as poll() reports it: a level knote the scan

@@ -506,12 +506,12 @@ kq_inotify_watch(struct kq_kqueue *kq, struct kq_knote *kn, int fd, uint32_t mas
 }
 
 void
-kq_inotify_unwatch(struct kq_kqueue *kq, struct kq_knote *kn)
+kq_inotify_unwatch_held(struct kq_kqueue *kq, struct kq_knote *kn)
 {
 	struct vn_watch *w = NULL;
 	int fd;
 
-	if (kn->u.vnode.wd > 0 && kq->vnode_priv != NULL)
+	if (kn->u.vnode.wd > 0)
 		w = vn_find(kq->vnode_priv, kn->u.vnode.wd);
 	kn->u.vnode.wd = -1;
 	if (w != NULL) {

@@ -76,7 +76,12 @@
  *   which runs once after the changelist and before waiting, and issues at most
  *   one epoll_ctl per dirty registration (none if want == armed).  A new user
  *   fd is added at once (kq_backend_attach) because epoll's answer (EBADF,
- *   EPERM for regular files) decides the knote's mode.
+ *   EPERM for regular files) decides the knote's mode.  A new, renewed or
+ *   changed fd knote whose registration stays edge-triggered as it was is
+ *   queued for the scan to ask (kq_fdnode_knote_changed): epoll makes no new
+ *   edge for data that was there before, and FreeBSD asks at once.
+ *   EV_DELETE immediately followed by EV_ADD of the same fd knote (the
+ *   rearm idiom) renews the knote in place (kevent.c, renew_knote).
  *
  * DESCRIPTORS (who owns which number)
  *   The library acts only on descriptors it made, and never on a number the
@@ -219,6 +224,7 @@
 #define KQ_INTERNAL_H
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -388,7 +394,8 @@ struct kq_knote {
 	struct kq_fdnode *fdn;		/* isfd filters */
 	LIST_ENTRY(kq_knote) fdlink;	/* fdn->knotes (isfd filters): their index */
 	TAILQ_ENTRY(kq_knote) plink;	/* kq->polled while KN_POLLED */
-	uint32_t pollmask;		/* pollevents() as of the last fdnode update */
+	uint32_t pollmask;		/* its share of fdn's registration as of
+					 * the last fdnode update (kqueue.c) */
 	union {
 		struct kq_proc_state proc;
 		struct kq_vnode_state vnode;
@@ -455,9 +462,21 @@ void kq_knote_poll(struct kq_kqueue *kq, struct kq_knote *kn);	/* make KN_POLLED
 void kq_knote_set_freewatch(struct kq_knote *kn, bool on);	/* KN_FREEWATCH */
 void kq_knote_release(struct kq_kqueue *kq, struct kq_knote *kn,
     unsigned reason, struct kevent *fired);
-/* Delete and re-add of an fd's knote without an EV_FREEWATCH reference:
- * detached and cleared in place, on its fdnode, ready for attach. */
-void kq_knote_renew(struct kq_kqueue *kq, struct kq_knote *kn);
+/* A new knote (or a renewed one) as the change kev describes it. */
+static inline void
+kq_knote_set(struct kq_knote *kn, const struct kevent *kev)
+{
+	kn->ident = kev->ident;
+	kn->filter = kev->filter;
+	kn->flags = kev->flags & KN_STORED_FLAGS_MASK;
+	kn->udata = kev->udata;
+	if (kn->status & KN_WHOLE) {
+		kn->sfflags = kev->fflags;
+		kn->sdata = kev->data;
+	}
+	if (kev->flags & EV_DISABLE)
+		kn->status |= KN_DISABLED;
+}
 /* A notice (note: from kq_knote_alloc(kq, NULL)) handing back udata of
  * (ident, filter) for reason, without the knote dying. */
 void kq_knote_queue_notice(struct kq_kqueue *kq, struct kq_knote *note,
@@ -542,27 +561,31 @@ extern _Atomic unsigned long kq_stat_ctl_calls;
 #define KQ_FD_POLL	1	/* epoll accepted the fd */
 #define KQ_FD_NOPOLL	2	/* epoll refused it (regular file, /dev/null): always ready */
 
+/* Laid out for the hot paths: a change to one of its knotes (the rearm
+ * idiom) and a report (fdnode_ready, READ's event) read the first 80 bytes
+ * only.  Measured with cachegrind on the rearm benchmark at 9900 fds: 6.0
+ * L1 read misses per delete+add pair before, 5.3 after. */
 struct kq_fdnode {
 	struct kq_poll poll;		/* the fd's registration (READ/WRITE/EMPTY/PROCDESC) */
-	struct kq_kqueue *kq;
+	LIST_HEAD(, kq_knote) knotes;	/* every knote with ident == fd */
 	int fd;
 	int kind;			/* KQ_FD_POLL, KQ_FD_NOPOLL, 0 = not yet probed */
+	_Atomic bool closed;		/* set by the close path */
+	bool no_fionread;		/* FIONREAD fails (listening socket, eventfd...) */
+	bool force_et;			/* edge-triggered even without EV_CLEAR */
+	uint32_t revents;		/* what epoll reported last (EOF/HUP state) */
+	struct kq_kqueue *kq;
 	/* What filter_read.c learned about the file, lazily (typed). */
 	bool typed;
 	mode_t fmt;			/* st_mode & S_IFMT (0: anon inode) */
 	int sotype;			/* SO_TYPE for sockets */
 	bool listening;			/* SO_ACCEPTCONN */
 	int sofamily;			/* 0 until sock_type() asked */
-	uint32_t revents;		/* what epoll reported last (EOF/HUP state) */
 	bool eventfd;			/* anon_inode:[eventfd] */
 	bool kqueue;			/* one of our kqueues */
 	bool anonpipe;			/* pipe(2), not a named FIFO */
-	bool no_fionread;		/* FIONREAD fails (listening socket, eventfd...) */
-	bool force_et;			/* edge-triggered even without EV_CLEAR */
-	LIST_HEAD(, kq_knote) knotes;	/* every knote with ident == fd */
 	struct kq_fdwatch watch;	/* in fd's registry slot while watched */
 	struct kq_fdnode *closed_next;	/* kq->closed stack */
-	_Atomic bool closed;		/* set by the close path */
 	/* knotes holding an EV_FREEWATCH reference: only then must a close
 	 * wake the kqueue (a notice is due); otherwise the next kevent()
 	 * cleans up quietly.  Written under kq->lock, read by the close path. */
@@ -574,10 +597,62 @@ TAILQ_HEAD(kq_fdnode_list, kq_fdnode);
 
 /* kqueue.c / fdnode helpers */
 struct kq_fdnode *kq_fdnode_get(struct kq_kqueue *kq, int fd, int *err);
-struct kq_fdnode *kq_fdnode_find(struct kq_kqueue *kq, int fd);	/* live node or NULL */
+struct kq_fdnode *kq_fdnode_find_closed(struct kq_kqueue *kq, int fd);
 void kq_fdnode_put(struct kq_kqueue *kq, struct kq_fdnode *fdn);	/* free if no knotes */
 /* Recompute fdn->poll.want from its knotes' pollevents() and schedule it. */
 void kq_fdnode_update(struct kq_kqueue *kq, struct kq_fdnode *fdn);
+/* epoll reported what kn wants, or will not (edge: the registration is
+ * edge-triggered): kn goes on the active queue, to be re-checked by the
+ * scan if it is a level knote on an edge-triggered registration. */
+void kq_fdnode_knote_ready(struct kq_kqueue *kq, struct kq_knote *kn, bool edge);
+
+/* One knote's share of its fd's registration: the events it wants now (0:
+ * none), KQ_POLLET if it wants edges (EV_CLEAR, or its filter asks),
+ * KQ_POLLONESHOT if it fires once (EV_ONESHOT, EV_DISPATCH).  The
+ * registration is the union (kqueue.c's fdnode_want, which records each
+ * knote's share in kn->pollmask): edge-triggered if any knote wants edges,
+ * one-shot only if all fire once. */
+static inline uint32_t
+kq_knote_share(struct kq_kqueue *kq, struct kq_knote *kn)
+{
+	const struct kq_filterops *fop = kq_knote_fop(kn);
+	uint32_t m;
+
+	if (fop->pollevents == NULL || (m = fop->pollevents(kq, kn)) == 0)
+		return 0;
+	if (kn->flags & EV_CLEAR)
+		m |= KQ_POLLET;
+	if (kn->flags & (EV_ONESHOT | EV_DISPATCH))
+		m |= KQ_POLLONESHOT;
+	return m;
+}
+
+/*
+ * kn, an fd's knote, is new, renewed or changed.  FreeBSD asks its filter
+ * at once (f_event after attach or touch): it may be ready already.  epoll
+ * does that for us when the flush changes the registration, and a level
+ * registration reports again anyway; only an edge-triggered (or one-shot)
+ * one that stays as it was needs the scan to look, since epoll makes no new
+ * edge for what was there before.  The registration is recomputed only if
+ * kn's share of it changed.  Inline: the rearm idiom calls it for every
+ * pair, and nothing but its share usually changes.
+ */
+static inline void
+kq_fdnode_knote_changed(struct kq_kqueue *kq, struct kq_knote *kn)
+{
+	struct kq_fdnode *fdn = kn->fdn;
+	struct kq_poll *p = &fdn->poll;
+	uint32_t share;
+
+	if (fdn->kind != KQ_FD_POLL)
+		return;
+	share = kq_knote_share(kq, kn);
+	if (share != kn->pollmask)
+		kq_fdnode_update(kq, fdn);
+	if (share != 0 && p->want == p->armed &&
+	    (p->armed & (KQ_POLLET | KQ_POLLONESHOT)))
+		kq_fdnode_knote_ready(kq, kn, (p->armed & KQ_POLLET) != 0);
+}
 /* Probe fdn->fd with epoll once (sets fdn->kind); 0 or errno (EBADF). */
 int kq_fdnode_probe(struct kq_kqueue *kq, struct kq_fdnode *fdn);
 void kq_drain_closed(struct kq_kqueue *kq);
@@ -734,6 +809,34 @@ struct kq_kqueue {
 	void *proc_priv;		/* filter_proc.c */
 };
 
+/* fd's live node or NULL (inline: every change to an fd's knote asks) */
+static inline struct kq_fdnode *
+kq_fdnode_find(struct kq_kqueue *kq, int fd)
+{
+	struct kq_fdnode *fdn;
+
+	if (fd < 0 || fd >= kq->nfds || (fdn = kq->fds[fd]) == NULL)
+		return NULL;
+	if (atomic_load(&fdn->closed))
+		return kq_fdnode_find_closed(kq, fd);
+	return fdn;
+}
+
+/* kq_knote_find() for a filter whose ident is an fd (fop->isfd). */
+static inline struct kq_knote *
+kq_knote_find_fd(struct kq_kqueue *kq, short filter, uintptr_t ident)
+{
+	struct kq_fdnode *fdn;
+	struct kq_knote *kn;
+
+	if (ident > INT_MAX || (fdn = kq_fdnode_find(kq, (int)ident)) == NULL)
+		return NULL;
+	LIST_FOREACH(kn, &fdn->knotes, fdlink)
+		if (kn->filter == filter)
+			return kn;
+	return NULL;
+}
+
 /* inotify.c: the process's one inotify instance (see INOTIFY above).
  * Every call with the caller's kq->lock held; the ones marked so also under
  * kq_ino_lock(), which the caller holds across an add and the subscribe (or
@@ -775,7 +878,17 @@ void kq_ino_unsubscribe(struct kq_ino_sub *s, const char *path);	/* locked */
  * the watch, IN_IGNORED): the kqueue may still hold the instance for it.
  * u.vnode.size/nlink belong to VNODE knotes only. */
 int kq_inotify_watch(struct kq_kqueue *kq, struct kq_knote *kn, int fd, uint32_t mask);
-void kq_inotify_unwatch(struct kq_kqueue *kq, struct kq_knote *kn);
+void kq_inotify_unwatch_held(struct kq_kqueue *kq, struct kq_knote *kn);
+/* Inline: every READ/WRITE detach calls it, and a kqueue without a watch
+ * (kq->vnode_priv NULL: no inotify state at all) holds nothing for kn. */
+static inline void
+kq_inotify_unwatch(struct kq_kqueue *kq, struct kq_knote *kn)
+{
+	if (kq->vnode_priv == NULL)
+		kn->u.vnode.wd = -1;
+	else
+		kq_inotify_unwatch_held(kq, kn);
+}
 
 /* procconn.c: the netlink proc connector socket (CAP_NET_ADMIN in the
  * initial namespaces).  open: an owned, non-blocking fd subscribed to forks,

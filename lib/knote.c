@@ -305,7 +305,6 @@ kq_knote_find(struct kq_kqueue *kq, short filter, uintptr_t ident)
 {
 	const struct kq_filterops *fop = kq_filterops_lookup(filter);
 	struct kq_knote *kn;
-	struct kq_fdnode *fdn;
 
 	if (fop == NULL || !fop->isfd) {
 		if (kq->khash.b == NULL)
@@ -315,12 +314,7 @@ kq_knote_find(struct kq_kqueue *kq, short filter, uintptr_t ident)
 			kn = kn->next;
 		return kn;
 	}
-	if (ident > INT_MAX || (fdn = kq_fdnode_find(kq, (int)ident)) == NULL)
-		return NULL;
-	LIST_FOREACH(kn, &fdn->knotes, fdlink)
-		if (kn->filter == filter)
-			return kn;
-	return NULL;
+	return kq_knote_find_fd(kq, filter, ident);
 }
 
 /* ENOMEM only for the first knote of the hash (a table that cannot grow
@@ -413,31 +407,6 @@ kq_knote_deactivate(struct kq_kqueue *kq, struct kq_knote *kn)
 	if (kn->status & KN_QUEUED)
 		TAILQ_REMOVE(&kq->active, kn, link);
 	kn->status &= ~(KN_QUEUED | KN_ACTIVE);
-}
-
-/*
- * An fd's knote deleted and added again in one changelist (kevent.c's
- * renew_knote) keeps its memory and its place on the fdnode: detached,
- * taken off the queues, every field but those cleared.  Not for a knote
- * holding an EV_FREEWATCH reference (its memory is the notice).
- */
-void
-kq_knote_renew(struct kq_kqueue *kq, struct kq_knote *kn)
-{
-	kq_knote_fop(kn)->detach(kq, kn);
-	if (kn->status & KN_QUEUED)
-		TAILQ_REMOVE(&kq->active, kn, link);
-	if (kn->status & KN_POLLED)
-		TAILQ_REMOVE(&kq->polled, kn, plink);
-	kn->status = KN_WHOLE;
-	kn->flags = 0;
-	kn->udata = NULL;
-	kn->data = 0;
-	kn->sfflags = kn->fflags = 0;
-	kn->sdata = 0;
-	kn->pollmask = 0;
-	memset(&kn->u, 0, sizeof kn->u);
-	kn->u.vnode.wd = -1;
 }
 
 /*

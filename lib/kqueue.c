@@ -224,15 +224,12 @@ fdnode_dispose(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 	kq->nfdnode_cached++;
 }
 
-/* The live node of fd: one closed (on another thread) since this call
- * drained is drained now, since the number may name another file. */
+/* kq_fdnode_find() found fd's node closed (on another thread) since this
+ * call drained: drained now, since the number may name another file. */
 struct kq_fdnode *
-kq_fdnode_find(struct kq_kqueue *kq, int fd)
+kq_fdnode_find_closed(struct kq_kqueue *kq, int fd)
 {
-	if (fd < 0 || fd >= kq->nfds || kq->fds[fd] == NULL)
-		return NULL;
-	if (atomic_load(&kq->fds[fd]->closed))
-		kq_drain_closed(kq);
+	kq_drain_closed(kq);
 	return kq->fds[fd];
 }
 
@@ -287,29 +284,27 @@ kq_fdnode_get(struct kq_kqueue *kq, int fd, int *err)
 	return fdn;
 }
 
+/* The union of the knotes' shares (each kept in kn->pollmask); edge-triggered
+ * if any knote wants edges, one-shot only if all fire once. */
 static uint32_t
 fdnode_want(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 {
 	struct kq_knote *kn;
 	uint32_t ev = 0;
-	bool clear = false, oneshot = true;
+	bool oneshot = true;
 
 	LIST_FOREACH(kn, &fdn->knotes, fdlink) {
-		const struct kq_filterops *fop = kq_knote_fop(kn);
-		uint32_t m = fop->pollevents != NULL ?
-		    fop->pollevents(kq, kn) : 0;
+		uint32_t m = kq_knote_share(kq, kn);
 		kn->pollmask = m;
 		if (m == 0)
 			continue;
-		ev |= m;
-		if ((kn->flags & EV_CLEAR) || (m & KQ_POLLET))
-			clear = true;
-		if (!(kn->flags & (EV_ONESHOT | EV_DISPATCH)))
+		ev |= m & ~KQ_POLLONESHOT;
+		if (!(m & KQ_POLLONESHOT))
 			oneshot = false;
 	}
 	if (ev == 0)
 		return 0;
-	if (clear || fdn->force_et)
+	if (fdn->force_et)
 		ev |= KQ_POLLET;
 	if (oneshot)
 		ev |= KQ_POLLONESHOT;
@@ -369,6 +364,20 @@ kq_fdnode_update(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 	kq_backend_update(kq, p);
 }
 
+/* epoll reported what kn wants, or will not report it (edge: whether the
+ * registration is edge-triggered): queue it.  A level knote on an
+ * edge-triggered registration is re-checked by the scan, since epoll will
+ * not report it again. */
+void
+kq_fdnode_knote_ready(struct kq_kqueue *kq, struct kq_knote *kn, bool edge)
+{
+	if (edge && !(kn->flags & EV_CLEAR))
+		kn->status |= KN_REQUEUE;
+	else
+		kn->status &= ~KN_REQUEUE;
+	kq_knote_activate(kq, kn);
+}
+
 static void
 fdnode_ready(struct kq_kqueue *kq, struct kq_poll *p, uint32_t revents)
 {
@@ -387,13 +396,7 @@ fdnode_ready(struct kq_kqueue *kq, struct kq_poll *p, uint32_t revents)
 		uint32_t m = kn->pollmask;	/* fdnode_want() keeps it current */
 		if (m == 0 || !(revents & (m | KQ_POLLERR | KQ_POLLHUP)))
 			continue;
-		/* a level knote sharing an edge-triggered registration must
-		 * be re-checked by the scan: epoll will not report it again */
-		if (edge && !(kn->flags & EV_CLEAR))
-			kn->status |= KN_REQUEUE;
-		else
-			kn->status &= ~KN_REQUEUE;
-		kq_knote_activate(kq, kn);
+		kq_fdnode_knote_ready(kq, kn, edge);
 	}
 }
 

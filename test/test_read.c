@@ -786,6 +786,52 @@ START_TEST(read_and_write_knotes_are_independent)
 }
 END_TEST
 
+/*
+ * A knote deleted and added again in one changelist is a new knote, and a
+ * new knote on a readable file reports at once (FreeBSD's kqueue_register
+ * runs f_event after attach), also when the fd's epoll registration is
+ * edge-triggered (EV_CLEAR, NOTE_LOWAT) and stays as it was: epoll makes no
+ * new edge for data that was there before.  A level knote on such a
+ * registration keeps reporting.
+ */
+START_TEST(readd_in_one_changelist_reports_data_already_there)
+{
+	int kq = xkqueue(), p[2], q[2];
+	struct kevent ch[3];
+
+	xpipe(p);
+	xpipe(q);
+	xwrite(p[1], 3);
+	kev_ok(kq, p[0], EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, UD(1));
+	kev_expect(kq, 1000, p[0], EVFILT_READ, EV_CLEAR, 0, 3, UD(1));
+	kev_expect_none(kq);
+	/* the next change re-adds it */
+	EV_SET(&ch[0], p[0], EVFILT_READ, EV_DELETE, 0, 0, NULL);
+	EV_SET(&ch[1], p[0], EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, UD(2));
+	ck_assert_int_eq(kevent(kq, ch, 2, NULL, 0, NULL), 0);
+	kev_expect(kq, 1000, p[0], EVFILT_READ, EV_CLEAR, 0, 3, UD(2));
+	kev_expect_none(kq);
+	/* another change in between */
+	EV_SET(&ch[0], p[0], EVFILT_READ, EV_DELETE, 0, 0, NULL);
+	EV_SET(&ch[1], q[0], EVFILT_READ, EV_ADD, 0, 0, UD(9));
+	EV_SET(&ch[2], p[0], EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, UD(3));
+	ck_assert_int_eq(kevent(kq, ch, 3, NULL, 0, NULL), 0);
+	kev_expect(kq, 1000, p[0], EVFILT_READ, EV_CLEAR, 0, 3, UD(3));
+	kev_expect_none(kq);
+	/* level, below a low-water mark: the registration stays edge-triggered */
+	EV_SET(&ch[0], p[0], EVFILT_READ, EV_DELETE, 0, 0, NULL);
+	EV_SET(&ch[1], p[0], EVFILT_READ, EV_ADD, NOTE_LOWAT, 2, UD(4));
+	ck_assert_int_eq(kevent(kq, ch, 2, NULL, 0, NULL), 0);
+	kev_expect(kq, 1000, p[0], EVFILT_READ, 0, 0, 3, UD(4));
+	kev_expect(kq, 1000, p[0], EVFILT_READ, 0, 0, 3, UD(4));
+	close(p[0]);
+	close(p[1]);
+	close(q[0]);
+	close(q[1]);
+	close(kq);
+}
+END_TEST
+
 START_TEST(closed_fd_knote_is_gone_and_number_reuse_is_clean)
 {
 	int kq = xkqueue(), p[2], q[2], num, d;
@@ -899,6 +945,7 @@ read_suite(void)
 	tc = tcase_create("fd_lifetime");
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, read_and_write_knotes_are_independent);
+	tcase_add_test(tc, readd_in_one_changelist_reports_data_already_there);
 	tcase_add_test(tc, closed_fd_knote_is_gone_and_number_reuse_is_clean);
 	tcase_add_test(tc, closed_fd_knote_is_gone_while_dup_keeps_file_open);
 	suite_add_tcase(s, tc);

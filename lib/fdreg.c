@@ -486,7 +486,6 @@ kq_fdreg_fork_child(void)
 	owner_pid = (pid_t)syscall(SYS_getpid);
 	vforking = false;
 	atomic_store(&vm_shared, false);	/* our memory is our own now */
-	*fork_mark = fork_mark != &fork_mark_none;	/* the kernel wiped it */
 	atomic_store(&making, 0);	/* other threads' sections ended with them */
 	for (c = 0; c < TOP_SIZE; c++) {
 		struct fdslot *chunk = atomic_load(&chunks[c]);
@@ -498,6 +497,11 @@ kq_fdreg_fork_child(void)
 		}
 		memset((void *)chunk, 0, CHUNK_SIZE * sizeof *chunk);
 	}
+	/* the kernel wiped it; set last: another thread of a copy child
+	 * that sees it treats its closes as ours, so the slots must be
+	 * fresh by then */
+	__atomic_store_n(fork_mark, fork_mark != &fork_mark_none,
+	    __ATOMIC_RELEASE);
 }
 
 /* -------------------------------------------------------- the close path */
@@ -551,9 +555,14 @@ closing(int fd, int *cs)
 	if (s == NULL || !tracking || !slot_busy(s))
 		return NULL;
 	/* a vfork() child shares our memory but not our fd table: its
-	 * close leaves our file open */
-	if (!own_table())
+	 * close leaves our file open.  A copy child's memory and table are
+	 * its own: the number it closes is no longer one its adoption may
+	 * close as ours (kq_fdreg_fork_child), whatever it names next. */
+	if (!own_table()) {
+		if (kq_fdreg_copy_child())
+			atomic_fetch_and(&s->flags, ~SLOT_OWNED);
 		return NULL;
+	}
 	if (cs != NULL) {
 		pthread_testcancel();
 		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, cs);

@@ -127,7 +127,6 @@ extern int __sigaction(int, const struct sigaction *, struct sigaction *);
 static void sig_handler(int sig, siginfo_t *si, void *uc);
 static void sig_lock_all(sigset_t *old);
 static void sig_unlock_all(const sigset_t *old);
-static void sig_atfork_child(void);
 static void sig_fork_check(void);
 
 static void
@@ -152,7 +151,7 @@ sig_resolve(void)
 	real_execveat_fn = (execveat_fn)dlsym(RTLD_NEXT, "execveat");
 	/* No prepare handler: sig_lock nests inside kq->lock (detach), and
 	 * atfork prepare handlers run in an order we do not control. */
-	pthread_atfork(NULL, NULL, sig_atfork_child);
+	pthread_atfork(NULL, NULL, kq_signal_fork_child);
 }
 
 /* At load time: the interposers may first run inside a signal handler,
@@ -734,8 +733,9 @@ const struct kq_filterops kq_filt_signal = {
 /*
  * A fork child inherits no kqueue, so nothing watches: give the kernel the
  * application's dispositions back (so a program it execs inherits its
- * SIG_IGN) and forget our fds.  Runs from our atfork handler or from the
- * first attach/detach in the child, whichever comes first.  The child is
+ * SIG_IGN) and forget our fds.  Runs from our atfork handler (or a copy
+ * child's adoption, kq_fork_adopt) or from the first attach/detach in the
+ * child, whichever comes first.  The child is
  * single-threaded here, so no lock is taken; sig_lock may be held by a
  * thread that does not exist any more, and sig_kqs may be half-updated by
  * one: it is dropped unread (kqueue.c forsakes the inherited kqueues, so
@@ -775,8 +775,8 @@ sig_fork_check(void)
 	sig_sfd_edges = -1;
 }
 
-static void
-sig_atfork_child(void)
+void
+kq_signal_fork_child(void)
 {
 	sig_fork_check();
 }

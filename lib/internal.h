@@ -172,7 +172,10 @@
  *   (kq_fdreg_copy_child, one load).  Until then its closes touch nothing
  *   (fdreg.c asks the kernel).  Such a child of a threaded parent may call
  *   only async-signal-safe functions (POSIX), which kqueue() is not; the
- *   handlers take kq_global_lock as fork()'s do.
+ *   handlers take kq_global_lock as fork()'s do.  The child's table is its
+ *   own from the start: a number it closes (close family, closefrom
+ *   included) stops being owned there, so the adoption closes no number
+ *   the child has reused.
  *
  * CANCELLATION
  *   No thread ends inside the library holding something: a lock, a slot, a
@@ -951,6 +954,7 @@ kq_filterops_lookup(short filter)
  * signal the application ignores?  Thread-local counters, snapshot before
  * waiting. */
 uint64_t kq_signal_intr_snapshot(void);
+void kq_signal_fork_child(void);	/* fork child: dispositions back, fds forgotten */
 bool kq_signal_phantom_eintr(uint64_t snapshot);
 
 #endif /* KQ_INTERNAL_H */

@@ -1006,10 +1006,13 @@ fork_child(void)
 	struct kq_kqueue *kq;
 	struct kq_alias *a;
 
+	/* (a copy child may have closed kq->fd: its number then tells
+	 * nothing about the aliases, which stay the child's) */
 	LIST_FOREACH(kq, &kq_all, all)
-		LIST_FOREACH(a, &kq->aliases, link)
-			if (a->fd != kq->fd && same_file(a->fd, kq->fd))
-				kq_real_close(a->fd);
+		if (kq_fd_owned(kq->fd))
+			LIST_FOREACH(a, &kq->aliases, link)
+				if (a->fd != kq->fd && same_file(a->fd, kq->fd))
+					kq_real_close(a->fd);
 	kq_fdreg_fork_child();
 	if ((kq = LIST_FIRST(&kq_all)) != NULL) {
 		while (LIST_NEXT(kq, all) != NULL)
@@ -1041,6 +1044,7 @@ kq_fork_adopt(void)
 	}
 	kq_gotpatch_fork_child();
 	kq_ino_fork_child();
+	kq_signal_fork_child();
 	fork_child();			/* unlocks kq_global_lock */
 }
 

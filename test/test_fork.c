@@ -21,6 +21,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -156,6 +158,104 @@ END_TEST
 START_TEST(raw_fork_child_is_a_process_of_its_own)
 {
 	copy_child_is_a_process_of_its_own(1);
+}
+END_TEST
+
+/*
+ * A copy child owns every number in its table: a closefrom() (or dup2()
+ * over one of the parent's internal numbers) before its first kqueue()
+ * hands those numbers to whatever it opens next.  The adoption that
+ * kqueue() runs must not close them as the library's own.
+ */
+static void
+copy_child_keeps_what_it_opened_after_closefrom(int how)
+{
+	int kq = xkqueue(), p[2];
+	pid_t pid;
+
+	xpipe(p);
+	kev_ok(kq, p[0], EVFILT_READ, EV_ADD, 0, 0, UD(1));
+	pid = how == 0 ? _Fork() : (pid_t)syscall(SYS_fork);
+	if (pid == 0) {
+		int fds[64], n, i, own;
+		struct stat null;
+
+		CHILD_CHECK(69, stat("/dev/null", &null) == 0);
+		closefrom(3);
+		/* one file on every number: two of the parent's numbers
+		 * that now name one file are not a kqueue and its alias */
+		fds[0] = open("/dev/null", O_RDONLY);
+		CHILD_CHECK(70, fds[0] >= 0);
+		for (n = 1; n < 64; n++) {
+			fds[n] = dup(fds[0]);
+			CHILD_CHECK(70, fds[n] >= 0);
+		}
+		own = kqueue();
+		CHILD_CHECK(71, own >= 0);
+		/* each number still names the file opened on it (the kqueue
+		 * took free numbers: a closed one would have gone to it) */
+		for (i = 0; i < n; i++) {
+			struct stat st;
+			CHILD_CHECK(72, fstat(fds[i], &st) == 0 &&
+			    S_ISCHR(st.st_mode) && st.st_rdev == null.st_rdev);
+		}
+		CHILD_CHECK(73, close(own) == 0);
+		_exit(0);
+	}
+	expect_child_ok(pid);
+	ck_assert_int_eq(write(p[1], "ab", 2), 2);
+	kev_expect(kq, 1000, p[0], EVFILT_READ, 0, 0, 2, UD(1));
+	close(p[0]);
+	close(p[1]);
+	close(kq);
+}
+
+START_TEST(underscore_fork_child_keeps_what_it_opened_after_closefrom)
+{
+	copy_child_keeps_what_it_opened_after_closefrom(0);
+}
+END_TEST
+
+START_TEST(raw_fork_child_keeps_what_it_opened_after_closefrom)
+{
+	copy_child_keeps_what_it_opened_after_closefrom(1);
+}
+END_TEST
+
+/*
+ * A copy child's adoption forgets the signal counting as fork()'s handler
+ * does: the library's eventfd number was closed, so a watched signal the
+ * child receives afterwards must not be written to whatever file the child
+ * opened on that number.
+ */
+START_TEST(copy_child_signal_writes_to_no_number_it_reused)
+{
+	int kq = xkqueue();
+	pid_t pid;
+
+	ck_assert(signal(SIGUSR1, SIG_IGN) != SIG_ERR);
+	kev_ok(kq, SIGUSR1, EVFILT_SIGNAL, EV_ADD, 0, 0, UD(2));
+	pid = _Fork();
+	if (pid == 0) {
+		struct pollfd pfd[64];
+		int own, i, sv[2];
+
+		own = kqueue();
+		CHILD_CHECK(80, own >= 0);
+		/* every free low number becomes one end of a socket pair:
+		 * a write to either end makes the other end readable */
+		for (i = 0; i < 64; i += 2) {
+			CHILD_CHECK(81, socketpair(AF_UNIX, SOCK_STREAM |
+			    SOCK_NONBLOCK, 0, sv) == 0);
+			pfd[i] = (struct pollfd){ .fd = sv[0], .events = POLLIN };
+			pfd[i + 1] = (struct pollfd){ .fd = sv[1], .events = POLLIN };
+		}
+		CHILD_CHECK(82, raise(SIGUSR1) == 0);
+		CHILD_CHECK(83, poll(pfd, 64, 0) == 0);
+		_exit(0);
+	}
+	expect_child_ok(pid);
+	close(kq);
 }
 END_TEST
 
@@ -546,6 +646,9 @@ fork_suite(void)
 	tcase_add_test(tc, child_kevent_on_parent_kqueue_is_ebadf);
 	tcase_add_test(tc, underscore_fork_child_is_a_process_of_its_own);
 	tcase_add_test(tc, raw_fork_child_is_a_process_of_its_own);
+	tcase_add_test(tc, underscore_fork_child_keeps_what_it_opened_after_closefrom);
+	tcase_add_test(tc, raw_fork_child_keeps_what_it_opened_after_closefrom);
+	tcase_add_test(tc, copy_child_signal_writes_to_no_number_it_reused);
 	tcase_add_test(tc, child_closing_kqueue_and_watched_fds_leaves_parent_alone);
 	tcase_add_test(tc, child_does_not_consume_parent_pending_events);
 	tcase_add_test(tc, fork_while_a_thread_waits_in_kevent);

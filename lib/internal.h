@@ -54,7 +54,12 @@
  *   will not report again by itself (KN_REQUEUE: regular files, USER without
  *   EV_CLEAR, level knotes on an edge-triggered fd).  Level knotes on a
  *   level-triggered epoll registration are not requeued: epoll re-reports.
- *   While kq->active or kq->notices is non-empty the wake eventfd is kept
+ *   Timers are the exception to activation by the source: the timerfd only
+ *   says which are due (kq->timer_due), and the scan expires them into the
+ *   queue as it has room (kq_timer_expire_due), so that a hundred thousand
+ *   due timers are not queued, then walked again, knote by knote.
+ *   While kq->active or kq->notices is non-empty, or a timer is due and not
+ *   expired (kq_timer_backlog), the wake eventfd is kept
  *   readable, so the kqueue (epoll) fd polls readable; activations inside a
  *   call cost no syscall, only kq_update_wake() at its end touches the fd.
  *   The edge it makes due is written after kq->lock is let go: every hold
@@ -700,6 +705,7 @@ struct kq_kqueue {
 	struct kq_poll timer;		/* timerfd, filter_timer.c */
 	struct kq_timer_heap theap;
 	int64_t timer_armed;		/* what the timerfd is set to (INT64_MAX: not) */
+	int64_t timer_due;		/* timers due by then may not be expired yet */
 	int64_t change_now;		/* CLOCK_MONOTONIC for this call's changes, 0 = not read */
 	struct kq_ino_kq *ino;		/* inotify.c: its subscriptions' mail */
 	_Atomic bool ino_mail;		/* another kqueue routed inotify events here */
@@ -789,6 +795,12 @@ int64_t kq_now_ns(clockid_t clk);
  * the changelist and before every wait (kevent.c), to the earliest deadline
  * if that is earlier than what it is set to. */
 void kq_timer_flush(struct kq_kqueue *kq);
+/* Timers the timerfd found due are expired by the scan, as many as it has
+ * room for: this queues due timers until `room` more knotes are queued (a
+ * timer already queued or disabled takes none), in deadline order. */
+void kq_timer_expire_due(struct kq_kqueue *kq, int room);
+/* A timer is due and not yet expired: the kqueue fd must poll readable. */
+bool kq_timer_backlog(struct kq_kqueue *kq);
 void kq_timer_free(struct kq_kqueue *kq);	/* kqueue freed: the heap's array */
 
 /* kevent.c: the ops of a filter number, NULL if unknown */

@@ -447,7 +447,7 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 	}
 	/* Something left from before: pick up what epoll has too, so
 	 * always-ready knotes cannot starve sockets. */
-	if (!TAILQ_EMPTY(&kq->active)) {
+	if (!TAILQ_EMPTY(&kq->active) || kq_timer_backlog(kq)) {
 		kq_backend_flush(kq);
 		kq_timer_flush(kq);
 		r = kq_backend_wait(kq, ready, KQ_READY_MAX, &zero);
@@ -458,8 +458,10 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 		kq_drain_closed(kq);
 		poll_due(kq);
 		n += kq_notices_copyout(kq, out + n, max - n);
-		if (n < max)
+		if (n < max) {
+			kq_timer_expire_due(kq, max - n);
 			n += collect(kq, out + n, max - n);
+		}
 		if (n > 0)
 			return n;
 		if (timeout == NULL) {
@@ -511,8 +513,10 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 			/* timed out: one last look, no more waiting */
 			kq_drain_closed(kq);
 			n = kq_notices_copyout(kq, out, max);
-			if (n < max)
+			if (n < max) {
+				kq_timer_expire_due(kq, max - n);
 				n += collect(kq, out + n, max - n);
+			}
 			return n;
 		}
 	}

@@ -238,15 +238,26 @@ kq_array_free(void *p, size_t size)
 
 #define KHASH_MIN	16
 
-/* Fibonacci hashing: the top bits of the product (sequential idents, the
- * common case, spread evenly; its low and middle bits do not). */
+/*
+ * The ident's own low bits, XORed with a Fibonacci hash of the bits above
+ * them and the filter.  Idents are mostly small sequential integers (timer
+ * and user event numbers, pids, signals): a run of as many of them as there
+ * are buckets then takes every bucket once, neighbours in neighbouring
+ * buckets, so walking idents in order walks the table in order and a
+ * changelist's lookups hit lines the previous ones loaded (Fibonacci
+ * hashing alone scattered them: a cache miss per lookup).  Pointers as
+ * idents have zero low bits; the bits above the table's fold into those,
+ * and a run of pointers sharing them is spread by their own middle bits
+ * (test_knote.c holds the longest chain down for aligned idents).
+ */
 static inline uint32_t
 khash_bucket(const struct kq_knote_hash *h, short filter, uintptr_t ident)
 {
-	uint64_t x = ((uint64_t)ident + ((uint64_t)(uint16_t)filter << 40)) *
+	uint64_t x = (uint64_t)ident;
+	uint64_t above = ((x >> h->bits) + ((uint64_t)(uint16_t)filter << 48)) *
 	    0x9e3779b97f4a7c15ull;
 
-	return (uint32_t)(x >> (64 - h->bits));
+	return (uint32_t)(x ^ (above >> (64 - h->bits))) & h->mask;
 }
 
 /* Rehash into 2^bits buckets; on failure keep the old table (longer chains

@@ -398,7 +398,7 @@ struct kq_slab_block;
 struct kq_slab {
 	TAILQ_HEAD(, kq_slab_block) room;	/* blocks with a free entry */
 	size_t size;
-	unsigned nempty;			/* blocks in room with none used */
+	size_t nblocks;				/* blocks mapped (kept until teardown) */
 };
 
 extern const struct kq_filterops *const kq_filters[];

@@ -13,9 +13,13 @@
  *
  * Memory: knotes come from per-kqueue slabs, one for small knotes and one
  * for whole ones (internal.h, KNOTE SIZES): 64 KiB blocks carved into
- * entries of exactly the knote's size, a freed entry reused first, a block
- * given back when its last entry is freed (beyond SLAB_KEEP_EMPTY empty
- * ones kept for reuse).  malloc would round a 72-byte knote up to an 80-byte chunk; the
+ * entries of exactly the knote's size, a freed entry reused first.  A block
+ * whose last entry is freed stays mapped, to be filled again from its start,
+ * until the kqueue is freed: like the timer heap and the hash the slabs are
+ * sized by the kqueue's peak.  Giving blocks back as they emptied (beyond
+ * 256 kept) cost a TLB flush per block on delete and a page fault per page
+ * on the next add: 60% of the time of deleting and re-adding a million
+ * timers.  malloc would round a 72-byte knote up to an 80-byte chunk; the
  * slab is what keeps a timer under 96 bytes with its heap entry and bucket.
  * Built with AddressSanitizer, every knote is its own malloc instead, so
  * overruns of a small knote are caught.
@@ -38,9 +42,6 @@
 /* ----------------------------------------------------------------- slabs */
 
 #define SLAB_BLOCK	(64 * 1024)		/* size and alignment */
-/* Empty blocks kept for reuse (16 MiB of each size): a kqueue that deletes
- * and re-adds thousands of timers does not map and fault them in again. */
-#define SLAB_KEEP_EMPTY	256
 
 struct kq_slab_block {
 	TAILQ_ENTRY(kq_slab_block) link;	/* slab->room while it has room */
@@ -98,9 +99,8 @@ slab_alloc(struct kq_slab *s)
 			return NULL;
 		b->in_room = true;
 		TAILQ_INSERT_HEAD(&s->room, b, link);
+		s->nblocks++;
 	}
-	if (b->used == 0 && b->free != NULL)
-		s->nempty--;		/* a kept empty block */
 	if (b->free != NULL) {
 		p = b->free;
 		b->free = *(void **)p;
@@ -135,16 +135,14 @@ slab_free(struct kq_slab *s, void *p)
 		b->in_room = true;
 	}
 	if (--b->used == 0) {
-		if (s->nempty < SLAB_KEEP_EMPTY) {
-			s->nempty++;
-		} else {
-			TAILQ_REMOVE(&s->room, b, link);
-			block_unmap(b);
-		}
+		/* refilled in address order, as when it was new: knotes added
+		 * together lie together */
+		b->free = NULL;
+		b->fresh = SLAB_FIRST;
 	}
 }
 
-/* Every knote was freed (kqueue teardown): at most one block is left. */
+/* Every knote was freed (kqueue teardown): every block is empty, in room. */
 static void
 slab_destroy(struct kq_slab *s)
 {
@@ -153,6 +151,7 @@ slab_destroy(struct kq_slab *s)
 	while ((b = TAILQ_FIRST(&s->room)) != NULL) {
 		TAILQ_REMOVE(&s->room, b, link);
 		block_unmap(b);
+		s->nblocks--;
 	}
 }
 

@@ -9,7 +9,9 @@
 #include "internal.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -159,6 +161,108 @@ START_TEST(same_ident_under_two_filters_are_two_knotes)
 }
 END_TEST
 
+/* ------------------------------------------------------------- memory */
+
+/* Blocks the kqueue's slab of small knotes (timers) has mapped; 0 when
+ * every knote is its own malloc (AddressSanitizer). */
+static size_t
+small_blocks(int kq)
+{
+	struct kq_kqueue *k = kq_lookup(kq, false);
+	size_t n;
+
+	ck_assert_ptr_nonnull(k);
+	pthread_mutex_lock(&k->lock);
+	n = k->slab[0].nblocks;
+	pthread_mutex_unlock(&k->lock);
+	kq_put(k);
+	return n;
+}
+
+static long
+resident_kb(void)
+{
+	long size, resident;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fscanf(f, "%ld %ld", &size, &resident), 2);
+	fclose(f);
+	return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* valgrind and AddressSanitizer keep freed memory themselves */
+static bool
+instrumented(void)
+{
+#if defined(KQ_ASAN)
+	return true;
+#else
+	const char *pre = getenv("LD_PRELOAD");
+	return pre != NULL && strstr(pre, "vgpreload") != NULL;
+#endif
+}
+
+/*
+ * Timers deleted en masse leave their memory to the next ones: adding them
+ * again maps nothing new (nor faults a page in), and deleting them unmaps
+ * nothing (a TLB flush per block).
+ */
+#define NSLAB	300000		/* 21 MB of knotes: more blocks than were kept */
+
+START_TEST(slab_blocks_are_reused_after_mass_delete)
+{
+	int kq = xkqueue(), round;
+	size_t blocks;
+
+	add_timers(kq, 0, 1, NSLAB);
+	blocks = small_blocks(kq);
+#if !defined(KQ_ASAN)
+	/* 72-byte knotes, 64 KiB blocks */
+	ck_assert_uint_ge(blocks, NSLAB / (64 * 1024 / 72));
+#endif
+	for (round = 0; round < 3; round++) {
+		delete_timers(kq, 0, 1, NSLAB);
+		ck_assert_uint_eq(small_blocks(kq), blocks);
+		/* other idents, other deadlines: only the number matters */
+		add_timers(kq, 5000000 + round, 3, NSLAB);
+		ck_assert_uint_eq(small_blocks(kq), blocks);
+		delete_timers(kq, 5000000 + round, 3, NSLAB);
+		add_timers(kq, 0, 1, NSLAB);
+	}
+	ck_assert_uint_eq(small_blocks(kq), blocks);
+	close(kq);
+}
+END_TEST
+
+/* What the kqueue kept for its peak goes back to the kernel with it. */
+START_TEST(memory_comes_back_when_the_kqueue_is_closed)
+{
+	long before, peak, deleted, after;
+	int kq;
+
+	if (instrumented()) {
+		fprintf(stderr, "memory_comes_back: not measured here\n");
+		return;
+	}
+	before = resident_kb();
+	kq = xkqueue();
+	add_timers(kq, 0, 1, 2 * NIDENT);
+	peak = resident_kb();
+	/* 200k timers: 72-byte knotes, heap entries and buckets */
+	ck_assert_int_ge(peak - before, 2 * NIDENT * 80 / 1024);
+	delete_timers(kq, 0, 1, 2 * NIDENT);
+	deleted = resident_kb();
+	close(kq);
+	/* a closed kqueue is freed by the library's next call (kqueue.c) */
+	close(xkqueue());
+	after = resident_kb();
+	ck_assert_msg(after - before < (peak - before) / 10,
+	    "resident: %ld KiB before, %ld with the timers, %ld deleted, "
+	    "%ld closed", before, peak, deleted, after);
+}
+END_TEST
+
 static Suite *
 knote_suite(void)
 {
@@ -169,6 +273,11 @@ knote_suite(void)
 	tcase_add_test(tc, sequential_idents_make_no_chain_longer_than_three);
 	tcase_add_test(tc, aligned_idents_still_spread);
 	tcase_add_test(tc, same_ident_under_two_filters_are_two_knotes);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("memory");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, slab_blocks_are_reused_after_mass_delete);
+	tcase_add_test(tc, memory_comes_back_when_the_kqueue_is_closed);
 	suite_add_tcase(s, tc);
 	return s;
 }

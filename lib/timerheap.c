@@ -149,35 +149,43 @@ compact(struct kq_timer_heap *h)
 static void
 pop_root(struct kq_timer_heap *h)
 {
-	struct kq_theap_entry last = ENTRY(h, --h->n);
+	struct kq_theap_entry *v = &ENTRY(h, 0), last = v[--h->n];
 	uint32_t i = 0, n = h->n, first, best, c;
 
 	if (n == 0)
 		return;
 	for (;;) {
+		const struct kq_theap_entry *kids;
+
 		first = 4 * i + 1;
+		kids = &v[first];
 		if (first + 3 < n) {
-			const char *below = (const char *)&ENTRY(h, 4 * first + 1);
+			const char *below = (const char *)&v[4 * first + 1];
 			uint32_t a, b;
 
 			__builtin_prefetch(below);
 			__builtin_prefetch(below + 64);
 			__builtin_prefetch(below + 128);
 			__builtin_prefetch(below + 192);
-			a = ENTRY(h, first).at <= ENTRY(h, first + 1).at ?
-			    first : first + 1;
-			b = ENTRY(h, first + 2).at <= ENTRY(h, first + 3).at ?
-			    first + 2 : first + 3;
-			best = ENTRY(h, a).at <= ENTRY(h, b).at ? a : b;
+			uint32_t later;
+
+			/* without branches: which child is earliest is
+			 * anybody's guess, a mispredicted branch per level */
+			a = kids[1].at < kids[0].at;
+			b = 2 + (kids[3].at < kids[2].at);
+			later = -(uint32_t)(kids[b].at < kids[a].at);
+			best = first + ((a & ~later) | (b & later));
 		} else if (first < n) {
 			best = first;
 			for (c = first + 1; c < n; c++)
-				if (ENTRY(h, c).at < ENTRY(h, best).at)
+				if (v[c].at < v[best].at)
 					best = c;
 		} else {
 			break;
 		}
-		place(h, i, ENTRY(h, best));
+		v[i] = v[best];
+		if (v[i].kn != NULL)
+			v[i].kn->s.timer.heap_index = i;
 		i = best;
 	}
 	sift_up(h, i, last);

@@ -301,7 +301,7 @@ timer_start(struct kq_kqueue *kq, struct kq_knote *kn, int64_t expiry,
 		timer_expire(kq, kn, now, true);
 		return 0;
 	}
-	if ((err = timerfd_open(kq)) != 0)
+	if (kq->timer.fd < 0 && (err = timerfd_open(kq)) != 0)
 		return err;
 	if (t->heap_index == KQ_THEAP_NONE) {
 		if ((err = kq_theap_insert(&kq->theap, kn, expiry)) != 0) {
@@ -384,7 +384,7 @@ filt_timer_touch(struct kq_kqueue *kq, struct kq_knote *kn,
 	if (err != 0)
 		return err;
 	if ((expiry > now || period != 0) && t->heap_index == KQ_THEAP_NONE) {
-		if ((err = timerfd_open(kq)) != 0)
+		if (kq->timer.fd < 0 && (err = timerfd_open(kq)) != 0)
 			return err;
 		/* not armed: it takes its node at the new deadline now, so
 		 * that the restart below cannot fail */

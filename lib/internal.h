@@ -423,9 +423,8 @@ void *kq_array_resize(void *p, size_t size, size_t to);	/* NULL: p kept */
 void kq_array_free(void *p, size_t size);
 
 /* knote.c */
-struct kq_knote *kq_knote_find(struct kq_kqueue *kq, short filter, uintptr_t ident);
-/* A hint: kev will be looked up `ahead` (1 or 2) changes from now. */
-void kq_knote_prefetch(struct kq_kqueue *kq, const struct kevent *kev, int ahead);
+/* The knote (filter, ident) of a filter whose ident is an fd. */
+struct kq_knote *kq_knote_find_fd(struct kq_kqueue *kq, short filter, uintptr_t ident);
 /* A zeroed knote sized for fop (NULL: a free notice), KN_WHOLE set if it
  * is whole; NULL when out of memory. */
 struct kq_knote *kq_knote_alloc(struct kq_kqueue *kq, const struct kq_filterops *fop);
@@ -810,6 +809,48 @@ kq_filterops_lookup(short filter)
 	if (filter >= 0 || filter < -EVFILT_SYSCOUNT)
 		return NULL;
 	return kq_filters[-filter];
+}
+
+/* knote.c: the table of knotes whose ident is not an fd (kq->khash). */
+/*
+ * The ident's own low bits, XORed with a Fibonacci hash of the bits above
+ * them and the filter.  Idents are mostly small sequential integers (timer
+ * and user event numbers, pids, signals): a run of as many of them as there
+ * are buckets then takes every bucket once, neighbours in neighbouring
+ * buckets, so walking idents in order walks the table in order and a
+ * changelist's lookups hit lines the previous ones loaded (Fibonacci
+ * hashing alone scattered them: a cache miss per lookup).  Pointers as
+ * idents have zero low bits; the bits above the table's fold into those,
+ * and a run of pointers sharing them is spread by their own middle bits
+ * (test_knote.c holds the longest chain down for aligned idents).
+ */
+static inline uint32_t
+kq_khash_bucket(const struct kq_knote_hash *h, short filter, uintptr_t ident)
+{
+	uint64_t x = (uint64_t)ident;
+	uint64_t above = ((x >> h->bits) + ((uint64_t)(uint16_t)filter << 48)) *
+	    0x9e3779b97f4a7c15ull;
+
+	return (uint32_t)(x ^ (above >> (64 - h->bits))) & h->mask;
+}
+
+/* The knote (filter, ident) of any filter, NULL if none. */
+static inline struct kq_knote *
+kq_knote_find(struct kq_kqueue *kq, short filter, uintptr_t ident)
+{
+	const struct kq_knote_hash *h = &kq->khash;
+	struct kq_knote *kn;
+
+	const struct kq_filterops *fop = kq_filterops_lookup(filter);
+
+	if (fop != NULL && fop->isfd)
+		return kq_knote_find_fd(kq, filter, ident);
+	if (h->b == NULL)
+		return NULL;
+	kn = h->b[kq_khash_bucket(h, filter, ident)];
+	while (kn != NULL && (kn->ident != ident || kn->filter != filter))
+		kn = kn->next;
+	return kn;
 }
 
 /* filter_signal.c owns the process's signal dispositions while a signal is

@@ -522,6 +522,28 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 	}
 }
 
+/*
+ * A changelist names knotes the cache has not seen: kevent() loads, ahead of
+ * the change it applies, the bucket of the change after next and the first
+ * knote of the next one (its bucket loaded by then), so that they are on
+ * their way while it works.  Measured on 100k timers: a lookup is two or
+ * three cache misses, most of an add or delete.  Returns the bucket, for
+ * the next step (UINT32_MAX: kev's knote is not in the table).  The table
+ * only grows, so the number stays a valid bucket.
+ */
+static inline uint32_t
+prefetch_bucket(struct kq_kqueue *kq, const struct kevent *kev)
+{
+	const struct kq_filterops *fop = kq_filterops_lookup(kev->filter);
+	uint32_t j;
+
+	if (fop == NULL || fop->isfd)
+		return UINT32_MAX;
+	j = kq_khash_bucket(&kq->khash, kev->filter, kev->ident);
+	__builtin_prefetch(&kq->khash.b[j]);
+	return j;
+}
+
 static bool
 only_user_changes(const struct kevent *changelist, int nchanges)
 {
@@ -538,6 +560,7 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
     struct kevent *eventlist, int nevents, const struct timespec *timeout)
 {
 	struct kq_kqueue *kq;
+	uint32_t next_bucket = UINT32_MAX;	/* change i + 1's, on its way */
 	int i, nerrors = 0, ret;
 
 	if (nchanges < 0 || nevents < 0) {
@@ -571,9 +594,12 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 		struct kevent kev = changelist[i];
 		int err;
 
-		if (i + 2 < nchanges && kq->khash.n != 0) {
-			kq_knote_prefetch(kq, &changelist[i + 2], 2);
-			kq_knote_prefetch(kq, &changelist[i + 1], 1);
+		if (kq->khash.n != 0) {
+			if (next_bucket != UINT32_MAX &&
+			    kq->khash.b[next_bucket] != NULL)
+				__builtin_prefetch(kq->khash.b[next_bucket]);
+			next_bucket = i + 2 < nchanges ?
+			    prefetch_bucket(kq, &changelist[i + 2]) : UINT32_MAX;
 		}
 
 		if (kev.filter == 0)

@@ -166,7 +166,12 @@ kq_knote_alloc(struct kq_kqueue *kq, const struct kq_filterops *fop)
 		slab_init(s, whole ? sizeof *kn : KQ_KNOTE_SMALL);
 	if ((kn = slab_alloc(s)) == NULL)
 		return NULL;
-	memset(kn, 0, s->size);
+	/* sizes the compiler knows: a few stores, not a call */
+	if (!whole) {
+		memset(kn, 0, KQ_KNOTE_SMALL);
+		return kn;
+	}
+	memset(kn, 0, sizeof *kn);
 	if (whole) {
 		kn->status = KN_WHOLE;
 		kn->u.vnode.wd = -1;
@@ -237,27 +242,6 @@ kq_array_free(void *p, size_t size)
 
 #define KHASH_MIN	16
 
-/*
- * The ident's own low bits, XORed with a Fibonacci hash of the bits above
- * them and the filter.  Idents are mostly small sequential integers (timer
- * and user event numbers, pids, signals): a run of as many of them as there
- * are buckets then takes every bucket once, neighbours in neighbouring
- * buckets, so walking idents in order walks the table in order and a
- * changelist's lookups hit lines the previous ones loaded (Fibonacci
- * hashing alone scattered them: a cache miss per lookup).  Pointers as
- * idents have zero low bits; the bits above the table's fold into those,
- * and a run of pointers sharing them is spread by their own middle bits
- * (test_knote.c holds the longest chain down for aligned idents).
- */
-static inline uint32_t
-khash_bucket(const struct kq_knote_hash *h, short filter, uintptr_t ident)
-{
-	uint64_t x = (uint64_t)ident;
-	uint64_t above = ((x >> h->bits) + ((uint64_t)(uint16_t)filter << 48)) *
-	    0x9e3779b97f4a7c15ull;
-
-	return (uint32_t)(x ^ (above >> (64 - h->bits))) & h->mask;
-}
 
 /* Rehash into 2^bits buckets; on failure keep the old table (longer chains
  * are slower, not wrong). */
@@ -278,7 +262,7 @@ khash_resize(struct kq_knote_hash *h, unsigned buckets)
 		if (i + 4 <= old.mask && old.b[i + 4] != NULL)
 			__builtin_prefetch(old.b[i + 4]);
 		for (kn = old.b[i]; kn != NULL; kn = next) {
-			uint32_t j = khash_bucket(h, kn->filter, kn->ident);
+			uint32_t j = kq_khash_bucket(h, kn->filter, kn->ident);
 			next = kn->next;
 			kn->next = nb[j];
 			nb[j] = kn;
@@ -288,43 +272,12 @@ khash_resize(struct kq_knote_hash *h, unsigned buckets)
 		kq_array_free(old.b, ((size_t)old.mask + 1) * sizeof *old.b);
 }
 
-/*
- * A changelist names knotes the cache has not seen: kevent() calls this for
- * the changes ahead of the one it applies, so that their bucket (two ahead)
- * and first knote (one ahead, its bucket loaded by then) are on their way
- * while it works.  Measured on 100k timers: a lookup is two or three cache
- * misses, most of an add or delete.
- */
-void
-kq_knote_prefetch(struct kq_kqueue *kq, const struct kevent *kev, int ahead)
-{
-	const struct kq_filterops *fop = kq_filterops_lookup(kev->filter);
-	struct kq_knote *const *b;
-
-	if (fop == NULL || fop->isfd || kq->khash.b == NULL)
-		return;
-	b = &kq->khash.b[khash_bucket(&kq->khash, kev->filter, kev->ident)];
-	if (ahead > 1)
-		__builtin_prefetch(b);
-	else if (*b != NULL)
-		__builtin_prefetch(*b);
-}
-
 struct kq_knote *
-kq_knote_find(struct kq_kqueue *kq, short filter, uintptr_t ident)
+kq_knote_find_fd(struct kq_kqueue *kq, short filter, uintptr_t ident)
 {
-	const struct kq_filterops *fop = kq_filterops_lookup(filter);
 	struct kq_knote *kn;
 	struct kq_fdnode *fdn;
 
-	if (fop == NULL || !fop->isfd) {
-		if (kq->khash.b == NULL)
-			return NULL;
-		kn = kq->khash.b[khash_bucket(&kq->khash, filter, ident)];
-		while (kn != NULL && (kn->ident != ident || kn->filter != filter))
-			kn = kn->next;
-		return kn;
-	}
 	if (ident > INT_MAX || (fdn = kq_fdnode_find(kq, (int)ident)) == NULL)
 		return NULL;
 	LIST_FOREACH(kn, &fdn->knotes, fdlink)
@@ -350,7 +303,7 @@ kq_knote_insert(struct kq_kqueue *kq, struct kq_knote *kn)
 		khash_resize(h, h->b == NULL ? KHASH_MIN : 2 * (h->mask + 1));
 	if (h->b == NULL)
 		return ENOMEM;
-	b = &h->b[khash_bucket(h, kn->filter, kn->ident)];
+	b = &h->b[kq_khash_bucket(h, kn->filter, kn->ident)];
 	kn->next = *b;
 	*b = kn;
 	h->n++;
@@ -367,7 +320,7 @@ knote_unlink(struct kq_kqueue *kq, struct kq_knote *kn)
 	kq->nknotes--;
 	if (kq_knote_fdn(kn) != NULL)
 		return;
-	pp = &h->b[khash_bucket(h, kn->filter, kn->ident)];
+	pp = &h->b[kq_khash_bucket(h, kn->filter, kn->ident)];
 	while (*pp != kn)
 		pp = &(*pp)->next;
 	*pp = kn->next;

@@ -10,13 +10,16 @@
  *
  * A deleted timer only loses its knote, even at the root: the entry stays,
  * dead (kn NULL), until it reaches the root and the root is wanted
- * (kq_theap_min pops it) or dead entries are half the heap and it is
- * rebuilt without them, in one linear pass.  Timers tend to be deleted in
- * the order they were added, so the one deleted is mostly the root: popping
- * it at once sank the last entry through every level (eight at 100k timers,
- * each moving a knote's node) for every delete; dead, it costs a store, and
- * the rebuilds add up to two entries moved per delete.  A timer that fires
- * is popped at once (kq_theap_pop): the next one is wanted then anyway.
+ * (kq_theap_min pops it), or the heap is rebuilt without the dead entries
+ * in one linear pass: when they are seven eighths of it, or a quarter when
+ * the root is wanted and dead (one pass is then cheaper than popping them
+ * one by one).  Timers tend to be deleted in the order they were added, so
+ * the one deleted is mostly the root: popping it at once sank the last
+ * entry through every level (eight at 100k timers, each moving a knote's
+ * node) for every delete; dead, it costs a store, and the rebuilds add up
+ * to a seventh of an entry moved (and its knote told) per delete - at half
+ * they moved one per delete, a cache miss on its knote each.  A timer that
+ * fires is popped at once (kq_theap_pop): the next one is wanted then.
  *
  * The array never shrinks (libev's does not either): it is sized by the
  * kqueue's peak number of armed timers, 16 bytes each, and freed with the
@@ -201,7 +204,7 @@ kq_theap_remove(struct kq_timer_heap *h, struct kq_knote *kn)
 		h->n = h->ndead = 0;
 	} else {
 		ENTRY(h, i).kn = NULL;
-		if (++h->ndead > h->n / 2)
+		if (++h->ndead > h->n - h->n / 8)
 			compact(h);
 	}
 }
@@ -222,6 +225,10 @@ struct kq_knote *
 kq_theap_min(struct kq_timer_heap *h)
 {
 	while (h->n != 0 && ENTRY(h, 0).kn == NULL) {
+		if (h->ndead > h->n / 4) {
+			compact(h);		/* cheaper than a pop each */
+			break;
+		}
 		h->ndead--;
 		pop_root(h);
 	}

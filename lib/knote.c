@@ -303,8 +303,15 @@ kq_knote_insert(struct kq_kqueue *kq, struct kq_knote *kn)
 		khash_resize(h, h->b == NULL ? KHASH_MIN : 2 * (h->mask + 1));
 	if (h->b == NULL)
 		return ENOMEM;
+	/* At the end of the chain, which the lookup before the add has just
+	 * walked: timers mostly go in the order they came, so the knote that
+	 * goes next is then first in its chain, and unlinking it reads no
+	 * other knote (put first, a million-timer chain's old partner was a
+	 * cache miss on every fire and delete). */
 	b = &h->b[kq_khash_bucket(h, kn->filter, kn->ident)];
-	kn->next = *b;
+	while (*b != NULL)
+		b = &(*b)->next;
+	kn->next = NULL;
 	*b = kn;
 	h->n++;
 	kq->nknotes++;

@@ -530,11 +530,12 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
  * 100k timers: a lookup is two or three cache misses, most of an add or
  * delete; at 1M, with the misses going to memory, one change ahead left
  * half of the knote's miss and of the bucket's (reading it to load its
- * knote) in the lookup.  Returns the bucket, for the next step
+ * knote) in the lookup; eight ahead (the knote four) took 15% off adding
+ * and deleting a million timers, four ahead half of that.  Returns the bucket, for the next step
  * (UINT32_MAX: kev's knote is not in the table).  The table only grows, so
  * the number stays a valid bucket.
  */
-#define PREFETCH_AHEAD	4
+#define PREFETCH_AHEAD	8
 static inline uint32_t
 prefetch_bucket(struct kq_kqueue *kq, const struct kevent *kev)
 {

@@ -73,7 +73,7 @@ sat_mul(int64_t a, int64_t b)		/* a, b >= 0 */
  * period (0: fires once).  Huge values saturate ("never") instead of
  * wrapping into the past.
  */
-static int
+static inline int
 timer_params(const struct kq_knote *kn, unsigned fflags, int64_t data,
     int64_t now, int64_t *expiry, int64_t *period)
 {
@@ -289,7 +289,7 @@ kq_timer_backlog(struct kq_kqueue *kq)
 }
 
 /* Start kn from (fflags, data): fire now or arm it in the heap. */
-static int
+static inline int
 timer_start(struct kq_kqueue *kq, struct kq_knote *kn, int64_t expiry,
     int64_t period, int64_t now)
 {

@@ -183,10 +183,9 @@ kq_timer_flush(struct kq_kqueue *kq)
 	    kq_theap_min_at(&kq->theap) >= kq->timer_armed)
 		return;
 	/* Due and not yet expired: the wake fd says so (kq_update_wake), and
-	 * the timerfd is for the first one that is not. */
-	if (kq_timer_backlog(kq))
-		return;
-	if (kq_theap_empty(&kq->theap) ||
+	 * the timerfd is for the first one that is not.  Looking may drop
+	 * deleted timers' entries from the root: look at it again. */
+	if (kq_timer_backlog(kq) || kq_theap_empty(&kq->theap) ||
 	    (t = kq_theap_min_at(&kq->theap)) >= kq->timer_armed)
 		return;
 	kq->timer_armed = t;

@@ -811,18 +811,19 @@ kq_filterops_lookup(short filter)
 	return kq_filters[-filter];
 }
 
-/* knote.c: the table of knotes whose ident is not an fd (kq->khash). */
 /*
- * The ident's own low bits, XORed with a Fibonacci hash of the bits above
- * them and the filter.  Idents are mostly small sequential integers (timer
- * and user event numbers, pids, signals): a run of as many of them as there
- * are buckets then takes every bucket once, neighbours in neighbouring
- * buckets, so walking idents in order walks the table in order and a
- * changelist's lookups hit lines the previous ones loaded (Fibonacci
+ * knote.c's table of the knotes whose ident is not an fd (kq->khash).
+ * A bucket is the ident's own low bits, XORed with a Fibonacci hash of the
+ * bits above them and the filter.  Idents are mostly small sequential
+ * integers (timer and user event numbers, pids, signals): a run of as many
+ * of them as there are buckets then takes every bucket once, neighbours in
+ * neighbouring buckets, so walking idents in order walks the table in order
+ * and a changelist's lookups hit lines the previous ones loaded (Fibonacci
  * hashing alone scattered them: a cache miss per lookup).  Pointers as
- * idents have zero low bits; the bits above the table's fold into those,
- * and a run of pointers sharing them is spread by their own middle bits
- * (test_knote.c holds the longest chain down for aligned idents).
+ * idents have zero low bits: a run of them sharing the bits above falls in
+ * the buckets their low bits pick (one in 64 for a 64-byte stride), the
+ * next run, with other bits above, elsewhere.  Measured with 100k and 1M
+ * idents, strides 8 to 2^20: no chain beyond 7 (test_knote.c).
  */
 static inline uint32_t
 kq_khash_bucket(const struct kq_knote_hash *h, short filter, uintptr_t ident)
@@ -838,10 +839,9 @@ kq_khash_bucket(const struct kq_knote_hash *h, short filter, uintptr_t ident)
 static inline struct kq_knote *
 kq_knote_find(struct kq_kqueue *kq, short filter, uintptr_t ident)
 {
+	const struct kq_filterops *fop = kq_filterops_lookup(filter);
 	const struct kq_knote_hash *h = &kq->khash;
 	struct kq_knote *kn;
-
-	const struct kq_filterops *fop = kq_filterops_lookup(filter);
 
 	if (fop != NULL && fop->isfd)
 		return kq_knote_find_fd(kq, filter, ident);

@@ -531,9 +531,9 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
  * delete; at 1M, with the misses going to memory, one change ahead left
  * half of the knote's miss and of the bucket's (reading it to load its
  * knote) in the lookup; eight ahead (the knote four) took 15% off adding
- * and deleting a million timers, four ahead half of that.  Returns the bucket, for the next step
- * (UINT32_MAX: kev's knote is not in the table).  The table only grows, so
- * the number stays a valid bucket.
+ * and deleting a million timers, four ahead half of that.  Returns the
+ * bucket, for the knote's turn (UINT32_MAX: kev's knote is not in the
+ * table).  The table only grows, so the number stays a valid bucket.
  */
 #define PREFETCH_AHEAD	8
 static inline uint32_t
@@ -565,8 +565,7 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
     struct kevent *eventlist, int nevents, const struct timespec *timeout)
 {
 	struct kq_kqueue *kq;
-	/* buckets of the changes ahead, on their way (UINT32_MAX: none) */
-	uint32_t ahead[PREFETCH_AHEAD] = { [0 ... PREFETCH_AHEAD - 1] = UINT32_MAX };
+	uint32_t ahead[PREFETCH_AHEAD];	/* buckets of the changes ahead */
 	int i, nerrors = 0, ret;
 
 	if (nchanges < 0 || nevents < 0) {
@@ -596,13 +595,14 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 	}
 	kq_drain_closed(kq);
 	kq->change_now = 0;
+	memset(ahead, 0xff, sizeof ahead);		/* UINT32_MAX: none */
 	for (i = 0; i < nchanges; i++) {
 		struct kevent kev = changelist[i];
 		int err;
 
 		if (kq->khash.n != 0) {
-			/* change i + PREFETCH_AHEAD / 2's, from two changes ago;
-			 * change i's slot is free for change i + PREFETCH_AHEAD */
+			/* change i + PREFETCH_AHEAD / 2's bucket came in by
+			 * now; change i's slot is free for i + PREFETCH_AHEAD */
 			uint32_t j = ahead[(i + PREFETCH_AHEAD / 2) % PREFETCH_AHEAD];
 
 			if (j != UINT32_MAX && kq->khash.b[j] != NULL)

@@ -1,8 +1,10 @@
 /*
- * EVFILT_TIMER: every timer of a kqueue lives in one binary heap
+ * EVFILT_TIMER: every timer of a kqueue lives in one 4-ary heap
  * (kq->theap) and the whole heap is driven by ONE timerfd (kq->timer,
  * CLOCK_MONOTONIC), programmed for the earliest deadline.  A million timers
- * therefore cost a million heap slots, not a million descriptors.
+ * therefore cost a million heap slots, not a million descriptors.  When it
+ * fires, the timers due are expired by the scan as it has room for their
+ * events (timer_ready, kq_timer_expire_due), not all at once.
  *
  * FreeBSD 14 semantics followed here:
  *  - data is in NOTE_SECONDS / NOTE_MSECONDS (default) / NOTE_USECONDS /

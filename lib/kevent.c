@@ -453,7 +453,7 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 	}
 	/* Something left from before: pick up what epoll has too, so
 	 * always-ready knotes cannot starve sockets. */
-	if (!TAILQ_EMPTY(&kq->active)) {
+	if (!TAILQ_EMPTY(&kq->active) || kq_timer_backlog(kq)) {
 		kq_backend_flush(kq);
 		kq_timer_flush(kq);
 		r = kq_backend_wait(kq, ready, KQ_READY_MAX, &zero);
@@ -464,8 +464,10 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 		kq_drain_closed(kq);
 		poll_due(kq);
 		n += kq_notices_copyout(kq, out + n, max - n);
-		if (n < max)
+		if (n < max) {
+			kq_timer_expire_due(kq, max - n);
 			n += collect(kq, out + n, max - n);
+		}
 		if (n > 0)
 			return n;
 		if (timeout == NULL) {
@@ -518,11 +520,40 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 			/* timed out: one last look, no more waiting */
 			kq_drain_closed(kq);
 			n = kq_notices_copyout(kq, out, max);
-			if (n < max)
+			if (n < max) {
+				kq_timer_expire_due(kq, max - n);
 				n += collect(kq, out + n, max - n);
+			}
 			return n;
 		}
 	}
+}
+
+/*
+ * A changelist names knotes the cache has not seen: kevent() loads, ahead of
+ * the change it applies, the bucket of the change PREFETCH_AHEAD further on,
+ * and the first knote of the one PREFETCH_AHEAD / 2 on (whose bucket came
+ * in meanwhile), so that they are on their way while it works.  Measured on
+ * 100k timers: a lookup is two or three cache misses, most of an add or
+ * delete; at 1M, with the misses going to memory, one change ahead left
+ * half of the knote's miss and of the bucket's (reading it to load its
+ * knote) in the lookup; eight ahead (the knote four) took 15% off adding
+ * and deleting a million timers, four ahead half of that.  Returns the
+ * bucket, for the knote's turn (UINT32_MAX: kev's knote is not in the
+ * table).  The table only grows, so the number stays a valid bucket.
+ */
+#define PREFETCH_AHEAD	8
+static inline uint32_t
+prefetch_bucket(struct kq_kqueue *kq, const struct kevent *kev)
+{
+	const struct kq_filterops *fop = kq_filterops_lookup(kev->filter);
+	uint32_t j;
+
+	if (fop == NULL || fop->isfd)
+		return UINT32_MAX;
+	j = kq_khash_bucket(&kq->khash, kev->filter, kev->ident);
+	__builtin_prefetch(&kq->khash.b[j]);
+	return j;
 }
 
 static bool
@@ -541,6 +572,7 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
     struct kevent *eventlist, int nevents, const struct timespec *timeout)
 {
 	struct kq_kqueue *kq;
+	uint32_t ahead[PREFETCH_AHEAD];	/* buckets of the changes ahead */
 	int i, nerrors = 0, ret, cs;
 
 	if (nchanges < 0 || nevents < 0) {
@@ -577,13 +609,21 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 	}
 	kq_drain_closed(kq);
 	kq->change_now = 0;
+	memset(ahead, 0xff, sizeof ahead);		/* UINT32_MAX: none */
 	for (i = 0; i < nchanges; i++) {
 		struct kevent kev;
 		int err;
 
-		if (i + 2 < nchanges && kq->khash.n != 0) {
-			kq_knote_prefetch(kq, &changelist[i + 2], 2);
-			kq_knote_prefetch(kq, &changelist[i + 1], 1);
+		if (kq->khash.n != 0) {
+			/* change i + PREFETCH_AHEAD / 2's bucket came in by
+			 * now; change i's slot is free for i + PREFETCH_AHEAD */
+			uint32_t j = ahead[(i + PREFETCH_AHEAD / 2) % PREFETCH_AHEAD];
+
+			if (j != UINT32_MAX && kq->khash.b[j] != NULL)
+				__builtin_prefetch(kq->khash.b[j]);
+			ahead[i % PREFETCH_AHEAD] =
+			    i + PREFETCH_AHEAD < nchanges ? prefetch_bucket(kq,
+			    &changelist[i + PREFETCH_AHEAD]) : UINT32_MAX;
 		}
 		if ((changelist[i].flags & EV_DELETE) && i + 1 < nchanges) {
 			int done = renew_knote(kq, &changelist[i],

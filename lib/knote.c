@@ -13,9 +13,13 @@
  *
  * Memory: knotes come from per-kqueue slabs, one for small knotes and one
  * for whole ones (internal.h, KNOTE SIZES): 64 KiB blocks carved into
- * entries of exactly the knote's size, a freed entry reused first, a block
- * given back when its last entry is freed (beyond SLAB_KEEP_EMPTY empty
- * ones kept for reuse).  malloc would round a 72-byte knote up to an 80-byte chunk; the
+ * entries of exactly the knote's size, a freed entry reused first.  A block
+ * whose last entry is freed stays mapped, to be filled again from its start,
+ * until the kqueue is freed: like the timer heap and the hash the slabs are
+ * sized by the kqueue's peak.  Giving blocks back as they emptied (beyond
+ * 256 kept) cost a TLB flush per block on delete and a page fault per page
+ * on the next add: 60% of the time of deleting and re-adding a million
+ * timers.  malloc would round a 72-byte knote up to an 80-byte chunk; the
  * slab is what keeps a timer under 96 bytes with its heap entry and bucket.
  * Built with AddressSanitizer, every knote is its own malloc instead, so
  * overruns of a small knote are caught.
@@ -38,9 +42,6 @@
 /* ----------------------------------------------------------------- slabs */
 
 #define SLAB_BLOCK	(64 * 1024)		/* size and alignment */
-/* Empty blocks kept for reuse (16 MiB of each size): a kqueue that deletes
- * and re-adds thousands of timers does not map and fault them in again. */
-#define SLAB_KEEP_EMPTY	256
 
 struct kq_slab_block {
 	TAILQ_ENTRY(kq_slab_block) link;	/* slab->room while it has room */
@@ -98,9 +99,8 @@ slab_alloc(struct kq_slab *s)
 			return NULL;
 		b->in_room = true;
 		TAILQ_INSERT_HEAD(&s->room, b, link);
+		s->nblocks++;
 	}
-	if (b->used == 0 && b->free != NULL)
-		s->nempty--;		/* a kept empty block */
 	if (b->free != NULL) {
 		p = b->free;
 		b->free = *(void **)p;
@@ -109,6 +109,10 @@ slab_alloc(struct kq_slab *s)
 	} else {
 		p = (char *)b + b->fresh;
 		b->fresh += s->size;
+		/* the block is filled in order: its lines a few knotes on,
+		 * probably cold, are written soon */
+		if (b->fresh + 4 * 64 < SLAB_BLOCK)
+			__builtin_prefetch((char *)b + b->fresh + 4 * 64, 1);
 	}
 	b->used++;
 	if (b->free == NULL && b->fresh + s->size > SLAB_BLOCK) {
@@ -135,16 +139,14 @@ slab_free(struct kq_slab *s, void *p)
 		b->in_room = true;
 	}
 	if (--b->used == 0) {
-		if (s->nempty < SLAB_KEEP_EMPTY) {
-			s->nempty++;
-		} else {
-			TAILQ_REMOVE(&s->room, b, link);
-			block_unmap(b);
-		}
+		/* refilled in address order, as when it was new: knotes added
+		 * together lie together */
+		b->free = NULL;
+		b->fresh = SLAB_FIRST;
 	}
 }
 
-/* Every knote was freed (kqueue teardown): at most one block is left. */
+/* Every knote was freed (kqueue teardown): every block is empty, in room. */
 static void
 slab_destroy(struct kq_slab *s)
 {
@@ -153,6 +155,7 @@ slab_destroy(struct kq_slab *s)
 	while ((b = TAILQ_FIRST(&s->room)) != NULL) {
 		TAILQ_REMOVE(&s->room, b, link);
 		block_unmap(b);
+		s->nblocks--;
 	}
 }
 
@@ -167,7 +170,12 @@ kq_knote_alloc(struct kq_kqueue *kq, const struct kq_filterops *fop)
 		slab_init(s, whole ? sizeof *kn : KQ_KNOTE_SMALL);
 	if ((kn = slab_alloc(s)) == NULL)
 		return NULL;
-	memset(kn, 0, s->size);
+	/* sizes the compiler knows: a few stores, not a call */
+	if (!whole) {
+		memset(kn, 0, KQ_KNOTE_SMALL);
+		return kn;
+	}
+	memset(kn, 0, sizeof *kn);
 	if (whole) {
 		kn->status = KN_WHOLE;
 		kn->u.vnode.wd = -1;
@@ -238,16 +246,6 @@ kq_array_free(void *p, size_t size)
 
 #define KHASH_MIN	16
 
-/* Fibonacci hashing: the top bits of the product (sequential idents, the
- * common case, spread evenly; its low and middle bits do not). */
-static inline uint32_t
-khash_bucket(const struct kq_knote_hash *h, short filter, uintptr_t ident)
-{
-	uint64_t x = ((uint64_t)ident + ((uint64_t)(uint16_t)filter << 40)) *
-	    0x9e3779b97f4a7c15ull;
-
-	return (uint32_t)(x >> (64 - h->bits));
-}
 
 /* Rehash into 2^bits buckets; on failure keep the old table (longer chains
  * are slower, not wrong). */
@@ -268,7 +266,7 @@ khash_resize(struct kq_knote_hash *h, unsigned buckets)
 		if (i + 4 <= old.mask && old.b[i + 4] != NULL)
 			__builtin_prefetch(old.b[i + 4]);
 		for (kn = old.b[i]; kn != NULL; kn = next) {
-			uint32_t j = khash_bucket(h, kn->filter, kn->ident);
+			uint32_t j = kq_khash_bucket(h, kn->filter, kn->ident);
 			next = kn->next;
 			kn->next = nb[j];
 			nb[j] = kn;
@@ -276,45 +274,6 @@ khash_resize(struct kq_knote_hash *h, unsigned buckets)
 	}
 	if (old.b != NULL)
 		kq_array_free(old.b, ((size_t)old.mask + 1) * sizeof *old.b);
-}
-
-/*
- * A changelist names knotes the cache has not seen: kevent() calls this for
- * the changes ahead of the one it applies, so that their bucket (two ahead)
- * and first knote (one ahead, its bucket loaded by then) are on their way
- * while it works.  Measured on 100k timers: a lookup is two or three cache
- * misses, most of an add or delete.
- */
-void
-kq_knote_prefetch(struct kq_kqueue *kq, const struct kevent *kev, int ahead)
-{
-	const struct kq_filterops *fop = kq_filterops_lookup(kev->filter);
-	struct kq_knote *const *b;
-
-	if (fop == NULL || fop->isfd || kq->khash.b == NULL)
-		return;
-	b = &kq->khash.b[khash_bucket(&kq->khash, kev->filter, kev->ident)];
-	if (ahead > 1)
-		__builtin_prefetch(b);
-	else if (*b != NULL)
-		__builtin_prefetch(*b);
-}
-
-struct kq_knote *
-kq_knote_find(struct kq_kqueue *kq, short filter, uintptr_t ident)
-{
-	const struct kq_filterops *fop = kq_filterops_lookup(filter);
-	struct kq_knote *kn;
-
-	if (fop == NULL || !fop->isfd) {
-		if (kq->khash.b == NULL)
-			return NULL;
-		kn = kq->khash.b[khash_bucket(&kq->khash, filter, ident)];
-		while (kn != NULL && (kn->ident != ident || kn->filter != filter))
-			kn = kn->next;
-		return kn;
-	}
-	return kq_knote_find_fd(kq, filter, ident);
 }
 
 /* ENOMEM only for the first knote of the hash (a table that cannot grow
@@ -334,8 +293,15 @@ kq_knote_insert(struct kq_kqueue *kq, struct kq_knote *kn)
 		khash_resize(h, h->b == NULL ? KHASH_MIN : 2 * (h->mask + 1));
 	if (h->b == NULL)
 		return ENOMEM;
-	b = &h->b[khash_bucket(h, kn->filter, kn->ident)];
-	kn->next = *b;
+	/* At the end of the chain, which the lookup before the add has just
+	 * walked: timers mostly go in the order they came, so the knote that
+	 * goes next is then first in its chain, and unlinking it reads no
+	 * other knote (put first, a million-timer chain's old partner was a
+	 * cache miss on every fire and delete). */
+	b = &h->b[kq_khash_bucket(h, kn->filter, kn->ident)];
+	while (*b != NULL)
+		b = &(*b)->next;
+	kn->next = NULL;
 	*b = kn;
 	h->n++;
 	kq->nknotes++;
@@ -351,7 +317,7 @@ knote_unlink(struct kq_kqueue *kq, struct kq_knote *kn)
 	kq->nknotes--;
 	if (kq_knote_fdn(kn) != NULL)
 		return;
-	pp = &h->b[khash_bucket(h, kn->filter, kn->ident)];
+	pp = &h->b[kq_khash_bucket(h, kn->filter, kn->ident)];
 	while (*pp != kn)
 		pp = &(*pp)->next;
 	*pp = kn->next;

@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/kcmp.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,7 +90,7 @@ void
 kq_update_wake(struct kq_kqueue *kq)
 {
 	bool want = !TAILQ_EMPTY(&kq->active) || !TAILQ_EMPTY(&kq->notices) ||
-	    closer_pending(kq);
+	    kq_timer_backlog(kq) || closer_pending(kq);
 
 	if (kq->dead)
 		return;
@@ -964,6 +965,8 @@ kq_pending_count(int fd)
 	if (kq == NULL)
 		return -1;
 	if (pthread_mutex_trylock(&kq->lock) == 0) {
+		/* due timers are queued only as a scan has room: count them */
+		kq_timer_expire_due(kq, INT_MAX);
 		TAILQ_FOREACH(kn, &kq->active, link)
 			n++;
 		TAILQ_FOREACH(kn, &kq->notices, link)

@@ -18,8 +18,12 @@
 
 /* Add kn due at `at`; 0 or ENOMEM (heap unchanged). */
 int kq_theap_insert(struct kq_timer_heap *h, struct kq_knote *kn, int64_t at);
-/* Remove an armed kn; its heap_index becomes KQ_THEAP_NONE. */
+/* Remove an armed kn; its heap_index becomes KQ_THEAP_NONE.  Its entry is
+ * left dead, even at the root (timerheap.c). */
 void kq_theap_remove(struct kq_timer_heap *h, struct kq_knote *kn);
+/* Remove the root, which is armed (kq_theap_min's knote): the next one
+ * comes up at once. */
+void kq_theap_pop(struct kq_timer_heap *h);
 /* An armed kn is now due at `at`. */
 void kq_theap_update(struct kq_timer_heap *h, struct kq_knote *kn, int64_t at);
 /* Free the entries (heap must be empty). */

@@ -9,6 +9,7 @@
 #include "util.h"
 
 #include <dirent.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -721,6 +722,71 @@ START_TEST(timer_many_fire_in_deadline_order_after_deleting_most)
 }
 END_TEST
 
+/* the earliest half: deleting them deletes the heap's root again and again */
+static bool
+earliest_half(int i)
+{
+	return (i * 7919L) % 1000 < 500;
+}
+
+START_TEST(timer_many_fire_in_deadline_order_after_deleting_earliest)
+{
+	fire_in_deadline_order_after_deleting(earliest_half);
+}
+END_TEST
+
+#define NBACKLOG 1000
+
+/*
+ * More timers due at once than one kevent() takes: the rest are taken by
+ * the next calls, each exactly once, and until the last is taken the
+ * kqueue fd polls readable and a kqueue watching it counts them all.
+ */
+START_TEST(timer_backlog_keeps_kqueue_readable_until_taken)
+{
+	static struct kevent ch[NBACKLOG], ev[NBACKLOG];
+	static unsigned char seen[NBACKLOG + 1];
+	struct pollfd p = { .events = POLLIN };
+	int kq = xkqueue(), outer = xkqueue(), i, n, got;
+
+	for (i = 0; i < NBACKLOG; i++)
+		EV_SET(&ch[i], i + 1, EVFILT_TIMER, EV_ADD | EV_ONESHOT,
+		    NOTE_USECONDS, 1 + i % 10, (void *)(uintptr_t)(i + 1));
+	ck_assert_int_eq(kevent(kq, ch, NBACKLOG, NULL, 0, NULL), 0);
+	sleep_ms(5);			/* all due */
+	got = kev_wait(kq, ev, 10, 1000);
+	ck_assert_int_eq(got, 10);
+	for (i = 0; i < got; i++)
+		seen[ev[i].ident] = 1;
+	p.fd = kq;
+	ck_assert_int_eq(poll(&p, 1, 0), 1);
+	ck_assert_uint_eq(p.revents, POLLIN);
+	kev_ok(outer, kq, EVFILT_READ, EV_ADD, 0, 0, NULL);
+	kev_expect(outer, 0, kq, EVFILT_READ, 0, 0, NBACKLOG - 10, NULL);
+	while (got < NBACKLOG) {
+		ck_assert_int_eq(poll(&p, 1, 0), 1);
+		n = kev_wait(kq, ev, 100, 0);
+		ck_assert_int_eq(n, NBACKLOG - got < 100 ? NBACKLOG - got : 100);
+		for (i = 0; i < n; i++) {
+			ck_assert_int_eq(ev[i].filter, EVFILT_TIMER);
+			ck_assert_uint_eq(ev[i].flags, EV_ONESHOT | EV_CLEAR);
+			ck_assert_int_eq(ev[i].data, 1);
+			ck_assert_ptr_eq(ev[i].udata, (void *)ev[i].ident);
+			ck_assert_uint_ge(ev[i].ident, 1);
+			ck_assert_uint_le(ev[i].ident, NBACKLOG);
+			ck_assert(!seen[ev[i].ident]);
+			seen[ev[i].ident] = 1;
+		}
+		got += n;
+	}
+	ck_assert_int_eq(poll(&p, 1, 0), 0);
+	ck_assert_int_eq(kev_wait(kq, ev, 1, 0), 0);
+	ck_assert_int_eq(kev_wait(outer, ev, 1, 0), 0);
+	close(outer);
+	close(kq);
+}
+END_TEST
+
 START_TEST(timer_and_user_knotes_need_at_most_two_fds)
 {
 	static struct kevent ch[2000];
@@ -830,6 +896,8 @@ timer_suite(void)
 	tcase_add_test(big, timer_100000_oneshots_fire_exactly_once_each);
 	tcase_add_test(big, timer_many_fire_in_deadline_order_after_deletes);
 	tcase_add_test(big, timer_many_fire_in_deadline_order_after_deleting_most);
+	tcase_add_test(big, timer_many_fire_in_deadline_order_after_deleting_earliest);
+	tcase_add_test(big, timer_backlog_keeps_kqueue_readable_until_taken);
 	tcase_add_test(big, timer_and_user_knotes_need_at_most_two_fds);
 	tcase_add_test(big, timer_million_timers_with_1024_fds);
 	suite_add_tcase(s, big);

@@ -258,6 +258,25 @@ kq_fdreg_unlock(int fd)
 		slot_unlock(s, fd);
 }
 
+/*
+ * A watcher told of a close is done with once its closer has let go of the
+ * slot.  The closer unlinked and told it while holding the slot, and the
+ * caller learnt of it through the closer's own stores (the kqueue's closed
+ * stack): a free slot seen after that can only be the closer's release or
+ * a later one.  So only a held slot costs the lock round trip.
+ */
+void
+kq_fdreg_pass(int fd)
+{
+	struct fdslot *s = slot_peek(fd);
+
+	if (s == NULL ||
+	    atomic_load_explicit(&s->owner, memory_order_acquire) == 0)
+		return;
+	slot_lock(s);
+	slot_unlock(s, fd);
+}
+
 int
 kq_fdreg_watch(int fd, struct kq_fdwatch *w)
 {
@@ -526,10 +545,8 @@ own_table(void)
  * caller must unlock it after the real call (NULL: nothing to hold).
  */
 static struct fdslot *
-closing(int fd)
+closing_slot(struct fdslot *s, int fd)
 {
-	struct fdslot *s = slot_peek(fd);
-
 	if (s == NULL || !tracking || !slot_busy(s))
 		return NULL;
 	/* a vfork() child shares our memory but not our fd table: its
@@ -546,6 +563,12 @@ closing(int fd)
 	if (atomic_load_explicit(&s->sockerr, memory_order_relaxed) != 0)
 		atomic_store(&s->sockerr, 0);
 	return s;
+}
+
+static struct fdslot *
+closing(int fd)
+{
+	return closing_slot(slot_peek(fd), fd);
 }
 
 /* Is fd one of ours, as the application's close family sees it? */
@@ -626,11 +649,25 @@ close_range_tracked(unsigned first, unsigned last, int flags)
 KQ_API int
 close(int fd)
 {
-	if (refused(fd)) {
+	struct fdslot *s = tracking ? slot_peek(fd) : NULL, *held;
+	int r, err;
+
+	/* nothing watches the number and it is not ours: libc's close */
+	if (s == NULL || !slot_busy(s))
+		return REAL(close)(fd);
+	if ((atomic_load_explicit(&s->flags, memory_order_relaxed) &
+	    SLOT_OWNED) && own_table()) {
 		errno = EBADF;
 		return -1;
 	}
-	return CLOSING(fd, REAL(close)(fd));
+	held = closing_slot(s, fd);
+	r = REAL(close)(fd);
+	if (held != NULL) {
+		err = errno;
+		slot_unlock(held, fd);
+		errno = err;
+	}
+	return r;
 }
 
 KQ_API int

@@ -123,7 +123,8 @@
  *   alias's makes its kqueue a suspect.  Whoever frees or inspects a watcher
  *   after it may have been told takes and drops that slot's lock first
  *   (kq_drain_closed, kq_alive), so a callback in progress - or the real
- *   close after it - has finished.  A close from a signal handler that
+ *   close after it - has finished; a slot seen free after the watcher was
+ *   found told needs no round trip (kq_fdreg_pass).  A close from a signal handler that
  *   interrupted its own thread inside that slot's lock marks the slot
  *   pending; the holder's unlock tells the watchers.  kevent() drains the
  *   closed stack under kq->lock and releases the knotes with NOTE_FREE_CLOSE.
@@ -572,6 +573,9 @@ void kq_fdnode_reap(struct kq_kqueue *kq);
 int kq_fdreg_reserve(int fd);			/* make fd's slot exist: 0 or ENOMEM */
 void kq_fdreg_lock(int fd);			/* nests; no-op without a slot */
 void kq_fdreg_unlock(int fd);
+/* Wait until whoever holds fd's slot now has let go: the lock taken and
+ * dropped, or nothing if the slot is free. */
+void kq_fdreg_pass(int fd);
 int kq_fdreg_watch(int fd, struct kq_fdwatch *w);	/* under kq_fdreg_lock(fd) */
 void kq_fdreg_unwatch(int fd, struct kq_fdwatch *w);	/* under kq_fdreg_lock(fd) */
 /* First watcher of fd with these ops, hold() called on it under the lock. */

@@ -457,8 +457,11 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 	for (;;) {
 		kq_drain_closed(kq);
 		poll_due(kq);
-		n += kq_notices_copyout(kq, out + n, max - n);
-		if (n < max)
+		/* the calls only when there is something to take: this runs
+		 * before and after every wait */
+		if (!TAILQ_EMPTY(&kq->notices))
+			n += kq_notices_copyout(kq, out + n, max - n);
+		if (n < max && !TAILQ_EMPTY(&kq->active))
 			n += collect(kq, out + n, max - n);
 		if (n > 0)
 			return n;

@@ -473,8 +473,7 @@ kq_drain_closed(struct kq_kqueue *kq)
 		rev = fdn->closed_next;
 		/* the closer may still be kicking us: it is done once it has
 		 * let go of the slot (internal.h, CLOSE TRACKING) */
-		kq_fdreg_lock(fdn->fd);
-		kq_fdreg_unlock(fdn->fd);
+		kq_fdreg_pass(fdn->fd);
 		fdn->poll.in_backend = false;	/* the close path removed it */
 		fdn->poll.armed = 0;
 		kq_backend_detach(kq, &fdn->poll);

@@ -236,6 +236,12 @@ struct kq_filterops {
 	short filter;
 	bool isfd;		/* ident is an fd: knote joins the fd's fdnode */
 	bool small;		/* knotes end at KQ_KNOTE_SMALL (not isfd) */
+	/* isfd: attach begins with kq_fdnode_probe(), before it looks at the
+	 * file in any way.  A new fdnode is then linked to its number's slot
+	 * by that probe, in the hold of the slot lock that registers it with
+	 * epoll (one round trip, not two): no file was taken for the number
+	 * before, so none can have been closed behind its back. */
+	bool probe_first;
 	/* isfd: event() only reads the file and changes nothing but the
 	 * fdnode (what it knows of the file; its registration, which the
 	 * flush re-checks under the lock) - no knote state, nothing the file
@@ -246,7 +252,10 @@ struct kq_filterops {
 	/* New knote (ident, filter, flags, udata set; in whole knotes also
 	 * sfflags and sdata), from change kev.  Return 0 or an errno for the
 	 * EV_ERROR entry; on error the core frees the knote without calling
-	 * detach. */
+	 * detach.  An isfd attach that probes (kq_fdnode_probe) does so after
+	 * everything its pollevents() reads is set: a first probe registers
+	 * the fd with what the knotes want, and the core takes that as the
+	 * fdnode's update. */
 	int (*attach)(struct kq_kqueue *, struct kq_knote *, const struct kevent *kev);
 	/* Undo attach.  Must not fail. */
 	void (*detach)(struct kq_kqueue *, struct kq_knote *);
@@ -539,6 +548,7 @@ struct kq_fdnode {
 	bool anonpipe;			/* pipe(2), not a named FIFO */
 	bool no_fionread;		/* FIONREAD fails (listening socket, eventfd...) */
 	bool force_et;			/* edge-triggered even without EV_CLEAR */
+	bool watch_deferred;		/* not in its slot yet: the probe links it */
 	LIST_HEAD(, kq_knote) knotes;	/* every knote with ident == fd */
 	struct kq_fdwatch watch;	/* in fd's registry slot while watched */
 	struct kq_fdnode *closed_next;	/* kq->closed stack */
@@ -553,7 +563,10 @@ struct kq_fdnode {
 TAILQ_HEAD(kq_fdnode_list, kq_fdnode);
 
 /* kqueue.c / fdnode helpers */
-struct kq_fdnode *kq_fdnode_get(struct kq_kqueue *kq, int fd, int *err);
+/* The node of fd, made if need be; a new one is linked to fd's slot at
+ * once, or by its first probe if probe_first (filterops). */
+struct kq_fdnode *kq_fdnode_get(struct kq_kqueue *kq, int fd, bool probe_first,
+    int *err);
 struct kq_fdnode *kq_fdnode_find(struct kq_kqueue *kq, int fd);	/* live node or NULL */
 void kq_fdnode_put(struct kq_kqueue *kq, struct kq_fdnode *fdn);	/* free if no knotes */
 /* Recompute fdn->poll.want from its knotes' pollevents() and schedule it. */

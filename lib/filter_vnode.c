@@ -511,7 +511,13 @@ kq_inotify_unwatch(struct kq_kqueue *kq, struct kq_knote *kn)
 	struct vn_watch *w = NULL;
 	int fd;
 
-	if (kn->u.vnode.wd > 0 && kq->vnode_priv != NULL)
+	/* READ on a socket or pipe (every detach of one comes here): no
+	 * watch was ever made */
+	if (kq->vnode_priv == NULL) {
+		kn->u.vnode.wd = -1;
+		return;
+	}
+	if (kn->u.vnode.wd > 0)
 		w = vn_find(kq->vnode_priv, kn->u.vnode.wd);
 	kn->u.vnode.wd = -1;
 	if (w != NULL) {

@@ -511,8 +511,10 @@ void kq_backend_update(struct kq_kqueue *kq, struct kq_poll *p);
 void kq_backend_detach(struct kq_kqueue *kq, struct kq_poll *p);
 /* Close path: remove fd from epoll without touching kq state (no kq->lock). */
 void kq_backend_forget_fd(struct kq_kqueue *kq, int fd);
-/* Apply pending updates; at most one epoll_ctl per dirty registration. */
-void kq_backend_flush(struct kq_kqueue *kq);
+/* Apply pending updates; at most one epoll_ctl per dirty registration.
+ * kq_backend_flush() (inline, below struct kq_kqueue) calls it when there
+ * are any. */
+void kq_backend_flush_dirty(struct kq_kqueue *kq);
 /* Wait (called WITHOUT kq->lock).  ts NULL = forever.  Returns count or -errno. */
 int kq_backend_wait(struct kq_kqueue *kq, struct kq_ready *out, int max,
     const struct timespec *ts);
@@ -574,8 +576,9 @@ void kq_fdnode_update(struct kq_kqueue *kq, struct kq_fdnode *fdn);
 /* Probe fdn->fd with epoll once (sets fdn->kind); 0 or errno (EBADF). */
 int kq_fdnode_probe(struct kq_kqueue *kq, struct kq_fdnode *fdn);
 void kq_drain_closed(struct kq_kqueue *kq);
-/* Free idle fdnodes that epoll no longer holds (after a flush). */
-void kq_fdnode_reap(struct kq_kqueue *kq);
+/* Free idle fdnodes that epoll no longer holds (after a flush):
+ * kq_fdnode_reap() (inline, below struct kq_kqueue) when there are any. */
+void kq_fdnode_reap_idle(struct kq_kqueue *kq);
 
 /* fdreg.c: descriptor numbers.  A watcher is told, once, that the number it
  * watches is being closed or replaced; it is unlinked first.  Its callback
@@ -725,6 +728,22 @@ struct kq_kqueue {
 	size_t nsigknotes;
 	void *proc_priv;		/* filter_proc.c */
 };
+
+/* Every kevent() pass ends with these; there is seldom anything to do, and
+ * that is decided without a call. */
+static inline void
+kq_backend_flush(struct kq_kqueue *kq)
+{
+	if (!TAILQ_EMPTY(&kq->dirty))
+		kq_backend_flush_dirty(kq);
+}
+
+static inline void
+kq_fdnode_reap(struct kq_kqueue *kq)
+{
+	if (!TAILQ_EMPTY(&kq->idle))
+		kq_fdnode_reap_idle(kq);
+}
 
 /* inotify.c: the process's one inotify instance (see INOTIFY above).
  * Every call with the caller's kq->lock held; the ones marked so also under

@@ -167,7 +167,11 @@ kq_knote_alloc(struct kq_kqueue *kq, const struct kq_filterops *fop)
 		slab_init(s, whole ? sizeof *kn : KQ_KNOTE_SMALL);
 	if ((kn = slab_alloc(s)) == NULL)
 		return NULL;
-	memset(kn, 0, s->size);
+	/* sizes the compiler knows: stores, not a call */
+	if (whole)
+		memset(kn, 0, sizeof *kn);
+	else
+		memset(kn, 0, KQ_KNOTE_SMALL);
 	if (whole) {
 		kn->status = KN_WHOLE;
 		kn->u.vnode.wd = -1;

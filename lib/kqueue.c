@@ -444,7 +444,7 @@ kq_fdnode_put(struct kq_kqueue *kq, struct kq_fdnode *fdn)
  * later costs one EPOLL_CTL_MOD, like raw epoll.
  */
 void
-kq_fdnode_reap(struct kq_kqueue *kq)
+kq_fdnode_reap_idle(struct kq_kqueue *kq)
 {
 	struct kq_fdnode *fdn;
 

@@ -204,7 +204,7 @@ slot_lock(struct fdslot *s)
 	slot_trylock_closing(s);
 }
 
-static void tell_watchers(struct fdslot *s, int fd);
+static inline void tell_watchers(struct fdslot *s, int fd);
 
 #ifdef KQ_STATS
 /* Tests: called between the SLOT_PENDING check and the release. */
@@ -328,11 +328,16 @@ kq_fdreg_find(int fd, const struct kq_fdwatch_ops *ops,
 	return w;
 }
 
-/* Under the slot's lock: unlink every watcher and tell it. */
-static void
+/* Under the slot's lock: unlink every watcher and tell it.  The chain is
+ * written only by the slot's holder (a handler interrupting it leaves the
+ * chain alone: SLOT_PENDING), so taking it needs no atomic exchange. */
+static inline void
 tell_watchers(struct fdslot *s, int fd)
 {
-	struct kq_fdwatch *w = atomic_exchange(&s->head, NULL), *next;
+	struct kq_fdwatch *w = atomic_load_explicit(&s->head,
+	    memory_order_relaxed), *next;
+
+	atomic_store_explicit(&s->head, NULL, memory_order_release);
 
 	for (; w != NULL; w = next) {
 		next = w->next;

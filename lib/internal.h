@@ -123,11 +123,12 @@
  *   alias's makes its kqueue a suspect.  Whoever frees or inspects a watcher
  *   after it may have been told takes and drops that slot's lock first
  *   (kq_drain_closed, kq_alive), so a callback in progress - or the real
- *   close after it - has finished; a slot seen free after the watcher was
- *   found told needs no round trip (kq_fdreg_pass).  A close from a signal handler that
- *   interrupted its own thread inside that slot's lock marks the slot
- *   pending; the holder's unlock tells the watchers.  kevent() drains the
- *   closed stack under kq->lock and releases the knotes with NOTE_FREE_CLOSE.
+ *   close after it - has finished; a slot seen free once the watcher was
+ *   found told needs no round trip (kq_fdreg_pass).  A close from a signal
+ *   handler that interrupted its own thread inside that slot's lock marks
+ *   the slot pending; the holder's unlock tells the watchers.  kevent()
+ *   drains the closed stack under kq->lock and releases the knotes with
+ *   NOTE_FREE_CLOSE.
  *   A close by a child that shares our memory but not our descriptor table
  *   (vfork, clone(CLONE_VM) without CLONE_FILES) is not ours and touches
  *   nothing; fdreg.c's vfork() and clone() mark the thread or the process

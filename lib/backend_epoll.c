@@ -198,7 +198,7 @@ flush_one(struct kq_kqueue *kq, struct kq_poll *p)
 }
 
 void
-kq_backend_flush(struct kq_kqueue *kq)
+kq_backend_flush_dirty(struct kq_kqueue *kq)
 {
 	struct kq_poll *p;
 

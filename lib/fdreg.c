@@ -204,7 +204,7 @@ slot_lock(struct fdslot *s)
 	slot_trylock_closing(s);
 }
 
-static void tell_watchers(struct fdslot *s, int fd);
+static inline void tell_watchers(struct fdslot *s, int fd);
 
 #ifdef KQ_STATS
 /* Tests: called between the SLOT_PENDING check and the release. */
@@ -258,6 +258,25 @@ kq_fdreg_unlock(int fd)
 		slot_unlock(s, fd);
 }
 
+/*
+ * A watcher told of a close is done with once its closer has let go of the
+ * slot.  The closer unlinked and told it while holding the slot, and the
+ * caller learnt of it through the closer's own stores (the kqueue's closed
+ * stack): a free slot seen after that can only be the closer's release or
+ * a later one.  So only a held slot costs the lock round trip.
+ */
+void
+kq_fdreg_pass(int fd)
+{
+	struct fdslot *s = slot_peek(fd);
+
+	if (s == NULL ||
+	    atomic_load_explicit(&s->owner, memory_order_acquire) == 0)
+		return;
+	slot_lock(s);
+	slot_unlock(s, fd);
+}
+
 int
 kq_fdreg_watch(int fd, struct kq_fdwatch *w)
 {
@@ -309,11 +328,16 @@ kq_fdreg_find(int fd, const struct kq_fdwatch_ops *ops,
 	return w;
 }
 
-/* Under the slot's lock: unlink every watcher and tell it. */
-static void
+/* Under the slot's lock: unlink every watcher and tell it.  The chain is
+ * written only by the slot's holder (a handler interrupting it leaves the
+ * chain alone: SLOT_PENDING), so taking it needs no atomic exchange. */
+static inline void
 tell_watchers(struct fdslot *s, int fd)
 {
-	struct kq_fdwatch *w = atomic_exchange(&s->head, NULL), *next;
+	struct kq_fdwatch *w = atomic_load_explicit(&s->head,
+	    memory_order_relaxed), *next;
+
+	atomic_store_explicit(&s->head, NULL, memory_order_release);
 
 	for (; w != NULL; w = next) {
 		next = w->next;
@@ -548,10 +572,8 @@ own_table(void)
  * acts on a pending cancel here, before anything is touched.
  */
 static struct fdslot *
-closing(int fd, int *cs)
+closing_slot(struct fdslot *s, int fd, int *cs)
 {
-	struct fdslot *s = slot_peek(fd);
-
 	if (s == NULL || !tracking || !slot_busy(s))
 		return NULL;
 	/* a vfork() child shares our memory but not our fd table: its
@@ -579,6 +601,12 @@ closing(int fd, int *cs)
 	if (atomic_load_explicit(&s->sockerr, memory_order_relaxed) != 0)
 		atomic_store(&s->sockerr, 0);
 	return s;
+}
+
+static struct fdslot *
+closing(int fd, int *cs)
+{
+	return closing_slot(slot_peek(fd), fd, cs);
 }
 
 /* Is fd one of ours, as the application's close family sees it? */
@@ -663,11 +691,26 @@ close_range_tracked(unsigned first, unsigned last, int flags)
 KQ_API int
 close(int fd)
 {
-	if (refused(fd)) {
+	struct fdslot *s = tracking ? slot_peek(fd) : NULL, *held;
+	int r, err, cs;
+
+	/* nothing watches the number and it is not ours: libc's close */
+	if (s == NULL || !slot_busy(s))
+		return REAL(close)(fd);
+	if ((atomic_load_explicit(&s->flags, memory_order_relaxed) &
+	    SLOT_OWNED) && own_table()) {
 		errno = EBADF;
 		return -1;
 	}
-	return CLOSING(fd, REAL(close)(fd), true);
+	held = closing_slot(s, fd, &cs);
+	r = REAL(close)(fd);
+	if (held != NULL) {
+		err = errno;
+		slot_unlock(held, fd);
+		pthread_setcancelstate(cs, NULL);
+		errno = err;
+	}
+	return r;
 }
 
 KQ_API int

@@ -511,6 +511,12 @@ kq_inotify_unwatch_held(struct kq_kqueue *kq, struct kq_knote *kn)
 	struct vn_watch *w = NULL;
 	int fd;
 
+	/* READ on a socket or pipe (every detach of one comes here): no
+	 * watch was ever made */
+	if (kq->vnode_priv == NULL) {
+		kn->u.vnode.wd = -1;
+		return;
+	}
 	if (kn->u.vnode.wd > 0)
 		w = vn_find(kq->vnode_priv, kn->u.vnode.wd);
 	kn->u.vnode.wd = -1;

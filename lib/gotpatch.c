@@ -177,8 +177,6 @@ walk_cb(struct dl_phdr_info *info, size_t size, void *arg)
 		w->subs = info->dlpi_subs;
 		w->have_counts = true;
 	}
-	if (w->objs == NULL && w->cap == 0)
-		return 1;		/* kq_gotpatch_stale(): counters only */
 
 	struct gp_range r = obj_range(info->dlpi_addr, info->dlpi_phdr,
 	    info->dlpi_phnum);
@@ -449,7 +447,9 @@ patch_object(const struct gp_obj *o, const struct gp_range *libc,
  */
 static _Atomic int gp_walkers;
 static _Atomic bool gp_forking;
-static __thread int gp_my_walks;
+/* initial-exec: kq_gotpatch_stale() runs in every kevent() with changes,
+ * and the default model would cost a __tls_get_addr() call per walk. */
+static _Thread_local int gp_my_walks __attribute__((tls_model("initial-exec")));
 
 #ifdef KQ_STATS
 /* Tests: called between the two counts of a walk's entry and exit. */
@@ -617,6 +617,27 @@ kq_gotpatch_apply(const struct kq_interpose *tab, size_t n)
 	walk_free(&w);
 }
 
+/* What kq_gotpatch_stale() needs of a walk: the loader's counters, which
+ * every object's report carries, so the first one is enough. */
+struct gp_counts {
+	unsigned long long adds, subs;
+	bool have;
+};
+
+static int
+counts_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct gp_counts *c = arg;
+
+	if (size >= offsetof(struct dl_phdr_info, dlpi_subs) +
+	    sizeof(info->dlpi_subs)) {
+		c->adds = info->dlpi_adds;
+		c->subs = info->dlpi_subs;
+		c->have = true;
+	}
+	return 1;
+}
+
 /*
  * True if an object was loaded or unloaded since the last completed
  * kq_gotpatch_apply() (or none ran yet).  Costs one dl_iterate_phdr()
@@ -625,15 +646,16 @@ kq_gotpatch_apply(const struct kq_interpose *tab, size_t n)
 bool
 kq_gotpatch_stale(void)
 {
-	struct gp_walk w = { 0 };
+	struct gp_counts c;
 
+	c.have = false;
 	if (!gp_walk_enter())
 		return false;	/* a fork is being prepared: ask next time */
-	dl_iterate_phdr(walk_cb, &w);
+	dl_iterate_phdr(counts_cb, &c);
 	gp_walk_leave();
 	if (!atomic_load_explicit(&gp_done, memory_order_acquire))
 		return true;
-	return !w.have_counts ||
-	    w.adds != atomic_load_explicit(&gp_adds, memory_order_acquire) ||
-	    w.subs != atomic_load_explicit(&gp_subs, memory_order_acquire);
+	return !c.have ||
+	    c.adds != atomic_load_explicit(&gp_adds, memory_order_acquire) ||
+	    c.subs != atomic_load_explicit(&gp_subs, memory_order_acquire);
 }

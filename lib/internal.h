@@ -133,10 +133,12 @@
  *   alias's makes its kqueue a suspect.  Whoever frees or inspects a watcher
  *   after it may have been told takes and drops that slot's lock first
  *   (kq_drain_closed, kq_alive), so a callback in progress - or the real
- *   close after it - has finished.  A close from a signal handler that
- *   interrupted its own thread inside that slot's lock marks the slot
- *   pending; the holder's unlock tells the watchers.  kevent() drains the
- *   closed stack under kq->lock and releases the knotes with NOTE_FREE_CLOSE.
+ *   close after it - has finished; a slot seen free once the watcher was
+ *   found told needs no round trip (kq_fdreg_pass).  A close from a signal
+ *   handler that interrupted its own thread inside that slot's lock marks
+ *   the slot pending; the holder's unlock tells the watchers.  kevent()
+ *   drains the closed stack under kq->lock and releases the knotes with
+ *   NOTE_FREE_CLOSE.
  *   A close by a child that shares our memory but not our descriptor table
  *   (vfork, clone(CLONE_VM) without CLONE_FILES) is not ours and touches
  *   nothing; fdreg.c's vfork() and clone() mark the thread or the process
@@ -270,6 +272,12 @@ struct kq_filterops {
 	short filter;
 	bool isfd;		/* ident is an fd: knote joins the fd's fdnode */
 	bool small;		/* knotes end at KQ_KNOTE_SMALL (not isfd) */
+	/* isfd: attach begins with kq_fdnode_probe(), before it looks at the
+	 * file in any way.  A new fdnode is then linked to its number's slot
+	 * by that probe, in the hold of the slot lock that registers it with
+	 * epoll (one round trip, not two): no file was taken for the number
+	 * before, so none can have been closed behind its back. */
+	bool probe_first;
 	/* isfd: event() only reads the file and changes nothing but the
 	 * fdnode (what it knows of the file; its registration, which the
 	 * flush re-checks under the lock) - no knote state, nothing the file
@@ -280,7 +288,10 @@ struct kq_filterops {
 	/* New knote (ident, filter, flags, udata set; in whole knotes also
 	 * sfflags and sdata), from change kev.  Return 0 or an errno for the
 	 * EV_ERROR entry; on error the core frees the knote without calling
-	 * detach. */
+	 * detach.  An isfd attach that probes (kq_fdnode_probe) does so after
+	 * everything its pollevents() reads is set: a first probe registers
+	 * the fd with what the knotes want, and the core takes that as the
+	 * fdnode's update. */
 	int (*attach)(struct kq_kqueue *, struct kq_knote *, const struct kevent *kev);
 	/* Undo attach.  Must not fail. */
 	void (*detach)(struct kq_kqueue *, struct kq_knote *);
@@ -546,8 +557,10 @@ void kq_backend_update(struct kq_kqueue *kq, struct kq_poll *p);
 void kq_backend_detach(struct kq_kqueue *kq, struct kq_poll *p);
 /* Close path: remove fd from epoll without touching kq state (no kq->lock). */
 void kq_backend_forget_fd(struct kq_kqueue *kq, int fd);
-/* Apply pending updates; at most one epoll_ctl per dirty registration. */
-void kq_backend_flush(struct kq_kqueue *kq);
+/* Apply pending updates; at most one epoll_ctl per dirty registration.
+ * kq_backend_flush() (inline, below struct kq_kqueue) calls it when there
+ * are any. */
+void kq_backend_flush_dirty(struct kq_kqueue *kq);
 /* Wait (called WITHOUT kq->lock).  ts NULL = forever.  Returns count or -errno. */
 int kq_backend_wait(struct kq_kqueue *kq, struct kq_ready *out, int max,
     const struct timespec *ts);
@@ -589,6 +602,7 @@ struct kq_fdnode {
 	bool eventfd;			/* anon_inode:[eventfd] */
 	bool kqueue;			/* one of our kqueues */
 	bool anonpipe;			/* pipe(2), not a named FIFO */
+	bool watch_deferred;		/* not in its slot yet: the probe links it */
 	struct kq_fdwatch watch;	/* in fd's registry slot while watched */
 	struct kq_fdnode *closed_next;	/* kq->closed stack */
 	/* knotes holding an EV_FREEWATCH reference: only then must a close
@@ -601,7 +615,10 @@ struct kq_fdnode {
 TAILQ_HEAD(kq_fdnode_list, kq_fdnode);
 
 /* kqueue.c / fdnode helpers */
-struct kq_fdnode *kq_fdnode_get(struct kq_kqueue *kq, int fd, int *err);
+/* The node of fd, made if need be; a new one is linked to fd's slot at
+ * once, or by its first probe if probe_first (filterops). */
+struct kq_fdnode *kq_fdnode_get(struct kq_kqueue *kq, int fd, bool probe_first,
+    int *err);
 struct kq_fdnode *kq_fdnode_find_closed(struct kq_kqueue *kq, int fd);
 void kq_fdnode_put(struct kq_kqueue *kq, struct kq_fdnode *fdn);	/* free if no knotes */
 /* Recompute fdn->poll.want from its knotes' pollevents() and schedule it. */
@@ -661,8 +678,9 @@ kq_fdnode_knote_changed(struct kq_kqueue *kq, struct kq_knote *kn)
 /* Probe fdn->fd with epoll once (sets fdn->kind); 0 or errno (EBADF). */
 int kq_fdnode_probe(struct kq_kqueue *kq, struct kq_fdnode *fdn);
 void kq_drain_closed(struct kq_kqueue *kq);
-/* Free idle fdnodes that epoll no longer holds (after a flush). */
-void kq_fdnode_reap(struct kq_kqueue *kq);
+/* Free idle fdnodes that epoll no longer holds (after a flush):
+ * kq_fdnode_reap() (inline, below struct kq_kqueue) when there are any. */
+void kq_fdnode_reap_idle(struct kq_kqueue *kq);
 
 /* fdreg.c: descriptor numbers.  A watcher is told, once, that the number it
  * watches is being closed or replaced; it is unlinked first.  Its callback
@@ -673,6 +691,9 @@ void kq_fdnode_reap(struct kq_kqueue *kq);
 int kq_fdreg_reserve(int fd);			/* make fd's slot exist: 0 or ENOMEM */
 void kq_fdreg_lock(int fd);			/* nests; no-op without a slot */
 void kq_fdreg_unlock(int fd);
+/* Wait until whoever holds fd's slot now has let go: the lock taken and
+ * dropped, or nothing if the slot is free. */
+void kq_fdreg_pass(int fd);
 int kq_fdreg_watch(int fd, struct kq_fdwatch *w);	/* under kq_fdreg_lock(fd) */
 void kq_fdreg_unwatch(int fd, struct kq_fdwatch *w);	/* under kq_fdreg_lock(fd) */
 /* First watcher of fd with these ops, hold() called on it under the lock. */
@@ -841,6 +862,22 @@ kq_knote_find_fd(struct kq_kqueue *kq, short filter, uintptr_t ident)
 		if (kn->filter == filter)
 			return kn;
 	return NULL;
+}
+
+/* Every kevent() pass ends with these; there is seldom anything to do, and
+ * that is decided without a call. */
+static inline void
+kq_backend_flush(struct kq_kqueue *kq)
+{
+	if (!TAILQ_EMPTY(&kq->dirty))
+		kq_backend_flush_dirty(kq);
+}
+
+static inline void
+kq_fdnode_reap(struct kq_kqueue *kq)
+{
+	if (!TAILQ_EMPTY(&kq->idle))
+		kq_fdnode_reap_idle(kq);
 }
 
 /* inotify.c: the process's one inotify instance (see INOTIFY above).

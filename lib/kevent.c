@@ -38,6 +38,7 @@ add_knote(struct kq_kqueue *kq, const struct kq_filterops *fop,
     const struct kevent *kev)
 {
 	struct kq_knote *kn;
+	bool first_probe = false;
 	int err = 0;
 
 	/* not open, or not the application's (internal.h, DESCRIPTORS) */
@@ -57,11 +58,13 @@ add_knote(struct kq_kqueue *kq, const struct kq_filterops *fop,
 		return ENOMEM;
 	kq_knote_set(kn, kev);
 	if (fop->isfd) {
-		kn->fdn = kq_fdnode_get(kq, (int)kev->ident, &err);
+		kn->fdn = kq_fdnode_get(kq, (int)kev->ident, fop->probe_first,
+		    &err);
 		if (kn->fdn == NULL) {
 			kq_knote_free(kq, kn);
 			return err;
 		}
+		first_probe = kn->fdn->kind == 0;
 	}
 	if ((err = kq_knote_insert(kq, kn)) != 0) {
 		if (kn->status & KN_WHOLE && kn->fdn != NULL)
@@ -77,7 +80,10 @@ add_knote(struct kq_kqueue *kq, const struct kq_filterops *fop,
 	 * none to keep, so it takes the reference like any EV_FREEWATCH add */
 	if (kev->flags & EV_FREEWATCH)
 		kq_knote_set_freewatch(kn, true);
-	if (kq_knote_fdn(kn) != NULL)
+	/* an attach's first probe registered the fd with what its knotes
+	 * want, this one's last state included (kq_filterops.attach) */
+	if (kq_knote_fdn(kn) != NULL &&
+	    !(first_probe && kn->fdn->kind == KQ_FD_POLL))
 		kq_fdnode_knote_changed(kq, kn);
 	return 0;
 }
@@ -463,10 +469,14 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 	for (;;) {
 		kq_drain_closed(kq);
 		poll_due(kq);
-		n += kq_notices_copyout(kq, out + n, max - n);
+		/* the calls only when there is something to take: this runs
+		 * before and after every wait */
+		if (!TAILQ_EMPTY(&kq->notices))
+			n += kq_notices_copyout(kq, out + n, max - n);
 		if (n < max) {
 			kq_timer_expire_due(kq, max - n);
-			n += collect(kq, out + n, max - n);
+			if (!TAILQ_EMPTY(&kq->active))
+				n += collect(kq, out + n, max - n);
 		}
 		if (n > 0)
 			return n;

@@ -176,10 +176,8 @@ kq_knote_alloc(struct kq_kqueue *kq, const struct kq_filterops *fop)
 		return kn;
 	}
 	memset(kn, 0, sizeof *kn);
-	if (whole) {
-		kn->status = KN_WHOLE;
-		kn->u.vnode.wd = -1;
-	}
+	kn->status = KN_WHOLE;
+	kn->u.vnode.wd = -1;
 	return kn;
 }
 

@@ -235,7 +235,7 @@ kq_fdnode_find_closed(struct kq_kqueue *kq, int fd)
 }
 
 struct kq_fdnode *
-kq_fdnode_get(struct kq_kqueue *kq, int fd, int *err)
+kq_fdnode_get(struct kq_kqueue *kq, int fd, bool probe_first, int *err)
 {
 	struct kq_fdnode *fdn = kq_fdnode_find(kq, fd);
 
@@ -243,6 +243,14 @@ kq_fdnode_get(struct kq_kqueue *kq, int fd, int *err)
 		if (fdn->idle) {
 			TAILQ_REMOVE(&kq->idle, fdn, idle_link);
 			fdn->idle = false;
+		}
+		/* an earlier change's probe failed before it linked the node:
+		 * a filter that does not probe first needs it linked now */
+		if (fdn->watch_deferred && !probe_first) {
+			kq_fdreg_lock(fd);
+			kq_fdreg_watch(fd, &fdn->watch);
+			fdn->watch_deferred = false;
+			kq_fdreg_unlock(fd);
 		}
 		return fdn;
 	}
@@ -278,9 +286,13 @@ kq_fdnode_get(struct kq_kqueue *kq, int fd, int *err)
 		fdnode_dispose(kq, fdn);
 		return NULL;
 	}
-	kq_fdreg_lock(fd);
-	kq_fdreg_watch(fd, &fdn->watch);
-	kq_fdreg_unlock(fd);
+	if (probe_first) {
+		fdn->watch_deferred = true;
+	} else {
+		kq_fdreg_lock(fd);
+		kq_fdreg_watch(fd, &fdn->watch);
+		kq_fdreg_unlock(fd);
+	}
 	kq->fds[fd] = fdn;
 	return fdn;
 }
@@ -328,6 +340,10 @@ kq_fdnode_probe(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 		if (kq_fd_owned(fdn->fd))
 			return EBADF;
 		kq_fdreg_lock(fdn->fd);
+		if (fdn->watch_deferred) {
+			kq_fdreg_watch(fdn->fd, &fdn->watch);
+			fdn->watch_deferred = false;
+		}
 		err = kq_backend_attach(kq, &fdn->poll);
 		bool settled = kq_fd_settled(gen);
 		/* registered with no events epoll still reports HUP/ERR */
@@ -432,7 +448,7 @@ kq_fdnode_put(struct kq_kqueue *kq, struct kq_fdnode *fdn)
  * later costs one EPOLL_CTL_MOD, like raw epoll.
  */
 void
-kq_fdnode_reap(struct kq_kqueue *kq)
+kq_fdnode_reap_idle(struct kq_kqueue *kq)
 {
 	struct kq_fdnode *fdn;
 
@@ -477,8 +493,7 @@ kq_drain_closed(struct kq_kqueue *kq)
 		rev = fdn->closed_next;
 		/* the closer may still be kicking us: it is done once it has
 		 * let go of the slot (internal.h, CLOSE TRACKING) */
-		kq_fdreg_lock(fdn->fd);
-		kq_fdreg_unlock(fdn->fd);
+		kq_fdreg_pass(fdn->fd);
 		fdn->poll.in_backend = false;	/* the close path removed it */
 		fdn->poll.armed = 0;
 		kq_backend_detach(kq, &fdn->poll);

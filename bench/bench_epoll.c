@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Raw epoll: the floor.  Each workload is written as the least work an
  * epoll program needs for the job, so every other backend's ratio to this

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The kqueue-API backend.  Compiled once against libkqfree (bench-kqfree)
  * and, when configured, once more against libkqueue (bench-libkqueue):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * libev 4 on EVBACKEND_EPOLL only (the run fails if libev cannot use it).
  * Written as a libev user would: watchers with callbacks, the library's loop.

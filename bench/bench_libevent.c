@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * libevent 2.1 on its epoll method (select and poll are refused; the run
  * fails if libevent would not pick epoll).  Written as a libevent user

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The part of every bench program that must not differ between backends:
  * options, the socketpair set, libevent bench.c's chained-write handler,

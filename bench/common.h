@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Shared part of the per-backend bench programs (bench-epoll, bench-kqfree,
  * bench-libkqueue, bench-libevent, bench-libev).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * refcount: what a language binding (Perl IO::KQueue, a Python or Ruby
  * extension) does with EV_FREEWATCH, in miniature.

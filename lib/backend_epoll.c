@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The epoll backend: the only file that calls epoll_*().
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The process's descriptor numbers: who watches each one, which ones the
  * library owns, and the close interposition.

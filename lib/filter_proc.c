@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * EVFILT_PROC (ident: a pid) and EVFILT_PROCDESC (ident: a pidfd, Linux's
  * process descriptor).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * EVFILT_READ, EVFILT_WRITE, EVFILT_EMPTY on any fd: sockets, pipes, FIFOs,
  * ttys, eventfds, kqueues through the fd's epoll registration; regular

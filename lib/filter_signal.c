@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * EVFILT_SIGNAL: count every delivery of a signal to the process, whatever
  * the application's disposition (handler, SIG_IGN, SIG_DFL), as FreeBSD does.

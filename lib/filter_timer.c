@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * EVFILT_TIMER: every timer of a kqueue lives in one 4-ary heap
  * (kq->theap) and the whole heap is driven by ONE timerfd (kq->timer,

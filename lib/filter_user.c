@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * EVFILT_USER: an event the application triggers itself.  It needs no
  * descriptor: a trigger just activates the knote, and the kqueue's wake

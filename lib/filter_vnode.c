@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * EVFILT_VNODE, and the per-kqueue inotify watches EVFILT_READ uses to learn
  * that a regular file at EOF grew, on the process's one inotify instance

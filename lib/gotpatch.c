@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * GOT patching: the close-tracking fallback for code that symbol
  * interposition cannot reach.

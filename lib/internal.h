@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * libkqfree private contracts.  Read this before touching any lib/ file.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * kevent(): apply the changelist with FreeBSD's error reporting, then scan.
  *

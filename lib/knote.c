@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The knote: lookup, memory, activation queue, and the ONE release function
  * that every death goes through, so EV_FREEWATCH cannot miss a path.

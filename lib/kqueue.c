@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The kqueue object: kqueue()/kqueuex(), kqfree_release(), teardown on
  * close, fork, the wake eventfd that makes the epoll fd readable while the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Linux's netlink proc connector: the only way to hear about forks, execs
  * and exits of processes that are not our children.  It needs CAP_NET_ADMIN

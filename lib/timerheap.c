@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * 4-ary min-heap of armed timer knotes with cached deadlines (timerheap.h).
  * A heap rather than a timing wheel: kqueue timers have arbitrary

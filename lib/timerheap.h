@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The per-kqueue timer heap: a 4-ary min-heap of armed EVFILT_TIMER knotes.
  * Each entry holds the deadline next to the knote pointer, and each knote

@@ -1,3 +1,4 @@
+dnl SPDX-License-Identifier: BSD-2-Clause
 # kq_flags.m4 - small compiler-flag probes for libkqfree            -*- autoconf -*-
 #
 # KQ_CHECK_CFLAGS(FLAGS, [ACTION-IF-OK], [ACTION-IF-NOT])

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * dlmod: a stand-in for a language binding's XS/extension module.  It is
  * linked with libkqfree and loaded by test_dlopen with RTLD_LOCAL, so

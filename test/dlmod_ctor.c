@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * dlmod_ctor: a module whose constructor uses libkqfree.  Its constructor
  * runs inside dlopen(), under the dynamic loader's lock, and its kqueue()

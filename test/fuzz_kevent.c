@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * libFuzzer target: the input is a program of kevent() calls on two
  * kqueues over a small fixed set of resources (a pipe, a socketpair, a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * A BSD program as a user would write it, compiled by test_install.sh against
  * the installed tree with nothing but `pkg-config --cflags --libs libkqfree`.

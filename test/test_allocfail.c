@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Allocation failure: this program's own malloc/calloc/realloc (which the
  * library's calls resolve to, the executable coming first in the symbol

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Close tracking: every way an fd can be closed or replaced removes its
  * knotes (with or without EV_FREEWATCH), also while the file itself stays

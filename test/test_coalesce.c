@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_coalesce.c: changes that the kernel cannot see cost no epoll_ctl, and
  * a changelist costs at most one epoll_ctl per registration it really

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_descriptors.c: who owns which descriptor.  The numbers an application
  * holds for a kqueue are aliases (dup, dup2, dup3, F_DUPFD all work until the

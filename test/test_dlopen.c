@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The binding case: this program is NOT linked with libkqfree.  It
  * dlopen()s dlmod.so (linked with libkqfree) with RTLD_LOCAL, the way perl

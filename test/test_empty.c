@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_empty.c: EVFILT_EMPTY as FreeBSD 14's filt_soempty defines it:
  * ready when the socket's send buffer holds nothing (for TCP: everything

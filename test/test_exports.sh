@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # The dynamic symbols libkqfree.so defines must be exactly the global list of
 # lib/libkqfree.map plus its version node: nothing internal leaks out (a kq_*
 # symbol exported would be an ABI promise), nothing the map promises is missing.

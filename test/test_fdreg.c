@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_fdreg.c: the process-wide machinery against a signal handler on the
  * thread that is inside it.  White-box: the tests' build of the library

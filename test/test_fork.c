@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_fork.c: kqueues are not inherited (kqueue.2: "The queue is not
  * inherited by a child created with fork(2)"): in the child kevent() on the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * EV_FREEWATCH accounting (SPEC section 2): every reference a successful
  * EV_ADD|EV_FREEWATCH takes comes back exactly once, in an event carrying

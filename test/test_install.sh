@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # Install into a scratch DESTDIR, then build a plain BSD-style program the way
 # a user would (cc + pkg-config) and run it against the installed library.
 # Writes only under $TMPDIR, so it works in make distcheck's read-only srcdir.

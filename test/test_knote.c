@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_knote.c: the knote table of idents that are not descriptors (timers,
  * signals, pids, user events).  White-box: it walks the kqueue's hash

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_kqueue.c: the kqueue object and kevent()'s contract, as FreeBSD 14
  * defines them (kern_event.c kqueue_kevent/kqueue_register/kqueue_scan,

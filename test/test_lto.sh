@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # The library links when built with link-time optimisation, as distributions
 # build packages (-flto=auto): code that only assembly refers to - the vfork()
 # stub's call into C (lib/fdreg.c) - must survive it, and the exports stay

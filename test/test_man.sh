@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # The manual pages lint clean: mandoc -Tlint reports no warning or error
 # (its notes about the system's own manual database are not about us), and
 # groff -ww formats them without a warning.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * EVFILT_PROC and EVFILT_PROCDESC: NOTE_EXIT with the wait(2) status for
  * children (not reaped) and for other processes, EV_EOF|EV_ONESHOT on exit,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_read.c: EVFILT_READ on every kind of descriptor, with FreeBSD 14's
  * data/flags/fflags:

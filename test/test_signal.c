@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * EVFILT_SIGNAL: deliveries are counted whatever the application's
  * disposition (handler, SIG_IGN, SIG_DFL), in every kqueue watching, also

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_thread.c: one kqueue, many threads (SPEC 1 "thread-safe"):
  * no lock is held while a thread waits, so changes from other threads go

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * EVFILT_USER against FreeBSD 14 semantics (filt_usertouch): triggers,
  * the NOTE_FF* operations on the stored fflags, EV_CLEAR / level behaviour,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * EVFILT_VNODE: FreeBSD's NOTE_* for files, directories and named FIFOs,
  * produced from one inotify instance shared by every kqueue of the process.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_write.c: EVFILT_WRITE with FreeBSD 14's semantics:
  *   pipes/FIFOs (filt_pipewrite): data = free space in the pipe buffer

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Shared helpers for the Check suites: exact kevent assertions, bounded
  * waits, and the descriptors, clocks and threads the cases set up.  All

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * <sys/event.h> - the FreeBSD 14 kqueue/kevent API for Linux (libkqfree).
  *

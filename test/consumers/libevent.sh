@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-2-Clause
 # test/consumers/libevent.sh - libevent's own regression suite as a kqueue
 # conformance test for libkqfree.
 #

@@ -45,7 +45,7 @@ flags=$(pkg-config --cflags --libs libkqfree)
 echo "packages: pkg-config --cflags --libs libkqfree: $flags"
 # shellcheck disable=SC2086
 cc "$top/test/install_prog.c" -o "$work/install_prog" $flags
-ldd "$work/install_prog" | grep -q '/usr/lib/.*/libkqfree.so.0' || {
+ldd "$work/install_prog" | grep -Eq '=> (/usr)?/lib/[^ ]*/libkqfree.so.0 ' || {
 	echo "FAIL: install_prog does not use the installed libkqfree.so.0"; exit 1; }
 out=$("$work/install_prog")
 [ "$out" = OK ] || { echo "FAIL: install_prog printed '$out'"; exit 1; }

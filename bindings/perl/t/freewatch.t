@@ -7,10 +7,14 @@
 use strict;
 use warnings;
 use Test::More;
-use Errno qw(EBADF);
+use Errno qw(EBADF ENOSYS);
 use POSIX ();
 use Scalar::Util qw(blessed);
 use KQFree qw(:all);
+
+# perl's own complaints ("Attempt to free unreferenced scalar"...) fail the test
+my @warnings;
+$SIG{__WARN__} = sub { push @warnings, @_ };
 
 our (%destroyed, %early, %dead, %may_die, %may_die_path);
 
@@ -212,7 +216,8 @@ for my $how ('close', 'dup2') {
 		if ($pid == 0) {
 			close $gate_w;
 			sysread($gate_r, my $byte, 1);
-			POSIX::_exit($id);
+			# exec: under valgrind the exit status stays the child's
+			exec('/bin/sh', '-c', "exit $id") or POSIX::_exit(127);
 		}
 		close $gate_r;
 		push @gates, $gate_w;
@@ -220,23 +225,33 @@ for my $how ('close', 'dup2') {
 	}
 	my @errors = $kq->kevent([map { EV_SET($_, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0,
 	    obj('exit', $id_of_pid{$_})) } keys %id_of_pid]);
-	is(scalar @errors, 0, 'exit: the watches are in place');
 	close $_ for @gates;
-	my $ok = 0;
-	my $got = collect($kq, $n, sub {
-		my $ev = shift;
-		my $id = $id_of_pid{$ev->[KQ_IDENT]} // -1;
-		$ok++ if check_udata($ev, 'exit', $id) &&
-		    $ev->[KQ_FFLAGS] == NOTE_EXIT && $ev->[KQ_FFLAGS] == 0x80000000 &&
-		    $ev->[KQ_DATA] == $id << 8 &&
-		    ($ev->[KQ_FLAGS] & (EV_EOF | EV_ONESHOT | EV_FREEWATCH)) ==
-		    (EV_EOF | EV_ONESHOT | EV_FREEWATCH);
-		$may_die{"exit:$id"} = 1;
-	});
-	is($got, $n, 'exit: every child reported');
-	is($ok, $n, 'exit: NOTE_EXIT (0x80000000) with the status and the live object');
-	is(alive_count('exit'), $n, 'exit: all destroyed after the exit event');
-	waitpid($_, 0) for keys %id_of_pid;
+	SKIP: {
+		# Debian 12's valgrind 3.19 answers ENOSYS to pidfd_open: then each
+		# add failed, and its error entry was its object's last event
+		if (@errors == $n && !grep { $_->[KQ_DATA] != ENOSYS } @errors) {
+			$may_die{"exit:$id_of_pid{$_->[KQ_IDENT]}"} = 1 for @errors;
+			@errors = ();
+			waitpid($_, 0) for keys %id_of_pid;
+			skip('pidfd_open: ENOSYS (valgrind?)', 4);
+		}
+		is(scalar @errors, 0, 'exit: the watches are in place');
+		my $ok = 0;
+		my $got = collect($kq, $n, sub {
+			my $ev = shift;
+			my $id = $id_of_pid{$ev->[KQ_IDENT]} // -1;
+			$ok++ if check_udata($ev, 'exit', $id) &&
+			    $ev->[KQ_FFLAGS] == NOTE_EXIT && $ev->[KQ_FFLAGS] == 0x80000000 &&
+			    $ev->[KQ_DATA] == $id << 8 &&
+			    ($ev->[KQ_FLAGS] & (EV_EOF | EV_ONESHOT | EV_FREEWATCH)) ==
+			    (EV_EOF | EV_ONESHOT | EV_FREEWATCH);
+			$may_die{"exit:$id"} = 1;
+		});
+		is($got, $n, 'exit: every child reported');
+		is($ok, $n, 'exit: NOTE_EXIT (0x80000000) with the status and the live object');
+		is(alive_count('exit'), $n, 'exit: all destroyed after the exit event');
+		waitpid($_, 0) for keys %id_of_pid;
+	}
 }
 
 # --- a failed EV_ADD keeps nothing: its error entry hands the value back
@@ -296,4 +311,5 @@ is_deeply(\%early, {}, 'none destroyed before its last event');
 is_deeply(\%bad, {}, 'every event carried its live object');
 is(scalar(grep { $_ != 1 } values %dead), 0, 'each object destroyed once');
 
+is_deeply(\@warnings, [], 'no warnings');
 done_testing();

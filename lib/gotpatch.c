@@ -447,7 +447,8 @@ patch_object(const struct gp_obj *o, const struct gp_range *libc,
  * in that instant only: it may not wait for another thread's walk either.)
  */
 static _Atomic int gp_walkers;
-static _Atomic bool gp_forking;
+static _Atomic bool gp_gate_shut;	/* no walk starts: a fork is being
+					 * prepared, or (child) the lock is stuck */
 /* initial-exec: kq_gotpatch_stale() runs in every kevent() with changes,
  * and the default model would cost a __tls_get_addr() call per walk. */
 static _Thread_local int gp_my_walks __attribute__((tls_model("initial-exec")));
@@ -470,7 +471,7 @@ gp_walk_enter(void)
 	atomic_signal_fence(memory_order_seq_cst);	/* for our own handler */
 	WALK_WINDOW();
 	atomic_fetch_add(&gp_walkers, 1);
-	if (atomic_load(&gp_forking)) {
+	if (atomic_load(&gp_gate_shut)) {
 		atomic_fetch_sub(&gp_walkers, 1);
 		atomic_signal_fence(memory_order_seq_cst);
 		gp_my_walks--;
@@ -491,7 +492,7 @@ gp_walk_leave(void)
 static void
 gp_atfork_prepare(void)
 {
-	atomic_store(&gp_forking, true);
+	atomic_store(&gp_gate_shut, true);
 	while (atomic_load(&gp_walkers) > gp_my_walks)
 		sched_yield();
 }
@@ -499,8 +500,105 @@ gp_atfork_prepare(void)
 static void
 gp_atfork_parent(void)
 {
-	atomic_store(&gp_forking, false);
+	atomic_store(&gp_gate_shut, false);
 }
+
+/*
+ * The gate only keeps our own walks out of the fork.  Any other code of the
+ * parent may hold the loader's list lock at that instant - an unwinder, a
+ * profiler, backtrace(), the application's own dl_iterate_phdr() - and in
+ * the child it is then held for ever: nothing can be loaded there any more
+ * (dlopen() takes it too), and a walk would never return.  So the child
+ * looks at the lock itself before it walks anything: gp_list_lock is where
+ * it lives, found once at load time (gp_find_list_lock), and a child that
+ * finds it held keeps the gate shut for good.  Its objects are the
+ * parent's, patched by the parent up to its last walk; a child that cannot
+ * load cannot need another.  Without the lock's address (not glibc, or the
+ * search was ambiguous) the child walks as the parent did.
+ */
+#ifdef __GLIBC__
+static pthread_mutex_t *gp_list_lock;
+
+struct gp_lock_search {
+	uintptr_t ldso_base;
+	pid_t tid;
+	pthread_mutex_t *found[4];
+	int nfound;
+};
+
+/* A mutex that looks held, recursively, by the calling thread. */
+static bool
+held_by(const volatile pthread_mutex_t *m, pid_t tid)
+{
+	return m->__data.__lock != 0 && m->__data.__owner == tid &&
+	    m->__data.__count >= 1 &&
+	    (m->__data.__kind & 3) == PTHREAD_MUTEX_RECURSIVE_NP;
+}
+
+/* Runs under the list lock: every recursive mutex in the loader's writable
+ * memory that this thread holds is a candidate. */
+static int
+lock_search_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct gp_lock_search *ls = arg;
+
+	(void)size;
+	if (info->dlpi_addr != ls->ldso_base)
+		return 0;
+	for (ElfW(Half) i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W))
+			continue;
+		uintptr_t a = info->dlpi_addr + ph->p_vaddr;
+		uintptr_t end = a + ph->p_memsz;
+		uintptr_t align = _Alignof(pthread_mutex_t);
+		for (a = (a + align - 1) & ~(align - 1);
+		    a + sizeof(pthread_mutex_t) <= end; a += align) {
+			if (!held_by((const volatile pthread_mutex_t *)a, ls->tid))
+				continue;
+			if (ls->nfound == 4)
+				return 1;	/* ambiguous: give up */
+			ls->found[ls->nfound++] = (pthread_mutex_t *)a;
+		}
+	}
+	return 1;
+}
+
+/* The list lock is the one candidate the walk let go of: a loader lock this
+ * thread held around the walk (dlopen()'s, when a constructor calls us) is
+ * still held after it. */
+static void
+gp_find_list_lock(void)
+{
+	struct gp_lock_search ls = {
+		.ldso_base = (uintptr_t)getauxval(AT_BASE),
+		.tid = gettid(),
+	};
+	pthread_mutex_t *lock = NULL;
+
+	if (ls.ldso_base == 0)
+		return;
+	dl_iterate_phdr(lock_search_cb, &ls);
+	for (int i = 0; i < ls.nfound; i++) {
+		if (held_by(ls.found[i], ls.tid))
+			continue;
+		if (lock != NULL)
+			return;		/* two let go: ambiguous */
+		lock = ls.found[i];
+	}
+	gp_list_lock = lock;
+}
+
+static bool
+list_lock_stuck(void)
+{
+	return gp_list_lock != NULL &&
+	    ((volatile pthread_mutex_t *)gp_list_lock)->__data.__lock != 0;
+}
+#else
+static void gp_find_list_lock(void) { }
+static bool list_lock_stuck(void) { return false; }
+#endif
 
 void
 kq_gotpatch_fork_child(void)
@@ -508,7 +606,7 @@ kq_gotpatch_fork_child(void)
 	/* Another thread of the parent may have been patching. */
 	pthread_mutex_init(&gp_lock, NULL);
 	atomic_store(&gp_walkers, gp_my_walks);
-	atomic_store(&gp_forking, false);
+	atomic_store(&gp_gate_shut, list_lock_stuck());
 }
 
 /* At load time, not in a pthread_once on first use: a once routine is a
@@ -516,6 +614,7 @@ kq_gotpatch_fork_child(void)
 __attribute__((constructor)) static void
 gp_init(void)
 {
+	gp_find_list_lock();
 	(void)pthread_atfork(gp_atfork_prepare, gp_atfork_parent,
 	    kq_gotpatch_fork_child);
 }

@@ -172,7 +172,10 @@
  *   ones themselves in a child.  glibc does not reset the loader's list lock
  *   in a child, so no library thread may be inside dl_iterate_phdr() when
  *   fork() copies the process: gotpatch.c's prepare handler stops new walks
- *   and waits for running ones (they hold only that lock).
+ *   and waits for running ones (they hold only that lock).  Other code may
+ *   hold it at that instant too; so the child looks at the lock (its
+ *   address found once at load time) and, if it is held, walks nothing
+ *   ever again: the child can load nothing either.
  *   A child that no fork handler ran in (_Fork, a raw fork system call,
  *   clone() without CLONE_VM) is a process of its own all the same: its
  *   first kqueue(), kevent() or kqfree_release() runs the same child

@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #endif
 #include <fcntl.h>
+#include <link.h>
 #include <signal.h>
 #include <poll.h>
 #include <pthread.h>
@@ -67,6 +68,24 @@ fork_budget_left(const struct timespec *t0)
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return t.tv_sec - t0->tv_sec < FORK_BUDGET_S;
+}
+
+/*
+ * The many-fork cases fork only once their busy threads are warm: a thread's
+ * first laps allocate (its start-up, the kqueue's first knotes, slabs and
+ * heap), and gcc 12's ASan does not hold its allocator's locks across
+ * fork(), so a child forked while another thread was inside malloc() hangs
+ * in its own first malloc() (glibc's malloc is fork-safe; ASan's is not).
+ * Steady-state laps allocate nothing, or now and then a heap doubling.
+ */
+#define WARM_LAPS	256
+
+static void
+await_warm(_Atomic unsigned *warm, unsigned threads)
+{
+	for (int i = 0; i < 10000 && atomic_load(warm) < threads; i++)
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	ck_assert_uint_eq(atomic_load(warm), threads);
 }
 
 /* The child's view of the parent's kqueue number. */
@@ -437,6 +456,7 @@ END_TEST
 struct churner {
 	int kq;
 	_Atomic bool stop;
+	_Atomic unsigned warm;	/* threads past WARM_LAPS laps */
 	bool nopipe;		/* no ck_assert in the thread: its location record
 				 * would be a leak in every forked child */
 };
@@ -450,6 +470,7 @@ churn_kevent(void *arg)
 
 	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) {
 		c->nopipe = true;
+		atomic_fetch_add(&c->warm, 1);
 		return NULL;
 	}
 	while (!atomic_load(&c->stop)) {
@@ -466,6 +487,8 @@ churn_kevent(void *arg)
 			ch[j].flags |= EV_RECEIPT;
 		kevent(c->kq, ch, 8, ev, 8, &(struct timespec){ 0, 0 });
 		kevent(c->kq, NULL, 0, ev, 8, &(struct timespec){ 0, 0 });
+		if (i == WARM_LAPS)
+			atomic_fetch_add(&c->warm, 1);
 	}
 	close(p[0]);
 	close(p[1]);
@@ -497,6 +520,8 @@ START_TEST(fork_while_a_thread_mutates_the_kqueue)
 	struct timespec t0;
 
 	ck_assert_int_eq(pthread_create(&t, NULL, churn_kevent, &c), 0);
+	await_warm(&c.warm, 1);
+	ck_assert(!c.nopipe);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (i = 0; i < 300 && fork_budget_left(&t0); i++) {
 		pid_t pid = fork();
@@ -539,6 +564,7 @@ END_TEST
 struct spinner {
 	int kq, fd;
 	_Atomic bool stop;
+	_Atomic unsigned warm;	/* threads past WARM_LAPS laps */
 };
 
 static void *
@@ -546,12 +572,16 @@ spin_kevent(void *arg)
 {
 	struct spinner *s = arg;
 	struct kevent ch, ev;
+	unsigned laps = 0;
 
 	/* a change each time: only a call with changes asks the loader, and
 	 * not one made only of EVFILT_USER changes (they watch nothing) */
 	EV_SET(&ch, s->fd, EVFILT_READ, EV_ADD, 0, 0, NULL);
-	while (!atomic_load(&s->stop))
+	while (!atomic_load(&s->stop)) {
 		kevent(s->kq, &ch, 1, &ev, 1, &(struct timespec){ 0, 0 });
+		if (++laps == WARM_LAPS)
+			atomic_fetch_add(&s->warm, 1);
+	}
 	return NULL;
 }
 
@@ -566,6 +596,7 @@ START_TEST(fork_while_threads_poll_the_loader_never_hangs_the_child)
 	s.fd = p[0];
 	for (i = 0; i < 2; i++)
 		ck_assert_int_eq(pthread_create(&t[i], NULL, spin_kevent, &s), 0);
+	await_warm(&s.warm, 2);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (i = 0; i < 300 && fork_budget_left(&t0); i++) {
 		pid_t pid = fork();
@@ -597,6 +628,82 @@ START_TEST(fork_while_threads_poll_the_loader_never_hangs_the_child)
 	close(s.kq);
 	close(p[0]);
 	close(p[1]);
+}
+END_TEST
+
+/*
+ * Code that is not the library's may be inside dl_iterate_phdr() when
+ * another thread forks (an unwinder, a profiler, backtrace()): the loader's
+ * list lock is then held for ever in the child, and the child's first
+ * kqueue() - which asks the loader whether objects came or went - hung on
+ * it.  A thread parks inside a walk; the child must still use a kqueue of
+ * its own, changes and events included, within a bounded time.
+ */
+struct parked_walk {
+	_Atomic bool inside, release;
+};
+
+static int
+park_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct parked_walk *w = arg;
+
+	(void)info, (void)size;
+	atomic_store(&w->inside, true);
+	for (int i = 0; i < 20000 && !atomic_load(&w->release); i++)
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	return 1;
+}
+
+static void *
+park_in_walk(void *arg)
+{
+	dl_iterate_phdr(park_cb, arg);
+	return NULL;
+}
+
+START_TEST(fork_while_another_thread_walks_the_loader_child_still_works)
+{
+	struct parked_walk w = { 0 };
+	int kq = xkqueue(), p[2];
+	pthread_t t;
+
+	xpipe(p);
+	ck_assert_int_eq(pthread_create(&t, NULL, park_in_walk, &w), 0);
+	for (int i = 0; i < 10000 && !atomic_load(&w.inside); i++)
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	ck_assert(atomic_load(&w.inside));
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct kevent ch[3], ev[2];
+		int kq2 = kqueue();
+
+		CHILD_CHECK(90, kq2 >= 0);
+		EV_SET(&ch[0], p[0], EVFILT_READ, EV_ADD, 0, 0, UD(9));
+		EV_SET(&ch[1], 1, EVFILT_USER, EV_ADD, 0, 0, UD(10));
+		EV_SET(&ch[2], 1, EVFILT_USER, 0, NOTE_TRIGGER, 0, UD(10));
+		CHILD_CHECK(91, write(p[1], "x", 1) == 1);
+		CHILD_CHECK(92, kevent(kq2, ch, 3, ev, 2,
+		    &(struct timespec){ 2, 0 }) == 2);
+		for (int i = 0; i < 2; i++)
+			CHILD_CHECK(93, ev[i].filter == EVFILT_READ ?
+			    ev[i].ident == (uintptr_t)p[0] && ev[i].data == 1 &&
+			    ev[i].udata == UD(9) :
+			    ev[i].filter == EVFILT_USER && ev[i].ident == 1 &&
+			    ev[i].udata == UD(10));
+		CHILD_CHECK(94, ev[0].filter != ev[1].filter);
+		CHILD_CHECK(95, close(kq2) == 0);
+		_exit(0);
+	}
+	ck_assert_int_gt(pid, 0);
+	int status = wait_child_bounded(pid, CHILD_BOUND_MS);
+	atomic_store(&w.release, true);
+	join_bounded(t, 25000);
+	ck_assert_msg(status == 0, "child failed (status 0x%x: -1 = hung)",
+	    status);
+	close(p[0]);
+	close(p[1]);
+	close(kq);
 }
 END_TEST
 
@@ -661,6 +768,7 @@ fork_suite(void)
 	tcase_add_test(tc, grandchild_sees_no_kqueue_of_child);
 	tcase_add_test(tc, fork_while_a_thread_mutates_the_kqueue);
 	tcase_add_test(tc, fork_while_threads_poll_the_loader_never_hangs_the_child);
+	tcase_add_test(tc, fork_while_another_thread_walks_the_loader_child_still_works);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -707,6 +707,64 @@ START_TEST(fork_while_another_thread_walks_the_loader_child_still_works)
 }
 END_TEST
 
+/*
+ * A child whose list lock is stuck must stay so through its own forks: the
+ * parent side of its fork() re-opened the walk gate, and its next kevent()
+ * with a change waited for the stuck lock for ever.
+ */
+static int
+child_uses_own_kqueue(const int p[2])
+{
+	struct kevent ch[2], ev;
+	int kq2 = kqueue();
+
+	if (kq2 < 0)
+		return 80;
+	EV_SET(&ch[0], p[0], EVFILT_READ, EV_ADD, 0, 0, UD(9));
+	EV_SET(&ch[1], 1, EVFILT_USER, EV_ADD, 0, 0, UD(10));
+	if (write(p[1], "x", 1) != 1)
+		return 81;
+	if (kevent(kq2, ch, 2, &ev, 1, &(struct timespec){ 2, 0 }) != 1)
+		return 82;
+	if (ev.ident != (uintptr_t)p[0] || ev.filter != EVFILT_READ ||
+	    ev.data != 1 || ev.udata != UD(9))
+		return 83;
+	if (read(p[0], (char[1]){ 0 }, 1) != 1 || close(kq2) != 0)
+		return 84;
+	return 0;
+}
+
+START_TEST(child_with_stuck_loader_lock_forks_and_still_works)
+{
+	struct parked_walk w = { 0 };
+	int p[2];
+	pthread_t t;
+
+	xpipe(p);
+	ck_assert_int_eq(pthread_create(&t, NULL, park_in_walk, &w), 0);
+	for (int i = 0; i < 10000 && !atomic_load(&w.inside); i++)
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	ck_assert(atomic_load(&w.inside));
+	pid_t pid = fork();
+	if (pid == 0) {
+		pid_t g = fork();
+		if (g == 0)
+			_exit(child_uses_own_kqueue(p));
+		CHILD_CHECK(70, g > 0);
+		CHILD_CHECK(71, wait_child_bounded(g, 5000) == 0);
+		_exit(child_uses_own_kqueue(p));
+	}
+	ck_assert_int_gt(pid, 0);
+	int status = wait_child_bounded(pid, CHILD_BOUND_MS);
+	atomic_store(&w.release, true);
+	join_bounded(t, 25000);
+	ck_assert_msg(status == 0, "child failed (status 0x%x: -1 = hung)",
+	    status);
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
 START_TEST(grandchild_sees_no_kqueue_of_child)
 {
 	int p[2];
@@ -769,6 +827,7 @@ fork_suite(void)
 	tcase_add_test(tc, fork_while_a_thread_mutates_the_kqueue);
 	tcase_add_test(tc, fork_while_threads_poll_the_loader_never_hangs_the_child);
 	tcase_add_test(tc, fork_while_another_thread_walks_the_loader_child_still_works);
+	tcase_add_test(tc, child_with_stuck_loader_lock_forks_and_still_works);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -449,6 +449,9 @@ patch_object(const struct gp_obj *o, const struct gp_range *libc,
 static _Atomic int gp_walkers;
 static _Atomic bool gp_gate_shut;	/* no walk starts: a fork is being
 					 * prepared, or (child) the lock is stuck */
+/* The list lock was held at the fork that made this process: the gate
+ * stays shut, through the parent side of this process's own forks too. */
+static _Atomic bool gp_lock_stuck;
 /* initial-exec: kq_gotpatch_stale() runs in every kevent() with changes,
  * and the default model would cost a __tls_get_addr() call per walk. */
 static _Thread_local int gp_my_walks __attribute__((tls_model("initial-exec")));
@@ -500,7 +503,7 @@ gp_atfork_prepare(void)
 static void
 gp_atfork_parent(void)
 {
-	atomic_store(&gp_gate_shut, false);
+	atomic_store(&gp_gate_shut, atomic_load(&gp_lock_stuck));
 }
 
 /*
@@ -606,7 +609,8 @@ kq_gotpatch_fork_child(void)
 	/* Another thread of the parent may have been patching. */
 	pthread_mutex_init(&gp_lock, NULL);
 	atomic_store(&gp_walkers, gp_my_walks);
-	atomic_store(&gp_gate_shut, list_lock_stuck());
+	atomic_store(&gp_lock_stuck, list_lock_stuck());
+	atomic_store(&gp_gate_shut, atomic_load(&gp_lock_stuck));
 }
 
 /* At load time, not in a pthread_once on first use: a once routine is a

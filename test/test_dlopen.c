@@ -10,7 +10,10 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <link.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -653,6 +656,111 @@ START_TEST(loader_lock_vs_patch_path_no_deadlock)
 }
 END_TEST
 
+/*
+ * A fork child whose loader list lock is stuck (another thread was inside
+ * dl_iterate_phdr() at the fork) walks the loader no more; but an object the
+ * parent loaded after its last walk is in the child too, unpatched.  Here a
+ * module whose close() is bound to libc is loaded, the process forks before
+ * any kevent() walked again, and the child watches a pipe and closes it
+ * through that module: the free notice must come, as it does in a child
+ * whose lock was free.
+ */
+struct parked_walk {
+	_Atomic bool inside, release;
+};
+
+static int
+park_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct parked_walk *w = arg;
+
+	(void)info, (void)size;
+	atomic_store(&w->inside, true);
+	for (int i = 0; i < 20000 && !atomic_load(&w->release); i++)
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	return 1;
+}
+
+static void *
+park_in_walk(void *arg)
+{
+	dl_iterate_phdr(park_cb, arg);
+	return NULL;
+}
+
+static int
+wait_child_bounded(pid_t pid, int ms)
+{
+	int status;
+
+	for (int i = 0; i < ms; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return status;
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return -1;
+}
+
+/* In the child: watch a pipe, close it through closer, expect the notice. */
+static int
+child_close_through(int (*closer)(int))
+{
+	struct kevent ev;
+	int p[2], kq = M.kqueue();
+
+	if (kq < 0 || pipe2(p, O_NONBLOCK) != 0)
+		return 60;
+	if (M.watch(kq, p[0], U(0)) != 0)
+		return 61;
+	if (closer(p[0]) != 0)
+		return 62;
+	if (M.collect(kq, &ev, 1, 2000) != 1)
+		return 63;		/* no free notice: the close went unseen */
+	if (ev.ident != (uintptr_t)p[0] || ev.filter != EVFILT_READ ||
+	    ev.flags != (EV_FREEWATCH | EV_DELETE) ||
+	    ev.fflags != NOTE_FREE_CLOSE || ev.udata != U(0))
+		return 64;
+	return 0;
+}
+
+START_TEST(stuck_lock_child_tracks_module_loaded_before_fork)
+{
+	struct parked_walk w = { 0 };
+	pthread_t t;
+	int st;
+
+	load_module();
+	void *h = dlopen(DLMOD_CLOSER_PATH, RTLD_NOW | RTLD_LOCAL);
+	ck_assert_msg(h != NULL, "dlopen: %s", dlerror());
+	int (*closer)(int) = (int (*)(int))dlsym(h, "dlmod_closer_close");
+	ck_assert_ptr_nonnull(closer);
+
+	/* the lock free at the fork: the child's first kevent() patches */
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(child_close_through(closer));
+	ck_assert_int_gt(pid, 0);
+	st = wait_child_bounded(pid, 15000);
+	ck_assert_msg(st == 0, "lock free: child status %#x", st);
+
+	/* the lock held by another thread at the fork */
+	ck_assert_int_eq(pthread_create(&t, NULL, park_in_walk, &w), 0);
+	for (int i = 0; i < 10000 && !atomic_load(&w.inside); i++)
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	ck_assert(atomic_load(&w.inside));
+	pid = fork();
+	if (pid == 0)
+		_exit(child_close_through(closer));
+	ck_assert_int_gt(pid, 0);
+	st = wait_child_bounded(pid, 15000);
+	atomic_store(&w.release, true);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_msg(st == 0, "lock held: child status %#x (-1: hung)", st);
+}
+END_TEST
+
 static Suite *
 dlopen_suite(void)
 {
@@ -685,6 +793,7 @@ dlopen_suite(void)
 	tcase_add_test(tc, close_family_works_after_module_dlclose);
 	tcase_add_test(tc, constructor_kqueue_patches_its_module);
 	tcase_add_test(tc, program_sigaction_reaches_module_signal_watch);
+	tcase_add_test(tc, stuck_lock_child_tracks_module_loaded_before_fork);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("loader_lock");

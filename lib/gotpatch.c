@@ -64,6 +64,9 @@
 #endif
 #include <dlfcn.h>
 #include <elf.h>
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <link.h>
 #include <pthread.h>
 #include <sched.h>
@@ -74,6 +77,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #ifdef __GLIBC__
 #include <gnu/libc-version.h>
@@ -449,8 +453,9 @@ patch_object(const struct gp_obj *o, const struct gp_range *libc,
 static _Atomic int gp_walkers;
 static _Atomic bool gp_gate_shut;	/* no walk starts: a fork is being
 					 * prepared, or (child) the lock is stuck */
-/* The list lock was held at the fork that made this process: the gate
- * stays shut, through the parent side of this process's own forks too. */
+/* The list lock was caught held at a fork, by a holder that cannot be told
+ * (list_lock_give_back): the gate stays shut, through the parent side of
+ * this process's own forks too. */
 static _Atomic bool gp_lock_stuck;
 /* initial-exec: kq_gotpatch_stale() runs in every kevent() with changes,
  * and the default model would cost a __tls_get_addr() call per walk. */
@@ -510,13 +515,19 @@ gp_atfork_parent(void)
  * The gate only keeps our own walks out of the fork.  Any other code of the
  * parent may hold the loader's list lock at that instant - an unwinder, a
  * profiler, backtrace(), the application's own dl_iterate_phdr() - and in
- * the child it is then held for ever: nothing can be loaded there any more
- * (dlopen() takes it too), and a walk would never return.  So the child
- * looks at the lock itself before it walks anything: gp_list_lock is where
- * it lives, found once at load time (gp_find_list_lock), and a child that
- * finds it held keeps the gate shut for good.  Its objects are the
- * parent's, patched by the parent up to its last walk; a child that cannot
- * load cannot need another.  Without the lock's address (not glibc, or the
+ * the child it is then held for ever by a thread the child does not have:
+ * a walk would never return, and nothing could be loaded (dlopen() takes
+ * it too).  Shutting our walks out of such a child is not enough: an
+ * object the parent loaded after its last walk is in the child too, never
+ * patched, and its closes would go unseen.  So the child gives the lock
+ * back, as glibc itself does with the loader's other locks in a fork child:
+ * gp_list_lock is where it lives, found once at load time
+ * (gp_find_list_lock).  The holder was reading the list (a walk) or
+ * linking one object in or out of it with single pointer stores, so the
+ * list is whole.  A copy child adopted late (kq_fork_adopt) may have
+ * threads of its own: a lock one of them holds is left alone, and one
+ * caught between its taking and its owner's record keeps our walks out of
+ * this process for good.  Without the lock's address (not glibc, or the
  * search was ambiguous) the child walks as the parent did.
  */
 #ifdef __GLIBC__
@@ -592,15 +603,33 @@ gp_find_list_lock(void)
 	gp_list_lock = lock;
 }
 
+/* Free the list lock if its holder is no thread of this process; false if
+ * it cannot be told (the holder's id not yet recorded). */
 static bool
-list_lock_stuck(void)
+list_lock_give_back(void)
 {
-	return gp_list_lock != NULL &&
-	    ((volatile pthread_mutex_t *)gp_list_lock)->__data.__lock != 0;
+	volatile pthread_mutex_t *m = gp_list_lock;
+	pthread_mutexattr_t attr;
+
+	if (m == NULL || m->__data.__lock == 0)
+		return true;
+	pid_t owner = m->__data.__owner;
+	if (owner == 0)
+		return false;
+	if (syscall(SYS_tgkill, getpid(), owner, 0) == 0 || errno != ESRCH)
+		return true;	/* ours: it gives it back itself */
+	(void)pthread_mutexattr_init(&attr);
+	(void)pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+	(void)pthread_mutex_init(gp_list_lock, &attr);
+	(void)pthread_mutexattr_destroy(&attr);
+	/* a thread of a copy child may be waiting for it */
+	(void)syscall(SYS_futex, &gp_list_lock->__data.__lock, FUTEX_WAKE,
+	    INT_MAX, NULL, NULL, 0);
+	return true;
 }
 #else
 static void gp_find_list_lock(void) { }
-static bool list_lock_stuck(void) { return false; }
+static bool list_lock_give_back(void) { return true; }
 #endif
 
 void
@@ -609,7 +638,10 @@ kq_gotpatch_fork_child(void)
 	/* Another thread of the parent may have been patching. */
 	pthread_mutex_init(&gp_lock, NULL);
 	atomic_store(&gp_walkers, gp_my_walks);
-	atomic_store(&gp_lock_stuck, list_lock_stuck());
+	int saved = errno;
+	if (!list_lock_give_back())
+		atomic_store(&gp_lock_stuck, true);
+	errno = saved;
 	atomic_store(&gp_gate_shut, atomic_load(&gp_lock_stuck));
 }
 

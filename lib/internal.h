@@ -174,8 +174,9 @@
  *   fork() copies the process: gotpatch.c's prepare handler stops new walks
  *   and waits for running ones (they hold only that lock).  Other code may
  *   hold it at that instant too; so the child looks at the lock (its
- *   address found once at load time) and, if it is held, walks nothing
- *   ever again: the child can load nothing either.
+ *   address found once at load time) and gives it back if its holder is
+ *   no thread of the child: an object the parent loaded after its last
+ *   walk must still be patched there.
  *   A child that no fork handler ran in (_Fork, a raw fork system call,
  *   clone() without CLONE_VM) is a process of its own all the same: its
  *   first kqueue(), kevent() or kqfree_release() runs the same child

@@ -807,6 +807,47 @@ END_TEST
  * child hangs (2 s) or 400 children went fine.
  */
 
+/*
+ * A program run through the loader itself (/lib64/ld-linux-x86-64.so.2
+ * ./prog) has no AT_BASE: the kernel loaded no interpreter.  The library
+ * must still find the loader's list lock, or a child forked while another
+ * thread walks the loader hangs.  Runs this program's stuck_loader_lock
+ * cases that way.
+ */
+static int
+interp_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	for (int i = 0; i < info->dlpi_phnum; i++)
+		if (info->dlpi_phdr[i].p_type == PT_INTERP)
+			*(const char **)arg = (const char *)(info->dlpi_addr +
+			    info->dlpi_phdr[i].p_vaddr);
+	return 1;			/* the program is the first */
+}
+
+START_TEST(program_run_through_the_loader_forks_while_it_walks)
+{
+	const char *interp = NULL;
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+
+	ck_assert_int_gt(n, 0);
+	self[n] = '\0';
+	dl_iterate_phdr(interp_cb, &interp);
+	ck_assert_ptr_nonnull(interp);
+	pid_t pid = fork();
+	if (pid == 0) {
+		setenv("CK_RUN_CASE", "stuck_loader_lock", 1);
+		execl(interp, interp, self, (char *)NULL);
+		_exit(127);
+	}
+	ck_assert_int_gt(pid, 0);
+	int status = wait_child_bounded(pid, 50000);
+	ck_assert_msg(status == 0, "%s %s: status 0x%x (-1: hung)", interp,
+	    self, status);
+}
+END_TEST
+
 static Suite *
 fork_suite(void)
 {
@@ -826,8 +867,17 @@ fork_suite(void)
 	tcase_add_test(tc, grandchild_sees_no_kqueue_of_child);
 	tcase_add_test(tc, fork_while_a_thread_mutates_the_kqueue);
 	tcase_add_test(tc, fork_while_threads_poll_the_loader_never_hangs_the_child);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("stuck_loader_lock");
+	tcase_set_timeout(tc, 45);
 	tcase_add_test(tc, fork_while_another_thread_walks_the_loader_child_still_works);
 	tcase_add_test(tc, child_with_stuck_loader_lock_forks_and_still_works);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("through_the_loader");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, program_run_through_the_loader_forks_while_it_walks);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -533,8 +533,12 @@ gp_atfork_parent(void)
 #ifdef __GLIBC__
 static pthread_mutex_t *gp_list_lock;
 
+/* Defined by the loader, whatever its name: it tells the loader's object
+ * when the kernel gave no AT_BASE (the program run as "ld.so ./prog"). */
+extern void *__tls_get_addr(void *);
+
 struct gp_lock_search {
-	uintptr_t ldso_base;
+	uintptr_t ldso_base, ldso_marker;
 	pid_t tid;
 	pthread_mutex_t *found[4];
 	int nfound;
@@ -557,8 +561,15 @@ lock_search_cb(struct dl_phdr_info *info, size_t size, void *arg)
 	struct gp_lock_search *ls = arg;
 
 	(void)size;
-	if (info->dlpi_addr != ls->ldso_base)
-		return 0;
+	if (ls->ldso_base != 0) {
+		if (info->dlpi_addr != ls->ldso_base)
+			return 0;
+	} else {
+		struct gp_range r = obj_range(info->dlpi_addr, info->dlpi_phdr,
+		    info->dlpi_phnum);
+		if (!in_range(&r, ls->ldso_marker))
+			return 0;
+	}
 	for (ElfW(Half) i = 0; i < info->dlpi_phnum; i++) {
 		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
 		if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W))
@@ -586,12 +597,11 @@ gp_find_list_lock(void)
 {
 	struct gp_lock_search ls = {
 		.ldso_base = (uintptr_t)getauxval(AT_BASE),
+		.ldso_marker = (uintptr_t)&__tls_get_addr,
 		.tid = gettid(),
 	};
 	pthread_mutex_t *lock = NULL;
 
-	if (ls.ldso_base == 0)
-		return;
 	dl_iterate_phdr(lock_search_cb, &ls);
 	for (int i = 0; i < ls.nfound; i++) {
 		if (held_by(ls.found[i], ls.tid))

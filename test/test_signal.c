@@ -82,6 +82,36 @@ START_TEST(signal_counts_each_delivery)
 }
 END_TEST
 
+/*
+ * A vfork() child shares the parent's memory but not its dispositions.  A
+ * spawner commonly resets signals to SIG_DFL there before exec: that is
+ * the child's disposition, not the parent's, which must still be its
+ * handler afterwards (reported by sigaction, run on delivery, counted).
+ */
+START_TEST(vfork_child_resetting_a_watched_signal_leaves_the_parent_alone)
+{
+	struct sigaction cur;
+	int kq = xkqueue(), st;
+
+	set_handler(SIGUSR1, on_signal);
+	kev_ok(kq, SIGUSR1, EVFILT_SIGNAL, EV_ADD, 0, 0, &handled);
+	pid_t pid = vfork();
+	if (pid == 0) {
+		(void)signal(SIGUSR1, SIG_DFL);
+		_exit(0);
+	}
+	ck_assert_int_gt(pid, 0);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_int_eq(st, 0);
+	ck_assert_int_eq(sigaction(SIGUSR1, NULL, &cur), 0);
+	ck_assert_ptr_eq((void *)cur.sa_handler, (void *)on_signal);
+	kill_self(SIGUSR1, 1);
+	kev_expect(kq, WAIT_MS, SIGUSR1, EVFILT_SIGNAL, EV_CLEAR, 0, 1, &handled);
+	ck_assert_int_eq(atomic_load(&handled), 1);
+	close(kq);
+}
+END_TEST
+
 START_TEST(signal_before_add_not_counted)
 {
 	int kq = xkqueue();
@@ -1104,6 +1134,7 @@ signal_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, signal_counts_each_delivery);
 	tcase_add_test(tc, signal_before_add_not_counted);
+	tcase_add_test(tc, vfork_child_resetting_a_watched_signal_leaves_the_parent_alone);
 	tcase_add_test(tc, sig_ign_set_after_add_still_counted);
 	tcase_add_test(tc, sig_ign_set_before_add_counted);
 	tcase_add_test(tc, handler_installed_after_add_runs_with_siginfo);

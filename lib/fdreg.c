@@ -564,6 +564,15 @@ own_table(void)
 	return true;
 }
 
+/* A child that runs in our memory but is a process of its own (vfork(),
+ * clone(CLONE_VM) without CLONE_FILES): what it does to itself - its
+ * descriptors, its signal dispositions - is not ours to record. */
+bool
+kq_vfork_child(void)
+{
+	return !own_table() && !kq_fdreg_copy_child();
+}
+
 /*
  * fd is about to be closed or replaced.  Returns the slot, locked, if the
  * caller must unlock it after the real call (NULL: nothing to hold).

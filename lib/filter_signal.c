@@ -813,6 +813,16 @@ sig_action(int sig, const struct sigaction *act, struct sigaction *oact)
 	struct sigaction prev;
 	sigset_t old;
 
+	if (kq_vfork_child()) {
+		/* its dispositions are its own, our memory is not: record
+		 * nothing, take no lock (a parent thread may hold it) */
+		sig_app_get(sig, &prev);
+		if (act != NULL && real_sigaction(sig, act, NULL) != 0)
+			return -1;
+		if (oact != NULL)
+			*oact = prev;
+		return 0;
+	}
 	sig_lock_all(&old);
 	if (!atomic_load(&sig_slots[sig].watched)) {
 		sig_unlock_all(&old);
@@ -949,6 +959,8 @@ siginterrupt(int sig, int flag)
 	int r;
 
 	pthread_once(&sig_once, sig_resolve);
+	if (kq_vfork_child())
+		return real_siginterrupt_fn(sig, flag);	/* see sig_action */
 	if (sig > 0 && sig < SIG_NSLOTS) {
 		if (flag)
 			atomic_fetch_or(&sig_nointr, SIG_BIT(sig));

@@ -731,6 +731,8 @@ void kq_fdreg_fork_child(void);
 /* A child with a copy of our memory that no fork handler started afresh
  * (_Fork, a raw fork, clone() without CLONE_VM): see FORK. */
 bool kq_fdreg_copy_child(void);
+/* A child in our memory, not our process (vfork, clone(CLONE_VM)). */
+bool kq_vfork_child(void);
 int kq_real_close(int fd);			/* libc's close, bypassing tracking */
 /* SO_ERROR stays the application's: reading it clears it on Linux, so an
  * error the library read (for EV_EOF fflags) is kept per fd number until the

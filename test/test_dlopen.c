@@ -761,6 +761,42 @@ START_TEST(stuck_lock_child_tracks_module_loaded_before_fork)
 }
 END_TEST
 
+/*
+ * libkqfree loaded by a dlopen() inside a dl_iterate_phdr() callback: its
+ * constructor runs with the list lock already held by this thread, so the
+ * lock is still held after the constructor's own walk.  It must be found
+ * all the same, or a child forked while another thread walks hangs.
+ */
+static int
+load_in_walk_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)info, (void)size, (void)arg;
+	load_module();
+	return 1;
+}
+
+START_TEST(module_loaded_inside_a_walk_child_forked_while_walking_works)
+{
+	struct parked_walk w = { 0 };
+	pthread_t t;
+
+	dl_iterate_phdr(load_in_walk_cb, NULL);
+	ck_assert_ptr_nonnull(M.close);
+	ck_assert_int_eq(pthread_create(&t, NULL, park_in_walk, &w), 0);
+	for (int i = 0; i < 10000 && !atomic_load(&w.inside); i++)
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	ck_assert(atomic_load(&w.inside));
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(child_close_through(M.close));
+	ck_assert_int_gt(pid, 0);
+	int st = wait_child_bounded(pid, 15000);
+	atomic_store(&w.release, true);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_msg(st == 0, "child status %#x (-1: hung)", st);
+}
+END_TEST
+
 static Suite *
 dlopen_suite(void)
 {
@@ -794,6 +830,7 @@ dlopen_suite(void)
 	tcase_add_test(tc, constructor_kqueue_patches_its_module);
 	tcase_add_test(tc, program_sigaction_reaches_module_signal_watch);
 	tcase_add_test(tc, stuck_lock_child_tracks_module_loaded_before_fork);
+	tcase_add_test(tc, module_loaded_inside_a_walk_child_forked_while_walking_works);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("loader_lock");

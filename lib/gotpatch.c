@@ -541,6 +541,7 @@ struct gp_lock_search {
 	uintptr_t ldso_base, ldso_marker;
 	pid_t tid;
 	pthread_mutex_t *found[4];
+	unsigned count[4];		/* its depth during the walk */
 	int nfound;
 };
 
@@ -583,15 +584,19 @@ lock_search_cb(struct dl_phdr_info *info, size_t size, void *arg)
 				continue;
 			if (ls->nfound == 4)
 				return 1;	/* ambiguous: give up */
+			ls->count[ls->nfound] =
+			    ((const volatile pthread_mutex_t *)a)->__data.__count;
 			ls->found[ls->nfound++] = (pthread_mutex_t *)a;
 		}
 	}
 	return 1;
 }
 
-/* The list lock is the one candidate the walk let go of: a loader lock this
- * thread held around the walk (dlopen()'s, when a constructor calls us) is
- * still held after it. */
+/* The list lock is the one candidate the walk let go of, once: a loader
+ * lock this thread held around the walk (dlopen()'s, when a constructor
+ * calls us) is held as deep after it; the list lock itself may still be
+ * held, one level less, when the dlopen() that loads us was called from a
+ * dl_iterate_phdr() callback. */
 static void
 gp_find_list_lock(void)
 {
@@ -604,7 +609,8 @@ gp_find_list_lock(void)
 
 	dl_iterate_phdr(lock_search_cb, &ls);
 	for (int i = 0; i < ls.nfound; i++) {
-		if (held_by(ls.found[i], ls.tid))
+		if (held_by(ls.found[i], ls.tid) &&
+		    ls.found[i]->__data.__count == ls.count[i])
 			continue;
 		if (lock != NULL)
 			return;		/* two let go: ambiguous */

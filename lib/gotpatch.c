@@ -134,6 +134,22 @@ struct gp_walk {
 	bool have_counts;
 };
 
+/* The loader's load address.  A program run as "ld.so ./prog" has no
+ * AT_BASE (the kernel loaded no interpreter); the loader's debugger
+ * interface has it then.  (Not the address of one of its functions: a
+ * sanitizer runtime interposes __tls_get_addr.) */
+static uintptr_t
+ldso_base(void)
+{
+	uintptr_t base = (uintptr_t)getauxval(AT_BASE);
+
+#ifdef __GLIBC__
+	if (base == 0)
+		base = (uintptr_t)_r_debug.r_ldbase;
+#endif
+	return base;
+}
+
 /* A leaf lock: held only while writing GOT pages, and while reading or
  * publishing the state below.  Never across a loader call. */
 static pthread_mutex_t gp_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -533,12 +549,8 @@ gp_atfork_parent(void)
 #ifdef __GLIBC__
 static pthread_mutex_t *gp_list_lock;
 
-/* Defined by the loader, whatever its name: it tells the loader's object
- * when the kernel gave no AT_BASE (the program run as "ld.so ./prog"). */
-extern void *__tls_get_addr(void *);
-
 struct gp_lock_search {
-	uintptr_t ldso_base, ldso_marker;
+	uintptr_t ldso_base;
 	pid_t tid;
 	pthread_mutex_t *found[4];
 	unsigned count[4];		/* its depth during the walk */
@@ -562,15 +574,8 @@ lock_search_cb(struct dl_phdr_info *info, size_t size, void *arg)
 	struct gp_lock_search *ls = arg;
 
 	(void)size;
-	if (ls->ldso_base != 0) {
-		if (info->dlpi_addr != ls->ldso_base)
-			return 0;
-	} else {
-		struct gp_range r = obj_range(info->dlpi_addr, info->dlpi_phdr,
-		    info->dlpi_phnum);
-		if (!in_range(&r, ls->ldso_marker))
-			return 0;
-	}
+	if (info->dlpi_addr != ls->ldso_base)
+		return 0;
 	for (ElfW(Half) i = 0; i < info->dlpi_phnum; i++) {
 		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
 		if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W))
@@ -601,12 +606,13 @@ static void
 gp_find_list_lock(void)
 {
 	struct gp_lock_search ls = {
-		.ldso_base = (uintptr_t)getauxval(AT_BASE),
-		.ldso_marker = (uintptr_t)&__tls_get_addr,
+		.ldso_base = ldso_base(),
 		.tid = gettid(),
 	};
 	pthread_mutex_t *lock = NULL;
 
+	if (ls.ldso_base == 0)
+		return;
 	dl_iterate_phdr(lock_search_cb, &ls);
 	for (int i = 0; i < ls.nfound; i++) {
 		if (held_by(ls.found[i], ls.tid) &&
@@ -705,7 +711,7 @@ kq_gotpatch_apply(const struct kq_interpose *tab, size_t n)
 	struct gp_walk w = {
 		.self_addr = (uintptr_t)&gp_lock,
 		.libc_addr = (uintptr_t)libc_marker(),
-		.ldso_base = (uintptr_t)getauxval(AT_BASE),
+		.ldso_base = ldso_base(),
 		.vdso_base = (uintptr_t)getauxval(AT_SYSINFO_EHDR),
 	};
 	w.cap = 16;

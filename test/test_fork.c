@@ -765,6 +765,51 @@ START_TEST(child_with_stuck_loader_lock_forks_and_still_works)
 }
 END_TEST
 
+/*
+ * fork() from a signal handler that interrupted the application's own walk
+ * of the loader on the forking thread: in the child the list lock is held
+ * by that thread's parent-side id, which the child's thread does not have.
+ * The child returns from the handler, finishes the walk, and must then use
+ * a kqueue (the walk's unlock is refused there: the lock is not its own).
+ */
+static volatile sig_atomic_t walk_fork_pid = -2;
+
+static void
+fork_in_walk_handler(int sig)
+{
+	(void)sig;
+	walk_fork_pid = fork();
+}
+
+static int
+raise_in_walk_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)info, (void)size, (void)arg;
+	raise(SIGUSR2);
+	return 1;
+}
+
+START_TEST(fork_in_handler_inside_own_walk_child_still_works)
+{
+	struct sigaction sa = { .sa_handler = fork_in_walk_handler }, old;
+	int p[2];
+
+	xpipe(p);
+	sigemptyset(&sa.sa_mask);
+	ck_assert_int_eq(sigaction(SIGUSR2, &sa, &old), 0);
+	dl_iterate_phdr(raise_in_walk_cb, NULL);
+	if (walk_fork_pid == 0)
+		_exit(child_uses_own_kqueue(p));
+	ck_assert_int_eq(sigaction(SIGUSR2, &old, NULL), 0);
+	ck_assert_int_gt(walk_fork_pid, 0);
+	int status = wait_child_bounded(walk_fork_pid, CHILD_BOUND_MS);
+	ck_assert_msg(status == 0, "child failed (status 0x%x: -1 = hung)",
+	    status);
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
 START_TEST(grandchild_sees_no_kqueue_of_child)
 {
 	int p[2];
@@ -873,6 +918,7 @@ fork_suite(void)
 	tcase_set_timeout(tc, 45);
 	tcase_add_test(tc, fork_while_another_thread_walks_the_loader_child_still_works);
 	tcase_add_test(tc, child_with_stuck_loader_lock_forks_and_still_works);
+	tcase_add_test(tc, fork_in_handler_inside_own_walk_child_still_works);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("through_the_loader");

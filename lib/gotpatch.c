@@ -626,7 +626,8 @@ gp_find_list_lock(void)
 }
 
 /* Free the list lock if its holder is no thread of this process; false if
- * it cannot be told (the holder's id not yet recorded). */
+ * that cannot be told (the holder's id not yet recorded, or the kernel
+ * will not say). */
 static bool
 list_lock_give_back(void)
 {
@@ -638,8 +639,10 @@ list_lock_give_back(void)
 	pid_t owner = m->__data.__owner;
 	if (owner == 0)
 		return false;
-	if (syscall(SYS_tgkill, getpid(), owner, 0) == 0 || errno != ESRCH)
+	if (syscall(SYS_tgkill, getpid(), owner, 0) == 0)
 		return true;	/* ours: it gives it back itself */
+	if (errno != ESRCH)
+		return false;	/* cannot ask (a seccomp filter) */
 	(void)pthread_mutexattr_init(&attr);
 	(void)pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
 	(void)pthread_mutex_init(gp_list_lock, &attr);

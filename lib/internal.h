@@ -1044,7 +1044,9 @@ kq_knote_find(struct kq_kqueue *kq, short filter, uintptr_t ident)
  * sigwait*() and the exec family (a watched signal the application ignores
  * is SIG_IGN across exec) are interposed; its fds are owned (kq_fd_own).
  * posix_spawn(), system() and popen() are not covered: glibc's child resets
- * every caught signal, ours included, to SIG_DFL. */
+ * every caught signal, ours included, to SIG_DFL.  A vfork() child (our
+ * memory, its own process: kq_vfork_child) records nothing: what it sets
+ * goes straight to libc, without a lock a parent thread may hold. */
 /* filter_signal.c: was an EINTR only caused by our handler running for a
  * signal the application ignores?  Thread-local counters, snapshot before
  * waiting. */

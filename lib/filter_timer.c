@@ -214,7 +214,7 @@ change_now(struct kq_kqueue *kq)
  * kn is due at now: count its expirations and move or disarm it.  activate
  * is false when called from the scan, which already holds the knote.
  */
-static void
+static inline __attribute__((always_inline)) void
 timer_expire(struct kq_kqueue *kq, struct kq_knote *kn, int64_t now,
     bool activate)
 {

@@ -34,16 +34,22 @@ const struct kq_filterops *const kq_filters[EVFILT_SYSCOUNT + 1] = {
 };
 
 
+/* link: for a hashed filter, kq_khash_link()'s for kev (or NULL) */
 static int
 add_knote(struct kq_kqueue *kq, const struct kq_filterops *fop,
-    const struct kevent *kev)
+    const struct kevent *kev, struct kq_knote **link)
 {
 	struct kq_knote *kn;
 	bool first_probe = false;
 	int err = 0;
 
+	if (!fop->isfd) {
+		if ((kn = kq_knote_new_hashed(kq, fop, kev, link)) == NULL)
+			return ENOMEM;
+		goto attach;
+	}
 	/* not open, or not the application's (internal.h, DESCRIPTORS) */
-	if (fop->isfd && (kev->ident > INT_MAX || kq_fd_owned((int)kev->ident)))
+	if (kev->ident > INT_MAX || kq_fd_owned((int)kev->ident))
 		return EBADF;
 	/*
 	 * FreeBSD looks the descriptor up first.  Here the fd table and the
@@ -52,27 +58,23 @@ add_knote(struct kq_kqueue *kq, const struct kq_filterops *fop,
 	 * cost 512 MiB).  Below kq->nfds nothing grows, and epoll_ctl
 	 * answers EBADF: no extra syscall on the common path.
 	 */
-	if (fop->isfd && (int)kev->ident >= kq->nfds &&
-	    fcntl((int)kev->ident, F_GETFD) < 0)
+	if ((int)kev->ident >= kq->nfds && fcntl((int)kev->ident, F_GETFD) < 0)
 		return EBADF;
 	if ((kn = kq_knote_alloc(kq, fop)) == NULL)
 		return ENOMEM;
 	kq_knote_set(kn, kev);
-	if (fop->isfd) {
-		kn->fdn = kq_fdnode_get(kq, (int)kev->ident, fop->probe_first,
-		    &err);
-		if (kn->fdn == NULL) {
-			kq_knote_free(kq, kn);
-			return err;
-		}
-		first_probe = kn->fdn->kind == 0;
-	}
-	if ((err = kq_knote_insert(kq, kn)) != 0) {
-		if (kn->status & KN_WHOLE && kn->fdn != NULL)
-			kq_fdnode_put(kq, kn->fdn);
+	kn->fdn = kq_fdnode_get(kq, (int)kev->ident, fop->probe_first, &err);
+	if (kn->fdn == NULL) {
 		kq_knote_free(kq, kn);
 		return err;
 	}
+	first_probe = kn->fdn->kind == 0;
+	if ((err = kq_knote_insert(kq, kn, NULL)) != 0) {
+		kq_fdnode_put(kq, kn->fdn);
+		kq_knote_free(kq, kn);
+		return err;
+	}
+attach:
 	if ((err = fop->attach(kq, kn, kev)) != 0) {
 		kq_knote_free_unattached(kq, kn);
 		return err;
@@ -232,17 +234,29 @@ renew_knote(struct kq_kqueue *kq, const struct kevent *del,
 	return 2;
 }
 
+/* bucket: kev's in kq->khash as it is now, if known (else UINT32_MAX) */
 static int
-apply_change(struct kq_kqueue *kq, const struct kevent *kev)
+apply_change(struct kq_kqueue *kq, const struct kevent *kev, uint32_t bucket)
 {
 	const struct kq_filterops *fop = kq_filterops_lookup(kev->filter);
-	struct kq_knote *kn;
+	struct kq_knote *kn, **link = NULL;
+	uint32_t gen = kq->khash.gen;
 
 	if (fop == NULL)
 		return EINVAL;
 	if ((kev->flags & (EV_ENABLE | EV_DISABLE)) == (EV_ENABLE | EV_DISABLE))
 		return EINVAL;
-	kn = kq_knote_find(kq, kev->filter, kev->ident);
+	if (fop->isfd) {
+		kn = kq_knote_find_fd(kq, kev->filter, kev->ident);
+	} else {
+		/* the link is kept: an add goes there, a delete unlinks there */
+		if (bucket == UINT32_MAX)
+			bucket = kq_khash_bucket(&kq->khash, kev->filter,
+			    kev->ident);
+		link = kq_khash_link(&kq->khash, bucket, kev->filter,
+		    kev->ident);
+		kn = link != NULL ? *link : NULL;
+	}
 	if (kn == NULL) {
 		/* EV_DELETE wins over EV_ADD (FreeBSD, on an existing knote).
 		 * A change with EV_DELETE takes no reference, so with
@@ -252,7 +266,7 @@ apply_change(struct kq_kqueue *kq, const struct kevent *kev)
 		if ((kev->flags & EV_ADD) &&
 		    (kev->flags & (EV_DELETE | EV_FREEWATCH)) !=
 		    (EV_DELETE | EV_FREEWATCH))
-			return add_knote(kq, fop, kev);
+			return add_knote(kq, fop, kev, link);
 		/* FreeBSD looks the fd up before the knote */
 		if (fop->isfd && (kev->ident > INT_MAX ||
 		    kq_fd_owned((int)kev->ident) ||
@@ -261,7 +275,10 @@ apply_change(struct kq_kqueue *kq, const struct kevent *kev)
 		return ENOENT;
 	}
 	if (kev->flags & EV_DELETE) {
-		kq_knote_release(kq, kn, NOTE_FREE_DELETE, NULL);
+		if (link != NULL)
+			kq_knote_delete_at(kq, kn, link, gen);
+		else
+			kq_knote_release(kq, kn, NOTE_FREE_DELETE, NULL);
 		return 0;
 	}
 	return modify_knote(kq, kn, kev);
@@ -584,6 +601,7 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 {
 	struct kq_kqueue *kq;
 	uint32_t ahead[PREFETCH_AHEAD];	/* buckets of the changes ahead */
+	uint32_t ahead_mask;		/* the table they are buckets of */
 	int i, nerrors = 0, ret, cs;
 
 	if (nchanges < 0 || nevents < 0) {
@@ -621,10 +639,18 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 	kq_drain_closed(kq);
 	kq->change_now = 0;
 	memset(ahead, 0xff, sizeof ahead);		/* UINT32_MAX: none */
+	ahead_mask = kq->khash.mask;
 	for (i = 0; i < nchanges; i++) {
 		struct kevent kev;
+		uint32_t bucket = ahead[i % PREFETCH_AHEAD];
 		int err;
 
+		if (kq->khash.mask != ahead_mask) {
+			/* the table grew: the buckets ahead are the old one's */
+			memset(ahead, 0xff, sizeof ahead);
+			ahead_mask = kq->khash.mask;
+			bucket = UINT32_MAX;
+		}
 		if (kq->khash.n != 0) {
 			/* change i + PREFETCH_AHEAD / 2's bucket came in by
 			 * now; change i's slot is free for i + PREFETCH_AHEAD */
@@ -639,7 +665,12 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 		if ((changelist[i].flags & EV_DELETE) && i + 1 < nchanges) {
 			int done = renew_knote(kq, &changelist[i],
 			    &changelist[i + 1]);
-			i += done == 2;
+			if (done == 2) {
+				/* change i + 1's turn is skipped: its slot is
+				 * not refilled for i + 1 + PREFETCH_AHEAD */
+				i++;
+				ahead[i % PREFETCH_AHEAD] = UINT32_MAX;
+			}
 			if (done != 0)
 				continue;
 		}
@@ -647,7 +678,7 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 		if (kev.filter == 0)
 			continue;
 		kev.flags &= ~EV_SYSFLAGS;
-		err = apply_change(kq, &kev);
+		err = apply_change(kq, &kev, bucket);
 		if (err == 0 && !(kev.flags & EV_RECEIPT))
 			continue;
 		if (nevents == 0) {

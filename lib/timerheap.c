@@ -110,7 +110,7 @@ resize(struct kq_timer_heap *h, uint32_t cap)
 }
 
 int
-kq_theap_insert(struct kq_timer_heap *h, struct kq_knote *kn, int64_t at)
+kq_theap_insert_slow(struct kq_timer_heap *h, struct kq_knote *kn, int64_t at)
 {
 	if (h->n == h->cap) {
 		uint32_t cap = h->cap != 0 ? h->cap * 2 + KQ_THEAP_BASE :
@@ -124,8 +124,8 @@ kq_theap_insert(struct kq_timer_heap *h, struct kq_knote *kn, int64_t at)
 }
 
 /* Drop the dead entries and restore the heap order (Floyd's heapify). */
-static void
-compact(struct kq_timer_heap *h)
+void
+kq_theap_compact(struct kq_timer_heap *h)
 {
 	uint32_t i, n = 0;
 
@@ -196,38 +196,17 @@ pop_root(struct kq_timer_heap *h)
 }
 
 void
-kq_theap_remove(struct kq_timer_heap *h, struct kq_knote *kn)
+kq_theap_pop_root(struct kq_timer_heap *h)
 {
-	uint32_t i = kn->s.timer.heap_index;
-
-	kn->s.timer.heap_index = KQ_THEAP_NONE;
-	if (h->n - h->ndead == 1) {		/* the last live one */
-		h->n = h->ndead = 0;
-	} else {
-		ENTRY(h, i).kn = NULL;
-		if (++h->ndead > h->n - h->n / 8)
-			compact(h);
-	}
-}
-
-void
-kq_theap_pop(struct kq_timer_heap *h)
-{
-	struct kq_knote *kn = ENTRY(h, 0).kn;
-
-	kn->s.timer.heap_index = KQ_THEAP_NONE;
-	if (h->n - h->ndead == 1)
-		h->n = h->ndead = 0;
-	else
-		pop_root(h);
+	pop_root(h);
 }
 
 struct kq_knote *
-kq_theap_min(struct kq_timer_heap *h)
+kq_theap_min_slow(struct kq_timer_heap *h)
 {
 	while (h->n != 0 && ENTRY(h, 0).kn == NULL) {
 		if (h->ndead > h->n / 4) {
-			compact(h);		/* cheaper than a pop each */
+			kq_theap_compact(h);		/* cheaper than a pop each */
 			break;
 		}
 		h->ndead--;

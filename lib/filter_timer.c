@@ -291,7 +291,7 @@ kq_timer_backlog(struct kq_kqueue *kq)
 }
 
 /* Start kn from (fflags, data): fire now or arm it in the heap. */
-static inline int
+static inline __attribute__((always_inline)) int
 timer_start(struct kq_kqueue *kq, struct kq_knote *kn, int64_t expiry,
     int64_t period, int64_t now)
 {

@@ -333,11 +333,29 @@ struct kq_knote *
 kq_knote_new_hashed(struct kq_kqueue *kq, const struct kq_filterops *fop,
     const struct kevent *kev, struct kq_knote **link)
 {
-	struct kq_knote *kn = knote_alloc(kq, fop);
+	struct kq_slab *s = &kq->slab[!fop->small];
+	struct kq_knote *kn;
 
+	if (!fop->small || s->size == 0)	/* as kq_knote_alloc() */
+		kn = knote_alloc(kq, fop);
+	else
+		kn = slab_alloc(s);
 	if (kn == NULL)
 		return NULL;
-	kq_knote_set(kn, kev);
+	if (fop->small) {
+		/* what kq_knote_alloc()'s zeroing and kq_knote_set() would
+		 * leave, written once (insert sets next) */
+		memset(&kn->link, 0, sizeof kn->link);
+		kn->ident = kev->ident;
+		kn->udata = kev->udata;
+		kn->filter = kev->filter;
+		kn->flags = kev->flags & KN_STORED_FLAGS_MASK;
+		kn->status = (kev->flags & EV_DISABLE) ? KN_DISABLED : 0;
+		kn->data = 0;
+		memset(&kn->s, 0, sizeof kn->s);
+	} else {
+		kq_knote_set(kn, kev);
+	}
 	if (knote_insert(kq, kn, link) != 0) {
 		knote_free(kq, kn);
 		return NULL;

@@ -80,27 +80,20 @@ static inline int
 timer_params(const struct kq_knote *kn, unsigned fflags, int64_t data,
     int64_t now, int64_t *expiry, int64_t *period)
 {
+	/* nanoseconds per unit by the unit bits; 0: more than one (EINVAL) */
+	static const int64_t unit_ns[16] = {
+		[0] = 1000000,
+		[NOTE_SECONDS] = 1000000000,
+		[NOTE_MSECONDS] = 1000000,
+		[NOTE_USECONDS] = 1000,
+		[NOTE_NSECONDS] = 1,
+	};
 	int64_t unit, ns;
 
 	if (fflags & ~(NOTE_TIMER_UNITS | NOTE_ABSTIME))
 		return EINVAL;
-	switch (fflags & NOTE_TIMER_UNITS) {
-	case NOTE_SECONDS:
-		unit = 1000000000;
-		break;
-	case 0:
-	case NOTE_MSECONDS:
-		unit = 1000000;
-		break;
-	case NOTE_USECONDS:
-		unit = 1000;
-		break;
-	case NOTE_NSECONDS:
-		unit = 1;
-		break;
-	default:
+	if ((unit = unit_ns[fflags & NOTE_TIMER_UNITS]) == 0)
 		return EINVAL;
-	}
 	if (data < 0)
 		return EINVAL;
 	if (data == 0 && !(kn->flags & EV_ONESHOT))

@@ -215,9 +215,11 @@ timer_expire(struct kq_kqueue *kq, struct kq_knote *kn, int64_t now,
 	int64_t n = 1;
 
 	if (t->period_ns == 0) {
-		if (t->heap_index == 0)
+		if (t->heap_index == KQ_THEAP_NONE)
+			;			/* never armed: fired at once */
+		else if (kq->theap.v[KQ_THEAP_BASE].kn == kn)	/* the root */
 			kq_theap_pop(&kq->theap);
-		else if (t->heap_index != KQ_THEAP_NONE)
+		else
 			kq_theap_remove(&kq->theap, kn);
 	} else {
 		int64_t at = kq_theap_at(&kq->theap, kn);
@@ -261,8 +263,10 @@ kq_timer_expire_due(struct kq_kqueue *kq, int room)
 
 	if (kq_theap_empty(h) || kq_theap_min_at(h) > kq->timer_due)
 		return;				/* the common case: none due */
+	/* kn is the root: its deadline is the root's (its knote's
+	 * heap_index may still name a node it has risen from) */
 	while (room > 0 && (kn = kq_theap_min(h)) != NULL &&
-	    kq_theap_at(h, kn) <= kq->timer_due) {
+	    kq_theap_min_at(h) <= kq->timer_due) {
 		bool queued = kn->status & KN_QUEUED;
 		timer_expire(kq, kn, kq->timer_due, true);
 		if (!queued && (kn->status & KN_QUEUED))
@@ -280,7 +284,7 @@ kq_timer_backlog(struct kq_kqueue *kq)
 		return false;
 	/* the root may be a deleted timer's: look at the first armed one */
 	kn = kq_theap_min(h);
-	return kn != NULL && kq_theap_at(h, kn) <= kq->timer_due;
+	return kn != NULL && kq_theap_min_at(h) <= kq->timer_due;
 }
 
 /* Start kn from (fflags, data): fire now or arm it in the heap. */

@@ -81,7 +81,7 @@ sift_down(struct kq_timer_heap *h, uint32_t i, struct kq_theap_entry e)
 		at = ENTRY(h, best).at;
 		if (e.at <= at)
 			break;
-		place(h, i, ENTRY(h, best));
+		ENTRY(h, i) = ENTRY(h, best);	/* up: not told (timerheap.h) */
 		i = best;
 	}
 	place(h, i, e);
@@ -187,9 +187,13 @@ pop_root(struct kq_timer_heap *h)
 		} else {
 			break;
 		}
+		/* moving up: its knote is not told (timerheap.h); but the
+		 * ones rising to the root and into the level below it fire
+		 * next: their knotes are fetched now, ahead of the expiry
+		 * that writes them */
+		if (i <= 4)
+			__builtin_prefetch(v[best].kn, 1);
 		v[i] = v[best];
-		if (v[i].kn != NULL)
-			v[i].kn->s.timer.heap_index = i;
 		i = best;
 	}
 	sift_up(h, i, last);
@@ -218,7 +222,7 @@ kq_theap_min_slow(struct kq_timer_heap *h)
 void
 kq_theap_update(struct kq_timer_heap *h, struct kq_knote *kn, int64_t at)
 {
-	uint32_t i = kn->s.timer.heap_index;
+	uint32_t i = kq_theap_index(h, kn);
 	struct kq_theap_entry e = { .at = at, .kn = kn };
 
 	if (i > 0 && ENTRY(h, (i - 1) / 4).at > at)

@@ -2,9 +2,18 @@
 /*
  * The per-kqueue timer heap: a 4-ary min-heap of armed EVFILT_TIMER knotes.
  * Each entry holds the deadline next to the knote pointer, and each knote
- * knows its node (kn->s.timer.heap_index, KQ_THEAP_NONE when not armed), so
- * removal and re-keying are O(log n) without a search and a sift never
- * reads a knote.  Deleted entries may linger, dead (timerheap.c).
+ * knows where its node is (kn->s.timer.heap_index, KQ_THEAP_NONE when not
+ * armed), so removal and re-keying are O(log n) without a search and a
+ * sift never reads a knote.  Deleted entries may linger, dead (timerheap.c).
+ *
+ * heap_index is the node or one of its descendants: an entry moving DOWN
+ * (or placed) records its node, one moving UP does not, so the node is
+ * found by climbing from heap_index to the first ancestor holding kn
+ * (kq_theap_index).  Entries move up when the root is popped - a level
+ * each, along the whole path - and every one of them told its knote: a
+ * write to a cold knote per level, eight per timer fired at 100k timers.
+ * The climb costs a few reads of the heap's top levels, which are cached,
+ * and only a delete or a re-add of a timer that was passed over does it.
  *
  * Private to filter_timer.c and timerheap.c.
  */
@@ -47,11 +56,30 @@ kq_theap_min_at(const struct kq_timer_heap *h)
 	return h->v[KQ_THEAP_BASE].at;
 }
 
+/* An armed kn's node (see above); it is recorded again for next time. */
+static inline uint32_t
+kq_theap_index(const struct kq_timer_heap *h, struct kq_knote *kn)
+{
+	uint32_t i = kn->s.timer.heap_index;
+
+	if (h->v[i + KQ_THEAP_BASE].kn == kn)
+		return i;
+	if (h->v[KQ_THEAP_BASE].kn == kn) {
+		i = 0;		/* the root, whose line is hot: no climb */
+	} else {
+		do
+			i = (i - 1) / 4;
+		while (h->v[i + KQ_THEAP_BASE].kn != kn);
+	}
+	kn->s.timer.heap_index = i;
+	return i;
+}
+
 /* An armed kn's deadline. */
 static inline int64_t
-kq_theap_at(const struct kq_timer_heap *h, const struct kq_knote *kn)
+kq_theap_at(const struct kq_timer_heap *h, struct kq_knote *kn)
 {
-	return h->v[kn->s.timer.heap_index + KQ_THEAP_BASE].at;
+	return h->v[kq_theap_index(h, kn) + KQ_THEAP_BASE].at;
 }
 
 /* Add kn due at `at`; 0 or ENOMEM (heap unchanged).  Inline: every timer
@@ -79,7 +107,7 @@ kq_theap_insert(struct kq_timer_heap *h, struct kq_knote *kn, int64_t at)
 static inline void
 kq_theap_remove(struct kq_timer_heap *h, struct kq_knote *kn)
 {
-	uint32_t i = kn->s.timer.heap_index;
+	uint32_t i = kq_theap_index(h, kn);
 
 	kn->s.timer.heap_index = KQ_THEAP_NONE;
 	if (h->n - h->ndead == 1) {		/* the last live one */

@@ -567,19 +567,18 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
  * half of the knote's miss and of the bucket's (reading it to load its
  * knote) in the lookup; eight ahead (the knote four) took 15% off adding
  * and deleting a million timers, four ahead half of that.  Returns the
- * bucket, for the knote's turn (UINT32_MAX: kev's knote is not in the
- * table).  The table only grows, so the number stays a valid bucket.
+ * bucket, which the change's turn uses instead of hashing again (unless
+ * the table grew meanwhile: kevent() then forgets the ring).  The table
+ * only grows, so the number stays a valid bucket to prefetch.
  */
 #define PREFETCH_AHEAD	8
 static inline uint32_t
 prefetch_bucket(struct kq_kqueue *kq, const struct kevent *kev)
 {
-	const struct kq_filterops *fop = kq_filterops_lookup(kev->filter);
-	uint32_t j;
+	/* whatever the filter: an fd's change never uses its bucket, and
+	 * asking which filter it is cost more than the hash */
+	uint32_t j = kq_khash_bucket(&kq->khash, kev->filter, kev->ident);
 
-	if (fop == NULL || fop->isfd)
-		return UINT32_MAX;
-	j = kq_khash_bucket(&kq->khash, kev->filter, kev->ident);
 	__builtin_prefetch(&kq->khash.b[j]);
 	return j;
 }

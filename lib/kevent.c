@@ -660,6 +660,10 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 			ahead[i % PREFETCH_AHEAD] =
 			    i + PREFETCH_AHEAD < nchanges ? prefetch_bucket(kq,
 			    &changelist[i + PREFETCH_AHEAD]) : UINT32_MAX;
+		} else {
+			/* nothing to prefetch, but the slot is change i + 8's:
+			 * it must not keep change i's bucket */
+			ahead[i % PREFETCH_AHEAD] = UINT32_MAX;
 		}
 		if ((changelist[i].flags & EV_DELETE) && i + 1 < nchanges) {
 			int done = renew_knote(kq, &changelist[i],

@@ -478,11 +478,11 @@ void kq_knote_slabs_free(struct kq_kqueue *kq);			/* kqueue teardown */
  * taken with nothing inserted or unlinked since (saves the walk). */
 int kq_knote_insert(struct kq_kqueue *kq, struct kq_knote *kn,
     struct kq_knote **link);
-/* kq_knote_alloc, kq_knote_set and kq_knote_insert(link) in one call, for
- * a filter whose ident is not an fd; NULL: ENOMEM. */
-struct kq_knote *kq_knote_new_hashed(struct kq_kqueue *kq,
-    const struct kq_filterops *fop, const struct kevent *kev,
-    struct kq_knote **link);
+/* The whole EV_ADD of a new knote for a filter whose ident is not an fd,
+ * in one call: kq_knote_alloc, kq_knote_set, kq_knote_insert(link),
+ * fop->attach (undone if it fails: its error), EV_FREEWATCH. */
+int kq_knote_add_hashed(struct kq_kqueue *kq, const struct kq_filterops *fop,
+    const struct kevent *kev, struct kq_knote **link);
 void kq_knote_free_unattached(struct kq_kqueue *kq, struct kq_knote *kn);
 /* kq_knote_activate: below struct kq_kqueue, inline */
 void kq_knote_deactivate(struct kq_kqueue *kq, struct kq_knote *kn);

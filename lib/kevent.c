@@ -43,11 +43,8 @@ add_knote(struct kq_kqueue *kq, const struct kq_filterops *fop,
 	bool first_probe = false;
 	int err = 0;
 
-	if (!fop->isfd) {
-		if ((kn = kq_knote_new_hashed(kq, fop, kev, link)) == NULL)
-			return ENOMEM;
-		goto attach;
-	}
+	if (!fop->isfd)
+		return kq_knote_add_hashed(kq, fop, kev, link);
 	/* not open, or not the application's (internal.h, DESCRIPTORS) */
 	if (kev->ident > INT_MAX || kq_fd_owned((int)kev->ident))
 		return EBADF;
@@ -74,7 +71,6 @@ add_knote(struct kq_kqueue *kq, const struct kq_filterops *fop,
 		kq_knote_free(kq, kn);
 		return err;
 	}
-attach:
 	if ((err = fop->attach(kq, kn, kev)) != 0) {
 		kq_knote_free_unattached(kq, kn);
 		return err;

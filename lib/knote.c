@@ -329,8 +329,9 @@ kq_knote_insert(struct kq_kqueue *kq, struct kq_knote *kn,
 	return knote_insert(kq, kn, link);
 }
 
-struct kq_knote *
-kq_knote_new_hashed(struct kq_kqueue *kq, const struct kq_filterops *fop,
+/* kq_knote_alloc, kq_knote_set and kq_knote_insert(link) at once */
+static inline __attribute__((always_inline)) struct kq_knote *
+knote_new_hashed(struct kq_kqueue *kq, const struct kq_filterops *fop,
     const struct kevent *kev, struct kq_knote **link)
 {
 	struct kq_slab *s = &kq->slab[!fop->small];
@@ -380,6 +381,27 @@ knote_unlink(struct kq_kqueue *kq, struct kq_knote *kn, struct kq_knote **link)
 	*link = kn->next;
 	h->n--;
 	h->gen++;
+}
+
+int
+kq_knote_add_hashed(struct kq_kqueue *kq, const struct kq_filterops *fop,
+    const struct kevent *kev, struct kq_knote **link)
+{
+	struct kq_knote *kn = knote_new_hashed(kq, fop, kev, link);
+	int err;
+
+	if (kn == NULL)
+		return ENOMEM;
+	if ((err = fop->attach(kq, kn, kev)) != 0) {
+		knote_unlink(kq, kn, NULL);
+		knote_free(kq, kn);
+		return err;
+	}
+	/* EV_KEEPUDATA keeps an existing knote's udata; a new knote has
+	 * none to keep, so it takes the reference like any EV_FREEWATCH add */
+	if (kev->flags & EV_FREEWATCH)
+		kq_knote_set_freewatch(kn, true);
+	return 0;
 }
 
 /* Undo kq_knote_insert for a knote whose attach failed. */

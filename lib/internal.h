@@ -354,8 +354,10 @@ extern const struct kq_filterops kq_filt_read, kq_filt_write, kq_filt_empty,
 
 struct kq_timer_state {		/* filter_timer.c (a small knote) */
 	int64_t period_ns;	/* 0 for oneshot/abstime */
-	uint32_t heap_index;	/* node in kq's timer heap, KQ_THEAP_NONE if not
-				 * armed; the deadline lives in the heap entry */
+	uint32_t heap_index;	/* its node in kq's timer heap or a node below
+				 * it (timerheap.h: kq_theap_index finds the
+				 * node), KQ_THEAP_NONE if not armed; the
+				 * deadline lives in the heap entry */
 };
 
 struct kq_signal_state {	/* filter_signal.c (a small knote) */

@@ -477,7 +477,7 @@ proc_track(struct kq_kqueue *kq, struct kq_knote *parent, pid_t child)
 	if ((kn = kq_knote_alloc(kq, &kq_filt_proc)) != NULL) {
 		kn->ident = (uintptr_t)child;
 		kn->filter = EVFILT_PROC;
-		if (kq_knote_insert(kq, kn) != 0) {
+		if (kq_knote_insert(kq, kn, NULL) != 0) {
 			kq_knote_free(kq, kn);
 			kn = NULL;
 		}

@@ -80,27 +80,20 @@ static inline int
 timer_params(const struct kq_knote *kn, unsigned fflags, int64_t data,
     int64_t now, int64_t *expiry, int64_t *period)
 {
+	/* nanoseconds per unit by the unit bits; 0: more than one (EINVAL) */
+	static const int64_t unit_ns[16] = {
+		[0] = 1000000,
+		[NOTE_SECONDS] = 1000000000,
+		[NOTE_MSECONDS] = 1000000,
+		[NOTE_USECONDS] = 1000,
+		[NOTE_NSECONDS] = 1,
+	};
 	int64_t unit, ns;
 
 	if (fflags & ~(NOTE_TIMER_UNITS | NOTE_ABSTIME))
 		return EINVAL;
-	switch (fflags & NOTE_TIMER_UNITS) {
-	case NOTE_SECONDS:
-		unit = 1000000000;
-		break;
-	case 0:
-	case NOTE_MSECONDS:
-		unit = 1000000;
-		break;
-	case NOTE_USECONDS:
-		unit = 1000;
-		break;
-	case NOTE_NSECONDS:
-		unit = 1;
-		break;
-	default:
+	if ((unit = unit_ns[fflags & NOTE_TIMER_UNITS]) == 0)
 		return EINVAL;
-	}
 	if (data < 0)
 		return EINVAL;
 	if (data == 0 && !(kn->flags & EV_ONESHOT))
@@ -214,7 +207,7 @@ change_now(struct kq_kqueue *kq)
  * kn is due at now: count its expirations and move or disarm it.  activate
  * is false when called from the scan, which already holds the knote.
  */
-static void
+static inline __attribute__((always_inline)) void
 timer_expire(struct kq_kqueue *kq, struct kq_knote *kn, int64_t now,
     bool activate)
 {
@@ -222,9 +215,11 @@ timer_expire(struct kq_kqueue *kq, struct kq_knote *kn, int64_t now,
 	int64_t n = 1;
 
 	if (t->period_ns == 0) {
-		if (t->heap_index == 0)
+		if (t->heap_index == KQ_THEAP_NONE)
+			;			/* never armed: fired at once */
+		else if (kq->theap.v[KQ_THEAP_BASE].kn == kn)	/* the root */
 			kq_theap_pop(&kq->theap);
-		else if (t->heap_index != KQ_THEAP_NONE)
+		else
 			kq_theap_remove(&kq->theap, kn);
 	} else {
 		int64_t at = kq_theap_at(&kq->theap, kn);
@@ -268,8 +263,10 @@ kq_timer_expire_due(struct kq_kqueue *kq, int room)
 
 	if (kq_theap_empty(h) || kq_theap_min_at(h) > kq->timer_due)
 		return;				/* the common case: none due */
+	/* kn is the root: its deadline is the root's (its knote's
+	 * heap_index may still name a node it has risen from) */
 	while (room > 0 && (kn = kq_theap_min(h)) != NULL &&
-	    kq_theap_at(h, kn) <= kq->timer_due) {
+	    kq_theap_min_at(h) <= kq->timer_due) {
 		bool queued = kn->status & KN_QUEUED;
 		timer_expire(kq, kn, kq->timer_due, true);
 		if (!queued && (kn->status & KN_QUEUED))
@@ -287,11 +284,11 @@ kq_timer_backlog(struct kq_kqueue *kq)
 		return false;
 	/* the root may be a deleted timer's: look at the first armed one */
 	kn = kq_theap_min(h);
-	return kn != NULL && kq_theap_at(h, kn) <= kq->timer_due;
+	return kn != NULL && kq_theap_min_at(h) <= kq->timer_due;
 }
 
 /* Start kn from (fflags, data): fire now or arm it in the heap. */
-static inline int
+static inline __attribute__((always_inline)) int
 timer_start(struct kq_kqueue *kq, struct kq_knote *kn, int64_t expiry,
     int64_t period, int64_t now)
 {

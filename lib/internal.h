@@ -358,8 +358,10 @@ extern const struct kq_filterops kq_filt_read, kq_filt_write, kq_filt_empty,
 
 struct kq_timer_state {		/* filter_timer.c (a small knote) */
 	int64_t period_ns;	/* 0 for oneshot/abstime */
-	uint32_t heap_index;	/* node in kq's timer heap, KQ_THEAP_NONE if not
-				 * armed; the deadline lives in the heap entry */
+	uint32_t heap_index;	/* its node in kq's timer heap or a node below
+				 * it (timerheap.h: kq_theap_index finds the
+				 * node), KQ_THEAP_NONE if not armed; the
+				 * deadline lives in the heap entry */
 };
 
 struct kq_signal_state {	/* filter_signal.c (a small knote) */
@@ -436,6 +438,9 @@ struct kq_knote_hash {
 	struct kq_knote **b;
 	uint32_t mask;			/* buckets - 1 */
 	uint8_t bits;			/* log2(buckets) */
+	uint32_t gen;			/* bumped by every insert, unlink and
+					 * resize: a link (kq_khash_link) taken
+					 * at the same gen is still good */
 	size_t n;
 };
 
@@ -475,14 +480,27 @@ void kq_array_free(void *p, size_t size);
 struct kq_knote *kq_knote_alloc(struct kq_kqueue *kq, const struct kq_filterops *fop);
 void kq_knote_free(struct kq_kqueue *kq, struct kq_knote *kn);	/* never attached, or dead */
 void kq_knote_slabs_free(struct kq_kqueue *kq);			/* kqueue teardown */
-int kq_knote_insert(struct kq_kqueue *kq, struct kq_knote *kn);	/* 0 or ENOMEM */
+/* 0 or ENOMEM.  link: NULL, or kq_khash_link()'s for kn's (filter, ident),
+ * taken with nothing inserted or unlinked since (saves the walk). */
+int kq_knote_insert(struct kq_kqueue *kq, struct kq_knote *kn,
+    struct kq_knote **link);
+/* The whole EV_ADD of a new knote for a filter whose ident is not an fd,
+ * in one call: kq_knote_alloc, kq_knote_set, kq_knote_insert(link),
+ * fop->attach (undone if it fails: its error), EV_FREEWATCH. */
+int kq_knote_add_hashed(struct kq_kqueue *kq, const struct kq_filterops *fop,
+    const struct kevent *kev, struct kq_knote **link);
 void kq_knote_free_unattached(struct kq_kqueue *kq, struct kq_knote *kn);
-void kq_knote_activate(struct kq_kqueue *kq, struct kq_knote *kn);
+/* kq_knote_activate: below struct kq_kqueue, inline */
 void kq_knote_deactivate(struct kq_kqueue *kq, struct kq_knote *kn);
 void kq_knote_poll(struct kq_kqueue *kq, struct kq_knote *kn);	/* make KN_POLLED */
 void kq_knote_set_freewatch(struct kq_knote *kn, bool on);	/* KN_FREEWATCH */
 void kq_knote_release(struct kq_kqueue *kq, struct kq_knote *kn,
     unsigned reason, struct kevent *fired);
+/* kq_knote_release(kq, kn, NOTE_FREE_DELETE, NULL) of a hashed knote found
+ * at link (kq_khash_link) at hash generation gen: unlinked from there
+ * unless its detach changed the hash meanwhile. */
+void kq_knote_delete_at(struct kq_kqueue *kq, struct kq_knote *kn,
+    struct kq_knote **link, uint32_t gen);
 /* A new knote (or a renewed one) as the change kev describes it. */
 static inline void
 kq_knote_set(struct kq_knote *kn, const struct kevent *kev)
@@ -1018,6 +1036,37 @@ kq_khash_bucket(const struct kq_knote_hash *h, short filter, uintptr_t ident)
 	    0x9e3779b97f4a7c15ull;
 
 	return (uint32_t)(x ^ (above >> (64 - h->bits))) & h->mask;
+}
+
+/*
+ * The link of kq->khash that points at (filter, ident)'s knote or, when it
+ * has none, the end of the chain it would go at; NULL while there is no
+ * table.  bucket: kq_khash_bucket()'s for the table as it is now.
+ */
+static inline struct kq_knote **
+kq_khash_link(struct kq_knote_hash *h, uint32_t bucket, short filter,
+    uintptr_t ident)
+{
+	struct kq_knote **pp;
+
+	if (h->b == NULL)
+		return NULL;
+	pp = &h->b[bucket];
+	while (*pp != NULL && ((*pp)->ident != ident || (*pp)->filter != filter))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+/* Mark kn active and queue it unless queued or disabled.  No kick: every
+ * path that activates ends in kq_update_wake().  Inline: once per event. */
+static inline void
+kq_knote_activate(struct kq_kqueue *kq, struct kq_knote *kn)
+{
+	kn->status |= KN_ACTIVE;
+	if (kn->status & (KN_QUEUED | KN_DISABLED))
+		return;
+	kn->status |= KN_QUEUED;
+	TAILQ_INSERT_TAIL(&kq->active, kn, link);
 }
 
 /* The knote (filter, ident) of any filter, NULL if none. */

@@ -34,16 +34,19 @@ const struct kq_filterops *const kq_filters[EVFILT_SYSCOUNT + 1] = {
 };
 
 
+/* link: for a hashed filter, kq_khash_link()'s for kev (or NULL) */
 static int
 add_knote(struct kq_kqueue *kq, const struct kq_filterops *fop,
-    const struct kevent *kev)
+    const struct kevent *kev, struct kq_knote **link)
 {
 	struct kq_knote *kn;
 	bool first_probe = false;
 	int err = 0;
 
+	if (!fop->isfd)
+		return kq_knote_add_hashed(kq, fop, kev, link);
 	/* not open, or not the application's (internal.h, DESCRIPTORS) */
-	if (fop->isfd && (kev->ident > INT_MAX || kq_fd_owned((int)kev->ident)))
+	if (kev->ident > INT_MAX || kq_fd_owned((int)kev->ident))
 		return EBADF;
 	/*
 	 * FreeBSD looks the descriptor up first.  Here the fd table and the
@@ -52,24 +55,19 @@ add_knote(struct kq_kqueue *kq, const struct kq_filterops *fop,
 	 * cost 512 MiB).  Below kq->nfds nothing grows, and epoll_ctl
 	 * answers EBADF: no extra syscall on the common path.
 	 */
-	if (fop->isfd && (int)kev->ident >= kq->nfds &&
-	    fcntl((int)kev->ident, F_GETFD) < 0)
+	if ((int)kev->ident >= kq->nfds && fcntl((int)kev->ident, F_GETFD) < 0)
 		return EBADF;
 	if ((kn = kq_knote_alloc(kq, fop)) == NULL)
 		return ENOMEM;
 	kq_knote_set(kn, kev);
-	if (fop->isfd) {
-		kn->fdn = kq_fdnode_get(kq, (int)kev->ident, fop->probe_first,
-		    &err);
-		if (kn->fdn == NULL) {
-			kq_knote_free(kq, kn);
-			return err;
-		}
-		first_probe = kn->fdn->kind == 0;
+	kn->fdn = kq_fdnode_get(kq, (int)kev->ident, fop->probe_first, &err);
+	if (kn->fdn == NULL) {
+		kq_knote_free(kq, kn);
+		return err;
 	}
-	if ((err = kq_knote_insert(kq, kn)) != 0) {
-		if (kn->status & KN_WHOLE && kn->fdn != NULL)
-			kq_fdnode_put(kq, kn->fdn);
+	first_probe = kn->fdn->kind == 0;
+	if ((err = kq_knote_insert(kq, kn, NULL)) != 0) {
+		kq_fdnode_put(kq, kn->fdn);
 		kq_knote_free(kq, kn);
 		return err;
 	}
@@ -232,17 +230,29 @@ renew_knote(struct kq_kqueue *kq, const struct kevent *del,
 	return 2;
 }
 
+/* bucket: kev's in kq->khash as it is now, if known (else UINT32_MAX) */
 static int
-apply_change(struct kq_kqueue *kq, const struct kevent *kev)
+apply_change(struct kq_kqueue *kq, const struct kevent *kev, uint32_t bucket)
 {
 	const struct kq_filterops *fop = kq_filterops_lookup(kev->filter);
-	struct kq_knote *kn;
+	struct kq_knote *kn, **link = NULL;
+	uint32_t gen = kq->khash.gen;
 
 	if (fop == NULL)
 		return EINVAL;
 	if ((kev->flags & (EV_ENABLE | EV_DISABLE)) == (EV_ENABLE | EV_DISABLE))
 		return EINVAL;
-	kn = kq_knote_find(kq, kev->filter, kev->ident);
+	if (fop->isfd) {
+		kn = kq_knote_find_fd(kq, kev->filter, kev->ident);
+	} else {
+		/* the link is kept: an add goes there, a delete unlinks there */
+		if (bucket == UINT32_MAX)
+			bucket = kq_khash_bucket(&kq->khash, kev->filter,
+			    kev->ident);
+		link = kq_khash_link(&kq->khash, bucket, kev->filter,
+		    kev->ident);
+		kn = link != NULL ? *link : NULL;
+	}
 	if (kn == NULL) {
 		/* EV_DELETE wins over EV_ADD (FreeBSD, on an existing knote).
 		 * A change with EV_DELETE takes no reference, so with
@@ -252,7 +262,7 @@ apply_change(struct kq_kqueue *kq, const struct kevent *kev)
 		if ((kev->flags & EV_ADD) &&
 		    (kev->flags & (EV_DELETE | EV_FREEWATCH)) !=
 		    (EV_DELETE | EV_FREEWATCH))
-			return add_knote(kq, fop, kev);
+			return add_knote(kq, fop, kev, link);
 		/* FreeBSD looks the fd up before the knote */
 		if (fop->isfd && (kev->ident > INT_MAX ||
 		    kq_fd_owned((int)kev->ident) ||
@@ -261,7 +271,10 @@ apply_change(struct kq_kqueue *kq, const struct kevent *kev)
 		return ENOENT;
 	}
 	if (kev->flags & EV_DELETE) {
-		kq_knote_release(kq, kn, NOTE_FREE_DELETE, NULL);
+		if (link != NULL)
+			kq_knote_delete_at(kq, kn, link, gen);
+		else
+			kq_knote_release(kq, kn, NOTE_FREE_DELETE, NULL);
 		return 0;
 	}
 	return modify_knote(kq, kn, kev);
@@ -550,19 +563,18 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
  * half of the knote's miss and of the bucket's (reading it to load its
  * knote) in the lookup; eight ahead (the knote four) took 15% off adding
  * and deleting a million timers, four ahead half of that.  Returns the
- * bucket, for the knote's turn (UINT32_MAX: kev's knote is not in the
- * table).  The table only grows, so the number stays a valid bucket.
+ * bucket, which the change's turn uses instead of hashing again (unless
+ * the table grew meanwhile: kevent() then forgets the ring).  The table
+ * only grows, so the number stays a valid bucket to prefetch.
  */
 #define PREFETCH_AHEAD	8
 static inline uint32_t
 prefetch_bucket(struct kq_kqueue *kq, const struct kevent *kev)
 {
-	const struct kq_filterops *fop = kq_filterops_lookup(kev->filter);
-	uint32_t j;
+	/* whatever the filter: an fd's change never uses its bucket, and
+	 * asking which filter it is cost more than the hash */
+	uint32_t j = kq_khash_bucket(&kq->khash, kev->filter, kev->ident);
 
-	if (fop == NULL || fop->isfd)
-		return UINT32_MAX;
-	j = kq_khash_bucket(&kq->khash, kev->filter, kev->ident);
 	__builtin_prefetch(&kq->khash.b[j]);
 	return j;
 }
@@ -584,6 +596,7 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 {
 	struct kq_kqueue *kq;
 	uint32_t ahead[PREFETCH_AHEAD];	/* buckets of the changes ahead */
+	uint32_t ahead_mask;		/* the table they are buckets of */
 	int i, nerrors = 0, ret, cs;
 
 	if (nchanges < 0 || nevents < 0) {
@@ -621,10 +634,18 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 	kq_drain_closed(kq);
 	kq->change_now = 0;
 	memset(ahead, 0xff, sizeof ahead);		/* UINT32_MAX: none */
+	ahead_mask = kq->khash.mask;
 	for (i = 0; i < nchanges; i++) {
 		struct kevent kev;
+		uint32_t bucket = ahead[i % PREFETCH_AHEAD];
 		int err;
 
+		if (kq->khash.mask != ahead_mask) {
+			/* the table grew: the buckets ahead are the old one's */
+			memset(ahead, 0xff, sizeof ahead);
+			ahead_mask = kq->khash.mask;
+			bucket = UINT32_MAX;
+		}
 		if (kq->khash.n != 0) {
 			/* change i + PREFETCH_AHEAD / 2's bucket came in by
 			 * now; change i's slot is free for i + PREFETCH_AHEAD */
@@ -635,11 +656,20 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 			ahead[i % PREFETCH_AHEAD] =
 			    i + PREFETCH_AHEAD < nchanges ? prefetch_bucket(kq,
 			    &changelist[i + PREFETCH_AHEAD]) : UINT32_MAX;
+		} else {
+			/* nothing to prefetch, but the slot is change i + 8's:
+			 * it must not keep change i's bucket */
+			ahead[i % PREFETCH_AHEAD] = UINT32_MAX;
 		}
 		if ((changelist[i].flags & EV_DELETE) && i + 1 < nchanges) {
 			int done = renew_knote(kq, &changelist[i],
 			    &changelist[i + 1]);
-			i += done == 2;
+			if (done == 2) {
+				/* change i + 1's turn is skipped: its slot is
+				 * not refilled for i + 1 + PREFETCH_AHEAD */
+				i++;
+				ahead[i % PREFETCH_AHEAD] = UINT32_MAX;
+			}
 			if (done != 0)
 				continue;
 		}
@@ -647,7 +677,7 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 		if (kev.filter == 0)
 			continue;
 		kev.flags &= ~EV_SYSFLAGS;
-		err = apply_change(kq, &kev);
+		err = apply_change(kq, &kev, bucket);
 		if (err == 0 && !(kev.flags & EV_RECEIPT))
 			continue;
 		if (nevents == 0) {

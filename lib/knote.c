@@ -86,7 +86,7 @@ slab_init(struct kq_slab *s, size_t size)
 	s->size = (size + 7) & ~(size_t)7;
 }
 
-static void *
+static inline __attribute__((always_inline)) void *
 slab_alloc(struct kq_slab *s)
 {
 	struct kq_slab_block *b = TAILQ_FIRST(&s->room);
@@ -123,7 +123,7 @@ slab_alloc(struct kq_slab *s)
 	return p;
 }
 
-static void
+static inline __attribute__((always_inline)) void
 slab_free(struct kq_slab *s, void *p)
 {
 	struct kq_slab_block *b = (struct kq_slab_block *)
@@ -160,8 +160,8 @@ slab_destroy(struct kq_slab *s)
 	}
 }
 
-struct kq_knote *
-kq_knote_alloc(struct kq_kqueue *kq, const struct kq_filterops *fop)
+static inline __attribute__((always_inline)) struct kq_knote *
+knote_alloc(struct kq_kqueue *kq, const struct kq_filterops *fop)
 {
 	bool whole = fop != NULL && !fop->small;
 	struct kq_slab *s = &kq->slab[whole];
@@ -182,10 +182,22 @@ kq_knote_alloc(struct kq_kqueue *kq, const struct kq_filterops *fop)
 	return kn;
 }
 
+struct kq_knote *
+kq_knote_alloc(struct kq_kqueue *kq, const struct kq_filterops *fop)
+{
+	return knote_alloc(kq, fop);
+}
+
+static inline __attribute__((always_inline)) void
+knote_free(struct kq_kqueue *kq, struct kq_knote *kn)
+{
+	slab_free(&kq->slab[!!(kn->status & KN_WHOLE)], kn);
+}
+
 void
 kq_knote_free(struct kq_kqueue *kq, struct kq_knote *kn)
 {
-	slab_free(&kq->slab[!!(kn->status & KN_WHOLE)], kn);
+	knote_free(kq, kn);
 }
 
 void
@@ -258,6 +270,7 @@ khash_resize(struct kq_knote_hash *h, unsigned buckets)
 	if (nb == NULL)
 		return;
 	h->b = nb;
+	h->gen++;
 	h->mask = buckets - 1;
 	h->bits = (uint8_t)__builtin_ctz(buckets);
 	for (i = 0; old.b != NULL && i <= old.mask; i++) {
@@ -277,73 +290,130 @@ khash_resize(struct kq_knote_hash *h, unsigned buckets)
 
 /* ENOMEM only for the first knote of the hash (a table that cannot grow
  * just gets longer chains). */
-int
-kq_knote_insert(struct kq_kqueue *kq, struct kq_knote *kn)
+static inline __attribute__((always_inline)) int
+knote_insert(struct kq_kqueue *kq, struct kq_knote *kn, struct kq_knote **link)
 {
 	struct kq_knote_hash *h = &kq->khash;
-	struct kq_knote **b;
 
 	if (kq_knote_fdn(kn) != NULL) {
 		LIST_INSERT_HEAD(&kn->fdn->knotes, kn, fdlink);
 		kq->nknotes++;
 		return 0;
 	}
-	if (h->b == NULL || h->n >= 2 * ((size_t)h->mask + 1))
+	if (h->b == NULL || h->n >= 2 * ((size_t)h->mask + 1)) {
 		khash_resize(h, h->b == NULL ? KHASH_MIN : 2 * (h->mask + 1));
+		link = NULL;
+	}
 	if (h->b == NULL)
 		return ENOMEM;
 	/* At the end of the chain, which the lookup before the add has just
-	 * walked: timers mostly go in the order they came, so the knote that
-	 * goes next is then first in its chain, and unlinking it reads no
-	 * other knote (put first, a million-timer chain's old partner was a
-	 * cache miss on every fire and delete). */
-	b = &h->b[kq_khash_bucket(h, kn->filter, kn->ident)];
-	while (*b != NULL)
-		b = &(*b)->next;
+	 * walked (link): timers mostly go in the order they came, so the
+	 * knote that goes next is then first in its chain, and unlinking it
+	 * reads no other knote (put first, a million-timer chain's old
+	 * partner was a cache miss on every fire and delete). */
+	if (link == NULL)
+		link = kq_khash_link(h, kq_khash_bucket(h, kn->filter,
+		    kn->ident), kn->filter, kn->ident);
 	kn->next = NULL;
-	*b = kn;
+	*link = kn;
 	h->n++;
+	h->gen++;
 	kq->nknotes++;
 	return 0;
 }
 
-static void
-knote_unlink(struct kq_kqueue *kq, struct kq_knote *kn)
+int
+kq_knote_insert(struct kq_kqueue *kq, struct kq_knote *kn,
+    struct kq_knote **link)
+{
+	return knote_insert(kq, kn, link);
+}
+
+/* kq_knote_alloc, kq_knote_set and kq_knote_insert(link) at once */
+static inline __attribute__((always_inline)) struct kq_knote *
+knote_new_hashed(struct kq_kqueue *kq, const struct kq_filterops *fop,
+    const struct kevent *kev, struct kq_knote **link)
+{
+	struct kq_slab *s = &kq->slab[!fop->small];
+	struct kq_knote *kn;
+
+	if (!fop->small || s->size == 0)	/* as kq_knote_alloc() */
+		kn = knote_alloc(kq, fop);
+	else
+		kn = slab_alloc(s);
+	if (kn == NULL)
+		return NULL;
+	if (fop->small) {
+		/* what kq_knote_alloc()'s zeroing and kq_knote_set() would
+		 * leave, written once (insert sets next) */
+		memset(&kn->link, 0, sizeof kn->link);
+		kn->ident = kev->ident;
+		kn->udata = kev->udata;
+		kn->filter = kev->filter;
+		kn->flags = kev->flags & KN_STORED_FLAGS_MASK;
+		kn->status = (kev->flags & EV_DISABLE) ? KN_DISABLED : 0;
+		kn->data = 0;
+		memset(&kn->s, 0, sizeof kn->s);
+	} else {
+		kq_knote_set(kn, kev);
+	}
+	if (knote_insert(kq, kn, link) != 0) {
+		knote_free(kq, kn);
+		return NULL;
+	}
+	return kn;
+}
+
+/* link: where kn is linked from, or NULL (walk its chain for it) */
+static inline __attribute__((always_inline)) void
+knote_unlink(struct kq_kqueue *kq, struct kq_knote *kn, struct kq_knote **link)
 {
 	struct kq_knote_hash *h = &kq->khash;
-	struct kq_knote **pp;
 
 	kq->nknotes--;
 	if (kq_knote_fdn(kn) != NULL)
 		return;
-	pp = &h->b[kq_khash_bucket(h, kn->filter, kn->ident)];
-	while (*pp != kn)
-		pp = &(*pp)->next;
-	*pp = kn->next;
+	if (link == NULL) {
+		link = &h->b[kq_khash_bucket(h, kn->filter, kn->ident)];
+		while (*link != kn)
+			link = &(*link)->next;
+	}
+	*link = kn->next;
 	h->n--;
+	h->gen++;
+}
+
+int
+kq_knote_add_hashed(struct kq_kqueue *kq, const struct kq_filterops *fop,
+    const struct kevent *kev, struct kq_knote **link)
+{
+	struct kq_knote *kn = knote_new_hashed(kq, fop, kev, link);
+	int err;
+
+	if (kn == NULL)
+		return ENOMEM;
+	if ((err = fop->attach(kq, kn, kev)) != 0) {
+		knote_unlink(kq, kn, NULL);
+		knote_free(kq, kn);
+		return err;
+	}
+	/* EV_KEEPUDATA keeps an existing knote's udata; a new knote has
+	 * none to keep, so it takes the reference like any EV_FREEWATCH add */
+	if (kev->flags & EV_FREEWATCH)
+		kq_knote_set_freewatch(kn, true);
+	return 0;
 }
 
 /* Undo kq_knote_insert for a knote whose attach failed. */
 void
 kq_knote_free_unattached(struct kq_kqueue *kq, struct kq_knote *kn)
 {
-	knote_unlink(kq, kn);
+	knote_unlink(kq, kn, NULL);
 	if (kq_knote_fdn(kn) != NULL) {
 		LIST_REMOVE(kn, fdlink);
 		kq_fdnode_put(kq, kn->fdn);
 	}
 	kq_knote_free(kq, kn);
-}
-
-void
-kq_knote_activate(struct kq_kqueue *kq, struct kq_knote *kn)
-{
-	kn->status |= KN_ACTIVE;
-	if (kn->status & (KN_QUEUED | KN_DISABLED))
-		return;
-	kn->status |= KN_QUEUED;
-	TAILQ_INSERT_TAIL(&kq->active, kn, link);
-	/* no kick: every path that activates ends in kq_update_wake() */
 }
 
 void
@@ -378,18 +448,20 @@ kq_knote_deactivate(struct kq_kqueue *kq, struct kq_knote *kn)
  * The one place a knote dies.  If it holds an EV_FREEWATCH reference the
  * reference goes back exactly once: in the event being returned (fired), or
  * as a free notice made from the knote's own memory, so releasing can never
- * fail for lack of memory.
+ * fail for lack of memory.  link: where a hashed kn is linked from, if known
+ * at hash generation gen.
  */
-void
-kq_knote_release(struct kq_kqueue *kq, struct kq_knote *kn, unsigned reason,
-    struct kevent *fired)
+static inline __attribute__((always_inline)) void
+knote_release(struct kq_kqueue *kq, struct kq_knote *kn, unsigned reason,
+    struct kevent *fired, struct kq_knote **link, uint32_t gen)
 {
 	kq_knote_fop(kn)->detach(kq, kn);
 	if (kn->status & KN_QUEUED)
 		TAILQ_REMOVE(&kq->active, kn, link);
 	if (kn->status & KN_POLLED)
 		TAILQ_REMOVE(&kq->polled, kn, plink);
-	knote_unlink(kq, kn);
+	/* a detach that released or added another knote moved the links */
+	knote_unlink(kq, kn, kq->khash.gen == gen ? link : NULL);
 	if (kq_knote_fdn(kn) != NULL) {
 		if (kn->status & KN_FREEWATCH)
 			atomic_fetch_sub(&kn->fdn->nfreewatch, 1);
@@ -398,15 +470,29 @@ kq_knote_release(struct kq_kqueue *kq, struct kq_knote *kn, unsigned reason,
 		kn->fdn = NULL;
 	}
 	if (!(kn->status & KN_FREEWATCH)) {
-		kq_knote_free(kq, kn);
+		knote_free(kq, kn);
 		return;
 	}
 	if (fired != NULL) {
 		fired->flags |= EV_FREEWATCH;
-		kq_knote_free(kq, kn);
+		knote_free(kq, kn);
 		return;
 	}
 	kq_knote_queue_notice(kq, kn, kn, reason);
+}
+
+void
+kq_knote_release(struct kq_kqueue *kq, struct kq_knote *kn, unsigned reason,
+    struct kevent *fired)
+{
+	knote_release(kq, kn, reason, fired, NULL, 0);
+}
+
+void
+kq_knote_delete_at(struct kq_kqueue *kq, struct kq_knote *kn,
+    struct kq_knote **link, uint32_t gen)
+{
+	knote_release(kq, kn, NOTE_FREE_DELETE, NULL, link, gen);
 }
 
 /*

@@ -81,7 +81,7 @@ sift_down(struct kq_timer_heap *h, uint32_t i, struct kq_theap_entry e)
 		at = ENTRY(h, best).at;
 		if (e.at <= at)
 			break;
-		place(h, i, ENTRY(h, best));
+		ENTRY(h, i) = ENTRY(h, best);	/* up: not told (timerheap.h) */
 		i = best;
 	}
 	place(h, i, e);
@@ -110,7 +110,7 @@ resize(struct kq_timer_heap *h, uint32_t cap)
 }
 
 int
-kq_theap_insert(struct kq_timer_heap *h, struct kq_knote *kn, int64_t at)
+kq_theap_insert_slow(struct kq_timer_heap *h, struct kq_knote *kn, int64_t at)
 {
 	if (h->n == h->cap) {
 		uint32_t cap = h->cap != 0 ? h->cap * 2 + KQ_THEAP_BASE :
@@ -124,8 +124,8 @@ kq_theap_insert(struct kq_timer_heap *h, struct kq_knote *kn, int64_t at)
 }
 
 /* Drop the dead entries and restore the heap order (Floyd's heapify). */
-static void
-compact(struct kq_timer_heap *h)
+void
+kq_theap_compact(struct kq_timer_heap *h)
 {
 	uint32_t i, n = 0;
 
@@ -187,47 +187,30 @@ pop_root(struct kq_timer_heap *h)
 		} else {
 			break;
 		}
+		/* moving up: its knote is not told (timerheap.h); but the
+		 * ones rising to the root and into the level below it fire
+		 * next: their knotes are fetched now, ahead of the expiry
+		 * that writes them */
+		if (i <= 4)
+			__builtin_prefetch(v[best].kn, 1);
 		v[i] = v[best];
-		if (v[i].kn != NULL)
-			v[i].kn->s.timer.heap_index = i;
 		i = best;
 	}
 	sift_up(h, i, last);
 }
 
 void
-kq_theap_remove(struct kq_timer_heap *h, struct kq_knote *kn)
+kq_theap_pop_root(struct kq_timer_heap *h)
 {
-	uint32_t i = kn->s.timer.heap_index;
-
-	kn->s.timer.heap_index = KQ_THEAP_NONE;
-	if (h->n - h->ndead == 1) {		/* the last live one */
-		h->n = h->ndead = 0;
-	} else {
-		ENTRY(h, i).kn = NULL;
-		if (++h->ndead > h->n - h->n / 8)
-			compact(h);
-	}
-}
-
-void
-kq_theap_pop(struct kq_timer_heap *h)
-{
-	struct kq_knote *kn = ENTRY(h, 0).kn;
-
-	kn->s.timer.heap_index = KQ_THEAP_NONE;
-	if (h->n - h->ndead == 1)
-		h->n = h->ndead = 0;
-	else
-		pop_root(h);
+	pop_root(h);
 }
 
 struct kq_knote *
-kq_theap_min(struct kq_timer_heap *h)
+kq_theap_min_slow(struct kq_timer_heap *h)
 {
 	while (h->n != 0 && ENTRY(h, 0).kn == NULL) {
 		if (h->ndead > h->n / 4) {
-			compact(h);		/* cheaper than a pop each */
+			kq_theap_compact(h);		/* cheaper than a pop each */
 			break;
 		}
 		h->ndead--;
@@ -239,7 +222,7 @@ kq_theap_min(struct kq_timer_heap *h)
 void
 kq_theap_update(struct kq_timer_heap *h, struct kq_knote *kn, int64_t at)
 {
-	uint32_t i = kn->s.timer.heap_index;
+	uint32_t i = kq_theap_index(h, kn);
 	struct kq_theap_entry e = { .at = at, .kn = kn };
 
 	if (i > 0 && ENTRY(h, (i - 1) / 4).at > at)

@@ -2,12 +2,14 @@
 /*
  * test_knote.c: the knote table of idents that are not descriptors (timers,
  * signals, pids, user events).  White-box: it walks the kqueue's hash
- * chains, since how long they are shows only as time.
+ * chains, since how long they are shows only as time.  And the timer heap
+ * (timerheap.h), driven directly against a model of it.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "internal.h"
+#include "timerheap.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -267,6 +269,108 @@ START_TEST(memory_comes_back_when_the_kqueue_is_closed)
 }
 END_TEST
 
+/* --------------------------------------------------------- timer heap */
+
+#define NHEAP	3000
+
+static uint64_t heap_rng = 88172645463325252ull;
+
+static uint64_t
+heap_rand(void)
+{
+	heap_rng ^= heap_rng << 13;
+	heap_rng ^= heap_rng >> 7;
+	heap_rng ^= heap_rng << 17;
+	return heap_rng;
+}
+
+/* The earliest armed deadline of the model (INT64_MAX: none armed). */
+static int64_t
+model_min(const int64_t *at, const bool *armed)
+{
+	int64_t m = INT64_MAX;
+	int i;
+
+	for (i = 0; i < NHEAP; i++)
+		if (armed[i] && at[i] < m)
+			m = at[i];
+	return m;
+}
+
+/*
+ * Knotes know their node only as a node at or below it (timerheap.h: an
+ * entry rising as the root is popped does not tell its knote).  Random
+ * inserts, pops, deletes and re-keyings, with as many pops as the rest so
+ * that most entries have risen: every armed knote's deadline read through
+ * the heap is the model's, every pop takes an earliest one, and the heap
+ * empties in deadline order.
+ */
+START_TEST(timer_heap_finds_knotes_that_rose)
+{
+	static struct kq_knote kn[NHEAP];
+	static int64_t at[NHEAP];
+	static bool armed[NHEAP];
+	struct kq_timer_heap h = { 0 };
+	int64_t last;
+	int op, i, narmed = 0;
+
+	for (i = 0; i < NHEAP; i++)
+		kn[i].s.timer.heap_index = KQ_THEAP_NONE;
+	for (op = 0; op < 100000; op++) {
+		struct kq_knote *min;
+		int r = (int)(heap_rand() % 8);
+
+		i = (int)(heap_rand() % NHEAP);
+		if (r < 3 && !armed[i]) {		/* add */
+			at[i] = (int64_t)(heap_rand() % 100000);
+			ck_assert_int_eq(kq_theap_insert(&h, &kn[i], at[i]), 0);
+			armed[i] = true;
+			narmed++;
+		} else if (r < 6 && narmed > 0) {	/* fire the earliest */
+			min = kq_theap_min(&h);
+			ck_assert_ptr_nonnull(min);
+			i = (int)(min - kn);
+			ck_assert(armed[i]);
+			ck_assert_int_eq(at[i], model_min(at, armed));
+			ck_assert_int_eq(kq_theap_min_at(&h), at[i]);
+			kq_theap_pop(&h);
+			ck_assert_uint_eq(kn[i].s.timer.heap_index,
+			    KQ_THEAP_NONE);
+			armed[i] = false;
+			narmed--;
+		} else if (r == 6 && armed[i]) {	/* delete */
+			ck_assert_int_eq(kq_theap_at(&h, &kn[i]), at[i]);
+			kq_theap_remove(&h, &kn[i]);
+			ck_assert_uint_eq(kn[i].s.timer.heap_index,
+			    KQ_THEAP_NONE);
+			armed[i] = false;
+			narmed--;
+		} else if (r == 7 && armed[i]) {	/* re-add */
+			ck_assert_int_eq(kq_theap_at(&h, &kn[i]), at[i]);
+			at[i] = (int64_t)(heap_rand() % 100000);
+			kq_theap_update(&h, &kn[i], at[i]);
+		}
+		ck_assert(kq_theap_empty(&h) == (narmed == 0));
+	}
+	for (i = 0; i < NHEAP; i++)
+		if (armed[i])
+			ck_assert_int_eq(kq_theap_at(&h, &kn[i]), at[i]);
+	for (last = INT64_MIN; narmed > 0; narmed--) {
+		struct kq_knote *min = kq_theap_min(&h);
+
+		ck_assert_ptr_nonnull(min);
+		i = (int)(min - kn);
+		ck_assert(armed[i]);
+		ck_assert_int_ge(at[i], last);
+		last = at[i];
+		armed[i] = false;
+		kq_theap_pop(&h);
+	}
+	ck_assert(kq_theap_empty(&h));
+	kq_theap_free(&h);
+}
+END_TEST
+
 static Suite *
 knote_suite(void)
 {
@@ -282,6 +386,10 @@ knote_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, slab_blocks_are_reused_after_mass_delete);
 	tcase_add_test(tc, memory_comes_back_when_the_kqueue_is_closed);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("heap");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, timer_heap_finds_knotes_that_rose);
 	suite_add_tcase(s, tc);
 	return s;
 }

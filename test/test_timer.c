@@ -475,6 +475,40 @@ START_TEST(timer_delete_stops_it)
 }
 END_TEST
 
+/*
+ * One changelist: a timer added and deleted (the table of timers is then
+ * empty), fd changes, then another timer added.  kevent() computes each
+ * change's bucket eight changes ahead and skips that while the table is
+ * empty: a bucket left from before must not be taken for the later timer's
+ * (it was linked into the wrong chain, and its delete was ENOENT).  Idents
+ * 1..16 so that some bucket differs from the stale one.
+ */
+START_TEST(timer_added_after_the_table_emptied_in_one_changelist_is_found)
+{
+	struct kevent ch[18];
+	uintptr_t id;
+	int p[2], i;
+
+	xpipe(p);
+	for (id = 1; id <= 16; id++) {
+		int kq = xkqueue();
+
+		EV_SET(&ch[0], 1000, EVFILT_TIMER, EV_ADD, 0, 60000, NULL);
+		EV_SET(&ch[1], 1000, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+		for (i = 2; i < 17; i++)
+			EV_SET(&ch[i], p[0], EVFILT_READ, EV_ADD, 0, 0, NULL);
+		EV_SET(&ch[17], id, EVFILT_TIMER, EV_ADD, 0, 60000, NULL);
+		ck_assert_int_eq(kevent(kq, ch, 18, NULL, 0, NULL), 0);
+		kev_ok(kq, id, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+		ck_assert_errno(kev_change(kq, id, EVFILT_TIMER, EV_DELETE, 0,
+		    0, NULL), ENOENT);
+		close(kq);
+	}
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
 START_TEST(timer_same_ident_in_two_kqueues_is_independent)
 {
 	int kq1 = xkqueue(), kq2 = xkqueue();
@@ -887,6 +921,8 @@ timer_suite(void)
 	tcase_add_test(tc, timer_disabled_counts_expirations_until_enabled);
 	tcase_add_test(tc, timer_dispatch_disables_after_delivery_and_keeps_counting);
 	tcase_add_test(tc, timer_delete_stops_it);
+	tcase_add_test(tc,
+	    timer_added_after_the_table_emptied_in_one_changelist_is_found);
 	tcase_add_test(tc, timer_same_ident_in_two_kqueues_is_independent);
 	tcase_add_test(tc, timer_huge_values_do_not_wrap);
 	tcase_add_test(tc, timer_wakes_thread_blocked_in_kevent);

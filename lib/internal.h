@@ -725,8 +725,19 @@ ssize_t kq_read_fdinfo(int fd, char *buf, size_t len);
  * wide services never close their own fds in a fork child: this did. */
 void kq_fdreg_fork_child(void);
 /* A child with a copy of our memory that no fork handler started afresh
- * (_Fork, a raw fork, clone() without CLONE_VM): see FORK. */
-bool kq_fdreg_copy_child(void);
+ * (_Fork, a raw fork, clone() without CLONE_VM): see FORK.  The mark is the
+ * first byte of a MADV_WIPEONFORK page (fdreg.c), or kq_fork_mark_none
+ * where the kernel has none: such a child cannot be told without a system
+ * call and keeps the parent's view (the close path still asks the kernel).
+ * Inline: kqueue(), kevent() and kqfree_release() ask on every call. */
+extern unsigned char *kq_fork_mark;
+extern unsigned char kq_fork_mark_none;
+static inline bool
+kq_fdreg_copy_child(void)
+{
+	return __builtin_expect(*(volatile unsigned char *)kq_fork_mark == 0, 0) &&
+	    kq_fork_mark != &kq_fork_mark_none;
+}
 int kq_real_close(int fd);			/* libc's close, bypassing tracking */
 /* SO_ERROR stays the application's: reading it clears it on Linux, so an
  * error the library read (for EV_EOF fflags) is kept per fd number until the
@@ -965,20 +976,51 @@ void kq_put(struct kq_kqueue *kq);		/* drop a reference */
  * numbers not seen before (dups), never under a kqueue lock. */
 struct kq_kqueue *kq_lookup(int fd, bool search);
 void kq_reap_suspects(void);			/* kill kqueues nothing names */
-void kq_fork_adopt(void);		/* a copy child's first call: see FORK */
+void kq_fork_adopt_child(void);		/* kq_fork_adopt()'s slow path */
+/* A copy child's first call runs the fork handlers (see FORK): one load. */
+static inline void
+kq_fork_adopt(void)
+{
+	if (kq_fdreg_copy_child())
+		kq_fork_adopt_child();
+}
 int64_t kq_pending_count(int fd);		/* queued events of kqueue fd, -1 if none */
 int64_t kq_now_ns(clockid_t clk);
 
 /* filter_timer.c: the timerfd is set once per call, not per change: after
  * the changelist and before every wait (kevent.c), to the earliest deadline
  * if that is earlier than what it is set to. */
-void kq_timer_flush(struct kq_kqueue *kq);
+void kq_timer_flush_armed(struct kq_kqueue *kq);
 /* Timers the timerfd found due are expired by the scan, as many as it has
  * room for: this queues due timers until `room` more knotes are queued (a
  * timer already queued or disabled takes none), in deadline order. */
-void kq_timer_expire_due(struct kq_kqueue *kq, int room);
+void kq_timer_expire_due_armed(struct kq_kqueue *kq, int room);
 /* A timer is due and not yet expired: the kqueue fd must poll readable. */
-bool kq_timer_backlog(struct kq_kqueue *kq);
+bool kq_timer_backlog_armed(struct kq_kqueue *kq);
+/* The three above are asked on every kevent() pass, most often with no
+ * timer armed at all: that is decided inline, without a call. */
+static inline bool
+kq_timer_armed(const struct kq_kqueue *kq)
+{
+	return kq->theap.n != kq->theap.ndead;
+}
+static inline void
+kq_timer_flush(struct kq_kqueue *kq)
+{
+	if (kq_timer_armed(kq))
+		kq_timer_flush_armed(kq);
+}
+static inline void
+kq_timer_expire_due(struct kq_kqueue *kq, int room)
+{
+	if (kq_timer_armed(kq))
+		kq_timer_expire_due_armed(kq, room);
+}
+static inline bool
+kq_timer_backlog(struct kq_kqueue *kq)
+{
+	return kq_timer_armed(kq) && kq_timer_backlog_armed(kq);
+}
 void kq_timer_free(struct kq_kqueue *kq);	/* kqueue freed: the heap's array */
 
 /* kevent.c: the ops of a filter number, NULL if unknown */

@@ -1052,10 +1052,8 @@ fork_child(void)
  * CLONE_VM; internal.h: FORK): its first call into a kqueue runs them.
  */
 void
-kq_fork_adopt(void)
+kq_fork_adopt_child(void)
 {
-	if (__builtin_expect(!kq_fdreg_copy_child(), 1))
-		return;
 	fork_prepare();
 	if (!kq_fdreg_copy_child()) {
 		fork_parent();		/* another thread of the child did it */

@@ -73,7 +73,7 @@ struct fdslot {
 };
 
 static _Atomic(struct fdslot *) chunks[TOP_SIZE];
-static bool tracking = true;
+bool kq_close_tracking = true;	/* KQFREE_CLOSE_TRACKING != 0 */
 
 /*
  * Whose descriptor table the registry describes.  A vfork() child, or a
@@ -490,12 +490,6 @@ kq_fd_close(int fd)
 	return r;
 }
 
-bool
-kq_fdreg_tracking(void)
-{
-	return tracking;
-}
-
 /*
  * Fork child: every owned descriptor is closed (they are shared with the
  * parent's objects), and every watcher forgotten without being told: the
@@ -561,7 +555,7 @@ own_table(void)
 static struct fdslot *
 closing_slot(struct fdslot *s, int fd, int *cs)
 {
-	if (s == NULL || !tracking || !slot_busy(s))
+	if (s == NULL || !kq_close_tracking || !slot_busy(s))
 		return NULL;
 	/* a vfork() child shares our memory but not our fd table: its
 	 * close leaves our file open.  A copy child's memory and table are
@@ -600,7 +594,7 @@ closing(int fd, int *cs)
 static bool
 refused(int fd)
 {
-	return tracking && kq_fd_owned(fd) && own_table();
+	return kq_close_tracking && kq_fd_owned(fd) && own_table();
 }
 
 /* The close family: tell the watchers, then the real call with the slot
@@ -678,7 +672,7 @@ close_range_tracked(unsigned first, unsigned last, int flags)
 KQ_API int
 close(int fd)
 {
-	struct fdslot *s = tracking ? slot_peek(fd) : NULL, *held;
+	struct fdslot *s = kq_close_tracking ? slot_peek(fd) : NULL, *held;
 	int r, err, cs;
 
 	/* nothing watches the number and it is not ours: libc's close */
@@ -728,7 +722,7 @@ KQ_API int
 close_range(unsigned first, unsigned last, int flags)
 {
 	/* CLOEXEC closes nothing now (our own fds have it already) */
-	if (!tracking || (flags & ~CLOSE_RANGE_UNSHARE) || first > last)
+	if (!kq_close_tracking || (flags & ~CLOSE_RANGE_UNSHARE) || first > last)
 		return REAL(close_range)(first, last, flags);
 	return close_range_tracked(first, last, flags);
 }
@@ -736,7 +730,7 @@ close_range(unsigned first, unsigned last, int flags)
 KQ_API void
 closefrom(int lowfd)
 {
-	if (!tracking || lowfd < 0) {
+	if (!kq_close_tracking || lowfd < 0) {
 		REAL(closefrom)(lowfd);
 		return;
 	}
@@ -758,7 +752,7 @@ kq_fdreg_stash_sockerr(int fd, int err)
 {
 	struct fdslot *s = slot_peek(fd);
 
-	if (s != NULL && tracking)
+	if (s != NULL && kq_close_tracking)
 		atomic_store(&s->sockerr, err);
 }
 
@@ -951,8 +945,8 @@ fdreg_init(void)
 	owner_pid = (pid_t)syscall(SYS_getpid);
 	fork_mark_init();
 	if (e != NULL && strcmp(e, "0") == 0)
-		tracking = false;
-	if (tracking) {
+		kq_close_tracking = false;
+	if (kq_close_tracking) {
 		memcpy(patch_tab, interposed, sizeof interposed);
 		patch_n = NCLOSE;
 	}

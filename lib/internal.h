@@ -703,7 +703,12 @@ struct kq_fdwatch *kq_fdreg_find(int fd, const struct kq_fdwatch_ops *ops,
 /* The kernel just handed out fd: tell whatever still watches that number
  * (it was closed behind our back). */
 void kq_fdreg_forget(int fd);
-bool kq_fdreg_tracking(void);			/* KQFREE_CLOSE_TRACKING != 0 */
+extern bool kq_close_tracking;		/* KQFREE_CLOSE_TRACKING != 0 */
+static inline bool
+kq_fdreg_tracking(void)
+{
+	return kq_close_tracking;
+}
 /* The library's own descriptors: take one just made (O_CLOEXEC) - moved
  * above 2, protected from the application's close family - or give it back
  * and close it.  kq_fd_own(-1) and failures return -1 with errno.
@@ -975,7 +980,17 @@ void kq_put(struct kq_kqueue *kq);		/* drop a reference */
 /* The kqueue an application descriptor names, referenced; search: also
  * numbers not seen before (dups), never under a kqueue lock. */
 struct kq_kqueue *kq_lookup(int fd, bool search);
-void kq_reap_suspects(void);			/* kill kqueues nothing names */
+void kq_reap_suspects_now(void);
+/* Kill kqueues nothing names (see DESCRIPTORS).  Every kqueue(), kevent()
+ * and kqfree_release() asks: inline, none is the common answer. */
+extern _Atomic int kq_suspects;		/* kqueues with kq->suspect set */
+static inline void
+kq_reap_suspects(void)
+{
+	if (!kq_fdreg_tracking() ||
+	    atomic_load_explicit(&kq_suspects, memory_order_relaxed) != 0)
+		kq_reap_suspects_now();
+}
 void kq_fork_adopt_child(void);		/* kq_fork_adopt()'s slow path */
 /* A copy child's first call runs the fork handlers (see FORK): one load. */
 static inline void

@@ -36,16 +36,29 @@ kq_now_ns(clockid_t clk)
  * edge, and `kicked` means "an edge is on its way or sitting in epoll's ready
  * list".  The scan that takes the edge clears it (wake_ready), so a
  * cross-thread wake-up costs one write and no read.  Signal-safe: the close
- * path calls it.
+ * path calls it, holding the closed number's slot, and with cancellation
+ * enabled when its real close is the bare system call (fdreg.c, close_bare):
+ * so the write is the bare system call too, no cancellation point
+ * (CANCELLATION in internal.h).
  */
 void
 kq_kick(struct kq_kqueue *kq)
 {
 	if (!atomic_exchange(&kq->kicked, true)) {
 		uint64_t one = 1;
-		ssize_t r = write(kq->wake.fd, &one, sizeof one);
-		(void)r;
+		(void)syscall(SYS_write, kq->wake.fd, &one, sizeof one);
 	}
+}
+
+/* One more edge, whether or not one is on its way (cancellation disabled:
+ * kevent(), kqueue(), kqfree_release()). */
+void
+kq_wake_edge(struct kq_kqueue *kq)
+{
+	uint64_t one = 1;
+	ssize_t r = write(kq->wake.fd, &one, sizeof one);
+
+	(void)r;
 }
 
 /*
@@ -122,12 +135,10 @@ kq_update_wake(struct kq_kqueue *kq)
 static void
 wake_write(struct kq_kqueue *kq)
 {
-	uint64_t one = 1;
 	bool again = true;
 
 	while (again) {
-		ssize_t r = write(kq->wake.fd, &one, sizeof one);
-		(void)r;
+		kq_wake_edge(kq);
 		if (atomic_fetch_sub(&kq->wake_owed, 1) != (KQ_WAKE_DEFUSE | 1))
 			return;
 		pthread_mutex_lock(&kq->lock);
@@ -928,9 +939,7 @@ kq_kill(struct kq_kqueue *kq)
 	/* a close path that took a node before our unwatch has pushed it
 	 * (we passed its lock): those are in kq->fds too */
 	atomic_store(&kq->closed, NULL);
-	uint64_t one = 1;
-	ssize_t r = write(kq->wake.fd, &one, sizeof one);
-	(void)r;
+	kq_wake_edge(kq);
 	pthread_mutex_unlock(&kq->lock);
 	kq_put(kq);
 }

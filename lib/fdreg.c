@@ -112,12 +112,6 @@ unsigned char kq_fork_mark_none;
 unsigned char *kq_fork_mark = &kq_fork_mark_none;
 
 static int (*real_close)(int);
-/* real_close is libc's own, which is its system call and nothing more
- * (glibc: SYSCALL_CANCEL): a watched close makes the bare system call, which
- * acts on no cancel, instead of disabling cancellation around libc's call
- * (two pthread_setcancelstate() per close, and in a threaded process the
- * async-cancel switching around the call).  Set by the constructor. */
-static bool close_bare;
 static int (*real_dup2)(int, int);
 static int (*real_dup3)(int, int, int);
 static int (*real_close_range)(unsigned, unsigned, int);
@@ -556,12 +550,10 @@ own_table(void)
  * cs: where the caller's cancellation state goes while the slot is held
  * (the real call must not end the thread with the slot locked; CANCELLATION
  * in internal.h), NULL if the real call is no cancellation point.  A close
- * acts on a pending cancel here, before anything is touched.  bare: the
- * caller makes the real call as the bare system call, no cancellation
- * point, so the state is left as it is (*cs untouched).
+ * acts on a pending cancel here, before anything is touched.
  */
 static struct fdslot *
-closing_slot(struct fdslot *s, int fd, int *cs, bool bare)
+closing_slot(struct fdslot *s, int fd, int *cs)
 {
 	if (s == NULL || !kq_close_tracking || !slot_busy(s))
 		return NULL;
@@ -576,11 +568,10 @@ closing_slot(struct fdslot *s, int fd, int *cs, bool bare)
 	}
 	if (cs != NULL) {
 		pthread_testcancel();
-		if (!bare)
-			pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, cs);
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, cs);
 	}
 	if (!slot_trylock_closing(s)) {
-		if (cs != NULL && !bare)
+		if (cs != NULL)
 			pthread_setcancelstate(*cs, NULL);
 		atomic_fetch_or(&s->flags, SLOT_PENDING);
 		return NULL;
@@ -596,7 +587,7 @@ closing_slot(struct fdslot *s, int fd, int *cs, bool bare)
 static struct fdslot *
 closing(int fd, int *cs)
 {
-	return closing_slot(slot_peek(fd), fd, cs, false);
+	return closing_slot(slot_peek(fd), fd, cs);
 }
 
 /* Is fd one of ours, as the application's close family sees it? */
@@ -692,16 +683,12 @@ close(int fd)
 		errno = EBADF;
 		return -1;
 	}
-	held = closing_slot(s, fd, &cs, close_bare);
-	/* held with cancellation enabled: nothing on the way may act on a
-	 * cancel (the watchers' callbacks make no cancellation point) */
-	r = held != NULL && close_bare ? (int)syscall(SYS_close, fd) :
-	    REAL(close)(fd);
+	held = closing_slot(s, fd, &cs);
+	r = REAL(close)(fd);
 	if (held != NULL) {
 		err = errno;
 		slot_unlock(held, fd);
-		if (!close_bare)
-			pthread_setcancelstate(cs, NULL);
+		pthread_setcancelstate(cs, NULL);
 		errno = err;
 	}
 	return r;
@@ -929,27 +916,6 @@ resolve_real(void)
 	real_clone = next_sym("clone");
 }
 
-/* Is real_close libc's close() itself (not another interposer's)?  From
- * our constructor only: the loader's lock (internal.h, LOADER LOCK ORDER). */
-static bool
-real_close_is_libc(void)
-{
-#ifdef __GLIBC__
-	void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
-	bool same;
-
-	if (libc == NULL) {
-		(void)dlerror();	/* not the application's error */
-		return false;
-	}
-	same = real_close != NULL && dlsym(libc, "close") == (void *)real_close;
-	dlclose(libc);
-	return same;
-#else
-	return false;
-#endif
-}
-
 /* kq_fork_mark (see owner_pid): one page of its own, since the kernel wipes
  * whole pages.  Not an owned descriptor: an anonymous mapping has none. */
 static void
@@ -976,7 +942,6 @@ fdreg_init(void)
 	const char *e = secure_getenv("KQFREE_CLOSE_TRACKING");
 
 	resolve_real();
-	close_bare = real_close_is_libc();
 	owner_pid = (pid_t)syscall(SYS_getpid);
 	fork_mark_init();
 	if (e != NULL && strcmp(e, "0") == 0)

@@ -191,18 +191,16 @@
  *   run with cancellation disabled, except kevent()'s wait, a cancellation
  *   point as FreeBSD's is: there the thread holds only its reference to the
  *   kqueue, which a cleanup handler drops (the library is built with
- *   -fexceptions, so that is a frame the unwinding runs, no sigsetjmp per
- *   wait).  A wait that cannot block (zero timeout) is no cancellation
+ *   -fexceptions: the handler is a frame the unwinding runs, no sigsetjmp
+ *   per wait).  A wait that cannot block (zero timeout) is no cancellation
  *   point.  A kevent() that may wait (nevents > 0) also acts on a cancel
  *   already pending at its entry, before any change.  The close family
  *   (close, fclose) acts on a pending cancel before it touches a watched
- *   number's slot, then holds the slot across a real call that cannot act
- *   on one: cancellation disabled around it, or, for close() when the next
- *   close is libc's own, the bare close system call - then nothing done
- *   under the slot may be a cancellation point (the watchers' callbacks:
- *   kq_kick() writes its edge as a bare system call too).  A cancel that
- *   comes during a blocking close takes effect at the thread's next
- *   cancellation point.
+ *   number's slot, then holds the slot across the real call with
+ *   cancellation disabled: a cancel that comes during a blocking close
+ *   takes effect at the thread's next cancellation point.  Disabled, not
+ *   merely a real call that is no cancellation point (the bare system
+ *   call): a signal handler that runs while the slot is held may make one.
  *
  * INOTIFY (inotify.c)
  *   One inotify instance for the process (an owned fd, made on the first
@@ -693,7 +691,7 @@ void kq_fdnode_reap_idle(struct kq_kqueue *kq);
  * watches is being closed or replaced; it is unlinked first.  Its callback
  * runs in the closer's context (any thread, a signal handler, with kevent()
  * running elsewhere) under the slot lock: async-signal-safe, no kq->lock, no
- * malloc/free, no cancellation point (CANCELLATION).  Whoever frees a watcher that may have been told first takes
+ * malloc/free.  Whoever frees a watcher that may have been told first takes
  * and drops that slot's lock, so a callback in progress has finished. */
 int kq_fdreg_reserve(int fd);			/* make fd's slot exist: 0 or ENOMEM */
 void kq_fdreg_lock(int fd);			/* nests; no-op without a slot */
@@ -977,7 +975,6 @@ bool kq_procconn_read(int fd, void (*fn)(void *arg, const struct kq_procmsg *m),
 
 /* kqueue.c */
 void kq_kick(struct kq_kqueue *kq);		/* make the kq fd readable (signal-safe) */
-void kq_wake_edge(struct kq_kqueue *kq);	/* one more edge, unconditionally */
 /* Under kq->lock, after scan: the wake fd's edge is made due or defused. */
 void kq_update_wake(struct kq_kqueue *kq);
 /* Unlock kq->lock, then write the edge kq_update_wake() made due. */

@@ -527,7 +527,8 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 		if (kq->dead) {
 			/* the edge kq_kill() wrote woke one sleeper: pass
 			 * it on to the next */
-			kq_wake_edge(kq);
+			uint64_t one = 1;
+			(void)!write(kq->wake.fd, &one, sizeof one);
 			return -EBADF;
 		}
 		/* our signal handler ran for a signal the application ignores:

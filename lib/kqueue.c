@@ -36,29 +36,16 @@ kq_now_ns(clockid_t clk)
  * edge, and `kicked` means "an edge is on its way or sitting in epoll's ready
  * list".  The scan that takes the edge clears it (wake_ready), so a
  * cross-thread wake-up costs one write and no read.  Signal-safe: the close
- * path calls it, holding the closed number's slot, and with cancellation
- * enabled when its real close is the bare system call (fdreg.c, close_bare):
- * so the write is the bare system call too, no cancellation point
- * (CANCELLATION in internal.h).
+ * path calls it.
  */
 void
 kq_kick(struct kq_kqueue *kq)
 {
 	if (!atomic_exchange(&kq->kicked, true)) {
 		uint64_t one = 1;
-		(void)syscall(SYS_write, kq->wake.fd, &one, sizeof one);
+		ssize_t r = write(kq->wake.fd, &one, sizeof one);
+		(void)r;
 	}
-}
-
-/* One more edge, whether or not one is on its way (cancellation disabled:
- * kevent(), kqueue(), kqfree_release()). */
-void
-kq_wake_edge(struct kq_kqueue *kq)
-{
-	uint64_t one = 1;
-	ssize_t r = write(kq->wake.fd, &one, sizeof one);
-
-	(void)r;
 }
 
 /*
@@ -135,10 +122,12 @@ kq_update_wake(struct kq_kqueue *kq)
 static void
 wake_write(struct kq_kqueue *kq)
 {
+	uint64_t one = 1;
 	bool again = true;
 
 	while (again) {
-		kq_wake_edge(kq);
+		ssize_t r = write(kq->wake.fd, &one, sizeof one);
+		(void)r;
 		if (atomic_fetch_sub(&kq->wake_owed, 1) != (KQ_WAKE_DEFUSE | 1))
 			return;
 		pthread_mutex_lock(&kq->lock);
@@ -939,7 +928,9 @@ kq_kill(struct kq_kqueue *kq)
 	/* a close path that took a node before our unwatch has pushed it
 	 * (we passed its lock): those are in kq->fds too */
 	atomic_store(&kq->closed, NULL);
-	kq_wake_edge(kq);
+	uint64_t one = 1;
+	ssize_t r = write(kq->wake.fd, &one, sizeof one);
+	(void)r;
 	pthread_mutex_unlock(&kq->lock);
 	kq_put(kq);
 }

@@ -1331,7 +1331,7 @@ END_TEST
  * cancellation point: the close completes, the watch ends with it, and the
  * number's slot is let go (the next file at that number can be watched).
  * The close holds the slot across the real call, which must not act on the
- * cancel: with libc's close that is the bare system call (fdreg.c).
+ * cancel (internal.h, CANCELLATION).
  */
 struct blocked_close {
 	int fd;

@@ -73,7 +73,7 @@ struct fdslot {
 };
 
 static _Atomic(struct fdslot *) chunks[TOP_SIZE];
-static bool tracking = true;
+bool kq_close_tracking = true;	/* KQFREE_CLOSE_TRACKING != 0 */
 
 /*
  * Whose descriptor table the registry describes.  A vfork() child, or a
@@ -90,7 +90,7 @@ static bool tracking = true;
  *              waits.  The first close that finds our own pid clears it.
  *   vm_shared  a child sharing our memory may live on beside us: ask on
  *              every close from now on.
- *   fork_mark  a child with a copy of our memory whose table is its own
+ *   kq_fork_mark  a child with a copy of our memory whose table is its own
  *              holds our registry and kqueues too, and its epoll sets are
  *              ours (the same files): a close there that counted as ours
  *              would unregister the parent's watch.  fork() runs our atfork
@@ -100,7 +100,7 @@ static bool tracking = true;
  *              them: the mark lives in a MADV_WIPEONFORK page, which every
  *              such child gets zeroed, so there the close path asks.  Where
  *              the kernel has no such page (before 4.14) it stays
- *              &fork_mark_none (0): ask on every close, as before.
+ *              &kq_fork_mark_none (0): ask on every close, as before.
  * A raw syscall (SYS_vfork, SYS_clone3) or posix_spawn() (whose child calls
  * no interposed function) is not seen.  Architectures without the vfork()
  * stub ask on every close, as before.
@@ -108,8 +108,8 @@ static bool tracking = true;
 static pid_t owner_pid;
 static _Thread_local bool vforking __attribute__((tls_model("initial-exec")));
 static _Atomic bool vm_shared;
-static unsigned char fork_mark_none;
-static unsigned char *fork_mark = &fork_mark_none;
+unsigned char kq_fork_mark_none;
+unsigned char *kq_fork_mark = &kq_fork_mark_none;
 
 static int (*real_close)(int);
 static int (*real_dup2)(int, int);
@@ -490,12 +490,6 @@ kq_fd_close(int fd)
 	return r;
 }
 
-bool
-kq_fdreg_tracking(void)
-{
-	return tracking;
-}
-
 /*
  * Fork child: every owned descriptor is closed (they are shared with the
  * parent's objects), and every watcher forgotten without being told: the
@@ -525,7 +519,7 @@ kq_fdreg_fork_child(void)
 	/* the kernel wiped it; set last: another thread of a copy child
 	 * that sees it treats its closes as ours, so the slots must be
 	 * fresh by then */
-	__atomic_store_n(fork_mark, fork_mark != &fork_mark_none,
+	__atomic_store_n(kq_fork_mark, kq_fork_mark != &kq_fork_mark_none,
 	    __ATOMIC_RELEASE);
 }
 
@@ -535,27 +529,13 @@ kq_fdreg_fork_child(void)
 #define HAVE_VFORK_STUB 1
 #endif
 
-/*
- * Are we a child with a copy of our memory that fork()'s handler did not
- * start afresh (see owner_pid above)?  One load: kqueue() and kevent() ask.
- * Where the kernel has no wipe-on-fork page it cannot be told without a
- * system call, and such a child keeps the parent's view (the close path
- * still asks the kernel).
- */
-bool
-kq_fdreg_copy_child(void)
-{
-	return *(volatile unsigned char *)fork_mark == 0 &&
-	    fork_mark != &fork_mark_none;
-}
-
 /* Is this close the process's own (see owner_pid above)? */
 static bool
 own_table(void)
 {
 #ifdef HAVE_VFORK_STUB
 	if (!vforking && !atomic_load_explicit(&vm_shared, memory_order_relaxed) &&
-	    *(volatile unsigned char *)fork_mark != 0)
+	    *(volatile unsigned char *)kq_fork_mark != 0)
 		return true;
 #endif
 	if ((pid_t)syscall(SYS_getpid) != owner_pid)
@@ -584,7 +564,7 @@ kq_vfork_child(void)
 static struct fdslot *
 closing_slot(struct fdslot *s, int fd, int *cs)
 {
-	if (s == NULL || !tracking || !slot_busy(s))
+	if (s == NULL || !kq_close_tracking || !slot_busy(s))
 		return NULL;
 	/* a vfork() child shares our memory but not our fd table: its
 	 * close leaves our file open.  A copy child's memory and table are
@@ -623,7 +603,7 @@ closing(int fd, int *cs)
 static bool
 refused(int fd)
 {
-	return tracking && kq_fd_owned(fd) && own_table();
+	return kq_close_tracking && kq_fd_owned(fd) && own_table();
 }
 
 /* The close family: tell the watchers, then the real call with the slot
@@ -701,7 +681,7 @@ close_range_tracked(unsigned first, unsigned last, int flags)
 KQ_API int
 close(int fd)
 {
-	struct fdslot *s = tracking ? slot_peek(fd) : NULL, *held;
+	struct fdslot *s = kq_close_tracking ? slot_peek(fd) : NULL, *held;
 	int r, err, cs;
 
 	/* nothing watches the number and it is not ours: libc's close */
@@ -751,7 +731,7 @@ KQ_API int
 close_range(unsigned first, unsigned last, int flags)
 {
 	/* CLOEXEC closes nothing now (our own fds have it already) */
-	if (!tracking || (flags & ~CLOSE_RANGE_UNSHARE) || first > last)
+	if (!kq_close_tracking || (flags & ~CLOSE_RANGE_UNSHARE) || first > last)
 		return REAL(close_range)(first, last, flags);
 	return close_range_tracked(first, last, flags);
 }
@@ -759,7 +739,7 @@ close_range(unsigned first, unsigned last, int flags)
 KQ_API void
 closefrom(int lowfd)
 {
-	if (!tracking || lowfd < 0) {
+	if (!kq_close_tracking || lowfd < 0) {
 		REAL(closefrom)(lowfd);
 		return;
 	}
@@ -781,7 +761,7 @@ kq_fdreg_stash_sockerr(int fd, int err)
 {
 	struct fdslot *s = slot_peek(fd);
 
-	if (s != NULL && tracking)
+	if (s != NULL && kq_close_tracking)
 		atomic_store(&s->sockerr, err);
 }
 
@@ -945,7 +925,7 @@ resolve_real(void)
 	real_clone = next_sym("clone");
 }
 
-/* fork_mark (see owner_pid): one page of its own, since the kernel wipes
+/* kq_fork_mark (see owner_pid): one page of its own, since the kernel wipes
  * whole pages.  Not an owned descriptor: an anonymous mapping has none. */
 static void
 fork_mark_init(void)
@@ -961,7 +941,7 @@ fork_mark_init(void)
 		return;
 	}
 	*p = 1;
-	fork_mark = p;
+	kq_fork_mark = p;
 }
 
 __attribute__((constructor)) static void
@@ -974,8 +954,8 @@ fdreg_init(void)
 	owner_pid = (pid_t)syscall(SYS_getpid);
 	fork_mark_init();
 	if (e != NULL && strcmp(e, "0") == 0)
-		tracking = false;
-	if (tracking) {
+		kq_close_tracking = false;
+	if (kq_close_tracking) {
 		memcpy(patch_tab, interposed, sizeof interposed);
 		patch_n = NCLOSE;
 	}

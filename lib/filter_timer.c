@@ -170,7 +170,7 @@ kq_timer_free(struct kq_kqueue *kq)
 }
 
 void
-kq_timer_flush(struct kq_kqueue *kq)
+kq_timer_flush_armed(struct kq_kqueue *kq)
 {
 	struct itimerspec its = { .it_interval = { 0, 0 } };
 	int64_t t;
@@ -256,7 +256,7 @@ timer_ready(struct kq_kqueue *kq, struct kq_poll *p, uint32_t revents)
 }
 
 void
-kq_timer_expire_due(struct kq_kqueue *kq, int room)
+kq_timer_expire_due_armed(struct kq_kqueue *kq, int room)
 {
 	struct kq_timer_heap *h = &kq->theap;
 	struct kq_knote *kn;
@@ -275,7 +275,7 @@ kq_timer_expire_due(struct kq_kqueue *kq, int room)
 }
 
 bool
-kq_timer_backlog(struct kq_kqueue *kq)
+kq_timer_backlog_armed(struct kq_kqueue *kq)
 {
 	struct kq_timer_heap *h = &kq->theap;
 	struct kq_knote *kn;

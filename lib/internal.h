@@ -194,13 +194,17 @@
  *   reference, a wake edge owed.  kqueue(), kevent() and kqfree_release()
  *   run with cancellation disabled, except kevent()'s wait, a cancellation
  *   point as FreeBSD's is: there the thread holds only its reference to the
- *   kqueue, which a cleanup handler drops.  A kevent() that may wait
- *   (nevents > 0) also acts on a cancel already pending at its entry,
- *   before any change.  The close family (close, fclose) acts on a pending
- *   cancel before it touches a watched number's slot, then holds the slot
- *   across the real call with cancellation disabled: a cancel that comes
- *   during a blocking close takes effect at the thread's next cancellation
- *   point.
+ *   kqueue, which a cleanup handler drops (the library is built with
+ *   -fexceptions: the handler is a frame the unwinding runs, no sigsetjmp
+ *   per wait).  A wait that cannot block (zero timeout) is no cancellation
+ *   point.  A kevent() that may wait (nevents > 0) also acts on a cancel
+ *   already pending at its entry, before any change.  The close family
+ *   (close, fclose) acts on a pending cancel before it touches a watched
+ *   number's slot, then holds the slot across the real call with
+ *   cancellation disabled: a cancel that comes during a blocking close
+ *   takes effect at the thread's next cancellation point.  Disabled, not
+ *   merely a real call that is no cancellation point (the bare system
+ *   call): a signal handler that runs while the slot is held may make one.
  *
  * INOTIFY (inotify.c)
  *   One inotify instance for the process (an owned fd, made on the first
@@ -725,7 +729,12 @@ struct kq_fdwatch *kq_fdreg_find(int fd, const struct kq_fdwatch_ops *ops,
 /* The kernel just handed out fd: tell whatever still watches that number
  * (it was closed behind our back). */
 void kq_fdreg_forget(int fd);
-bool kq_fdreg_tracking(void);			/* KQFREE_CLOSE_TRACKING != 0 */
+extern bool kq_close_tracking;		/* KQFREE_CLOSE_TRACKING != 0 */
+static inline bool
+kq_fdreg_tracking(void)
+{
+	return kq_close_tracking;
+}
 /* The library's own descriptors: take one just made (O_CLOEXEC) - moved
  * above 2, protected from the application's close family - or give it back
  * and close it.  kq_fd_own(-1) and failures return -1 with errno.
@@ -747,8 +756,19 @@ ssize_t kq_read_fdinfo(int fd, char *buf, size_t len);
  * wide services never close their own fds in a fork child: this did. */
 void kq_fdreg_fork_child(void);
 /* A child with a copy of our memory that no fork handler started afresh
- * (_Fork, a raw fork, clone() without CLONE_VM): see FORK. */
-bool kq_fdreg_copy_child(void);
+ * (_Fork, a raw fork, clone() without CLONE_VM): see FORK.  The mark is the
+ * first byte of a MADV_WIPEONFORK page (fdreg.c), or kq_fork_mark_none
+ * where the kernel has none: such a child cannot be told without a system
+ * call and keeps the parent's view (the close path still asks the kernel).
+ * Inline: kqueue(), kevent() and kqfree_release() ask on every call. */
+extern unsigned char *kq_fork_mark;
+extern unsigned char kq_fork_mark_none;
+static inline bool
+kq_fdreg_copy_child(void)
+{
+	return __builtin_expect(*(volatile unsigned char *)kq_fork_mark == 0, 0) &&
+	    kq_fork_mark != &kq_fork_mark_none;
+}
 /* A child in our memory, not our process (vfork, clone(CLONE_VM)). */
 bool kq_vfork_child(void);
 int kq_real_close(int fd);			/* libc's close, bypassing tracking */
@@ -988,21 +1008,62 @@ void kq_put(struct kq_kqueue *kq);		/* drop a reference */
 /* The kqueue an application descriptor names, referenced; search: also
  * numbers not seen before (dups), never under a kqueue lock. */
 struct kq_kqueue *kq_lookup(int fd, bool search);
-void kq_reap_suspects(void);			/* kill kqueues nothing names */
-void kq_fork_adopt(void);		/* a copy child's first call: see FORK */
+void kq_reap_suspects_now(void);
+/* Kill kqueues nothing names (see DESCRIPTORS).  Every kqueue(), kevent()
+ * and kqfree_release() asks: inline, none is the common answer. */
+extern _Atomic int kq_suspects;		/* kqueues with kq->suspect set */
+static inline void
+kq_reap_suspects(void)
+{
+	if (!kq_fdreg_tracking() ||
+	    atomic_load_explicit(&kq_suspects, memory_order_relaxed) != 0)
+		kq_reap_suspects_now();
+}
+void kq_fork_adopt_child(void);		/* kq_fork_adopt()'s slow path */
+/* A copy child's first call runs the fork handlers (see FORK): one load. */
+static inline void
+kq_fork_adopt(void)
+{
+	if (kq_fdreg_copy_child())
+		kq_fork_adopt_child();
+}
 int64_t kq_pending_count(int fd);		/* queued events of kqueue fd, -1 if none */
 int64_t kq_now_ns(clockid_t clk);
 
 /* filter_timer.c: the timerfd is set once per call, not per change: after
  * the changelist and before every wait (kevent.c), to the earliest deadline
  * if that is earlier than what it is set to. */
-void kq_timer_flush(struct kq_kqueue *kq);
+void kq_timer_flush_armed(struct kq_kqueue *kq);
 /* Timers the timerfd found due are expired by the scan, as many as it has
  * room for: this queues due timers until `room` more knotes are queued (a
  * timer already queued or disabled takes none), in deadline order. */
-void kq_timer_expire_due(struct kq_kqueue *kq, int room);
+void kq_timer_expire_due_armed(struct kq_kqueue *kq, int room);
 /* A timer is due and not yet expired: the kqueue fd must poll readable. */
-bool kq_timer_backlog(struct kq_kqueue *kq);
+bool kq_timer_backlog_armed(struct kq_kqueue *kq);
+/* The three above are asked on every kevent() pass, most often with no
+ * timer armed at all: that is decided inline, without a call. */
+static inline bool
+kq_timer_armed(const struct kq_kqueue *kq)
+{
+	return kq->theap.n != kq->theap.ndead;
+}
+static inline void
+kq_timer_flush(struct kq_kqueue *kq)
+{
+	if (kq_timer_armed(kq))
+		kq_timer_flush_armed(kq);
+}
+static inline void
+kq_timer_expire_due(struct kq_kqueue *kq, int room)
+{
+	if (kq_timer_armed(kq))
+		kq_timer_expire_due_armed(kq, room);
+}
+static inline bool
+kq_timer_backlog(struct kq_kqueue *kq)
+{
+	return kq_timer_armed(kq) && kq_timer_backlog_armed(kq);
+}
 void kq_timer_free(struct kq_kqueue *kq);	/* kqueue freed: the heap's array */
 
 /* kevent.c: the ops of a filter number, NULL if unknown */

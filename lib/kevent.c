@@ -433,6 +433,13 @@ wait_cancelled(void *kq)
 	kq_put(kq);
 }
 
+/*
+ * The wait, a cancellation point.  The library is built with -fexceptions
+ * (lib/Makefile.am), so pthread_cleanup_push() is glibc's cleanup-attribute
+ * form: a frame on the stack that the cancellation's unwinding runs, where
+ * the C form costs a sigsetjmp() and a register/unregister call pair on
+ * every wait (callgrind: about 50 instructions a waiting kevent()).
+ */
 static int
 wait_cancellable(struct kq_kqueue *kq, struct kq_ready *ready,
     const struct timespec *tsp)
@@ -519,7 +526,12 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 		kq_update_wake(kq);
 		intr = kq_signal_intr_snapshot();
 		kq_unlock(kq);
-		r = cancellable ? wait_cancellable(kq, ready, tsp) :
+		/* A wait that cannot block is no wait to be cancelled in: a
+		 * cancel pending at entry was acted on there, and one sent
+		 * during a zero-timeout epoll_wait() is as if sent after it
+		 * (it takes effect at the thread's next cancellation point). */
+		r = cancellable && tsp != &zero ?
+		    wait_cancellable(kq, ready, tsp) :
 		    kq_backend_wait(kq, ready, KQ_READY_MAX, tsp);
 		/* an alias was closed: if it was the last one, we are done */
 		if (atomic_load_explicit(&kq->suspect, memory_order_relaxed))

@@ -524,7 +524,7 @@ struct kq_alias {
 	LIST_ENTRY(kq_alias) link;	/* kq->aliases, under kq_global_lock */
 };
 
-static _Atomic int kq_suspects;	/* kqueues with kq->suspect set */
+_Atomic int kq_suspects;
 static bool kcmp_broken;	/* seccomp or no CONFIG_KCMP: fdinfo instead */
 
 static void
@@ -708,13 +708,11 @@ static void kq_free(struct kq_kqueue *kq);
  * safe: kqueue(), kevent() and a sleeper woken by alias_closed.
  */
 void
-kq_reap_suspects(void)
+kq_reap_suspects_now(void)
 {
 	struct kq_kqueue *kq, *next;
 	bool all = !kq_fdreg_tracking();
 
-	if (!all && atomic_load_explicit(&kq_suspects, memory_order_relaxed) == 0)
-		return;
 	pthread_mutex_lock(&kq_global_lock);
 	for (kq = LIST_FIRST(&kq_all); kq != NULL; kq = next) {
 		next = LIST_NEXT(kq, all);
@@ -1052,10 +1050,8 @@ fork_child(void)
  * CLONE_VM; internal.h: FORK): its first call into a kqueue runs them.
  */
 void
-kq_fork_adopt(void)
+kq_fork_adopt_child(void)
 {
-	if (__builtin_expect(!kq_fdreg_copy_child(), 1))
-		return;
 	fork_prepare();
 	if (!kq_fdreg_copy_child()) {
 		fork_parent();		/* another thread of the child did it */

@@ -7,6 +7,7 @@
  * one; and an unwatched close stays as cheap as libc's.
  */
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1322,6 +1324,112 @@ START_TEST(cancelled_close_leaves_the_watch_and_the_number_alone)
 END_TEST
 #endif
 
+#ifndef KQ_ASAN	/* see the suite */
+/*
+ * A cancel that comes while a close() of a watched number blocks (SO_LINGER
+ * with unsent data) takes effect after it, at the thread's next
+ * cancellation point: the close completes, the watch ends with it, and the
+ * number's slot is let go (the next file at that number can be watched).
+ * The close holds the slot across the real call, which must not act on the
+ * cancel (internal.h, CANCELLATION).
+ */
+struct blocked_close {
+	int fd;
+	_Atomic pid_t tid;
+	atomic_bool returned;
+	int r;
+};
+
+static void *
+close_blocking(void *arg)
+{
+	struct blocked_close *c = arg;
+
+	atomic_store(&c->tid, gettid());
+	c->r = close(c->fd);
+	atomic_store(&c->returned, true);
+	pthread_testcancel();
+	return NULL;
+}
+
+/* tid is asleep in the close system call (bounded wait). */
+static bool
+asleep_in_close(pid_t tid)
+{
+	char path[64], buf[256];
+	long nr;
+	int i;
+
+	snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
+	for (i = 0; i < 2000; i++) {
+		FILE *f = fopen(path, "r");
+		bool in = false;
+		if (f != NULL) {
+			in = fgets(buf, sizeof buf, f) != NULL &&
+			    sscanf(buf, "%ld", &nr) == 1 && nr == SYS_close;
+			fclose(f);
+		}
+		if (in)
+			return true;
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	}
+	return false;
+}
+
+START_TEST(cancel_during_watched_close_acts_after_it)
+{
+	struct blocked_close c;
+	struct linger lg = { 1, 10 };
+	static char buf[65536];
+	int kq = xkqueue(), client, server, q[2], i;
+	struct timespec ts;
+	pthread_t t;
+	void *ret = NULL;
+
+	xpipe2(q, O_NONBLOCK);
+	tcp_pair(&client, &server);
+	while (send(client, buf, sizeof buf, MSG_DONTWAIT) > 0)
+		;
+	ck_assert_int_eq(errno, EAGAIN);
+	/* blocking, lingering: close() waits until the peer took the data */
+	ck_assert_int_eq(fcntl(client, F_SETFL, 0), 0);
+	ck_assert_int_eq(setsockopt(client, SOL_SOCKET, SO_LINGER, &lg,
+	    sizeof lg), 0);
+	kev_ok(kq, client, EVFILT_READ, EV_ADD | EV_FREEWATCH, 0, 0, U(0));
+	c = (struct blocked_close){ .fd = client };
+	ck_assert_int_eq(pthread_create(&t, NULL, close_blocking, &c), 0);
+	for (i = 0; i < 2000 && atomic_load(&c.tid) == 0; i++)
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	ck_assert(asleep_in_close(atomic_load(&c.tid)));
+	ck_assert_int_eq(pthread_cancel(t), 0);
+	/* the peer takes the data: the close can finish */
+	for (i = 0; i < 5000 && !atomic_load(&c.returned); i++)
+		if (read(server, buf, sizeof buf) <= 0)
+			nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	ck_assert_msg(atomic_load(&c.returned),
+	    "the cancel ended the thread inside its close()");
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 5;
+	ck_assert_int_eq(pthread_timedjoin_np(t, &ret, &ts), 0);
+	ck_assert_ptr_eq(ret, PTHREAD_CANCELED);
+	ck_assert_int_eq(c.r, 0);
+	ck_assert_errno(fcntl(client, F_GETFD), EBADF);
+	kev_expect(kq, 1000, client, EVFILT_READ, EV_FREEWATCH | EV_DELETE,
+	    NOTE_FREE_CLOSE, 0, U(0));
+	/* the number's slot was let go: its next file is watched */
+	ck_assert_int_eq(dup2(q[0], client), client);
+	kev_ok(kq, client, EVFILT_READ, EV_ADD, 0, 0, U(1));
+	ck_assert_int_eq(write(q[1], "yz", 2), 2);
+	kev_expect(kq, 1000, client, EVFILT_READ, 0, 0, 2, U(1));
+	close(client);
+	close(q[0]);
+	close(q[1]);
+	close(server);
+	close(kq);
+}
+END_TEST
+#endif
+
 /* ---------------------------------------------------------------- cost */
 
 /* Sanitizers and valgrind intercept close() themselves: no timing there. */
@@ -1431,6 +1539,7 @@ close_suite(void)
 	/* ASan leaves the frames a cancellation unwinds poisoned, and
 	 * reports its own stack-buffer-underflow as the thread exits. */
 	tcase_add_test(tc, cancelled_close_leaves_the_watch_and_the_number_alone);
+	tcase_add_test(tc, cancel_during_watched_close_acts_after_it);
 #endif
 	suite_add_tcase(s, tc);
 

@@ -1088,6 +1088,7 @@ kq_filterops_lookup(short filter)
  * the buckets their low bits pick (one in 64 for a 64-byte stride), the
  * next run, with other bits above, elsewhere.  Measured with 100k and 1M
  * idents, strides 8 to 2^20: no chain beyond 7 (test_knote.c).
+ * Only for a table that exists (h->bits > 0: a shift by 64 is undefined).
  */
 static inline uint32_t
 kq_khash_bucket(const struct kq_knote_hash *h, short filter, uintptr_t ident)

@@ -246,7 +246,7 @@ apply_change(struct kq_kqueue *kq, const struct kevent *kev, uint32_t bucket)
 		kn = kq_knote_find_fd(kq, kev->filter, kev->ident);
 	} else {
 		/* the link is kept: an add goes there, a delete unlinks there */
-		if (bucket == UINT32_MAX)
+		if (bucket == UINT32_MAX && kq->khash.b != NULL)
 			bucket = kq_khash_bucket(&kq->khash, kev->filter,
 			    kev->ident);
 		link = kq_khash_link(&kq->khash, bucket, kev->filter,

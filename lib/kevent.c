@@ -464,6 +464,7 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 		kq_backend_flush(kq);
 		kq_timer_flush(kq);
 		r = kq_backend_wait(kq, ready, KQ_READY_MAX, &zero);
+		kq_backend_reap(kq);
 		if (r > 0)
 			dispatch_ready(kq, ready, r);
 	}
@@ -525,6 +526,7 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 			continue;
 		if (r < 0)
 			return r;
+		kq_backend_reap(kq);
 		dispatch_ready(kq, ready, r);
 		if (tsp != NULL && tsp->tv_sec == 0 && tsp->tv_nsec == 0 &&
 		    tsp != &capped) {
@@ -668,6 +670,7 @@ out:
 	kq_backend_flush(kq);
 	kq_timer_flush(kq);
 	kq_fdnode_reap(kq);
+	kq_backend_commit(kq);
 	kq_update_wake(kq);
 	kq_unlock(kq);
 	kq_put(kq);

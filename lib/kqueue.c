@@ -97,16 +97,22 @@ kq_update_wake(struct kq_kqueue *kq)
 		return;
 	if (want) {
 		kick_later(kq);
-	} else if (atomic_load_explicit(&kq->kicked, memory_order_relaxed)) {
+	} else if (atomic_load_explicit(&kq->kicked, memory_order_relaxed) ||
+	    kq->wake_unread) {
 		/* increments happen under kq->lock only: with none owed
 		 * now, none can appear before we unlock */
 		if (atomic_fetch_or(&kq->wake_owed, KQ_WAKE_DEFUSE) &
 		    ~KQ_WAKE_DEFUSE)
 			return;
 		atomic_store(&kq->wake_owed, 0);
+		/* io_uring: the edge's own CQE would keep the kqueue fd
+		 * readable (internal.h, BACKENDS) */
+		if (KQ_URING(kq))
+			kq_uring_reap_quiet(kq);
 		uint64_t v;
 		ssize_t r = read(kq->wake.fd, &v, sizeof v);
 		(void)r;
+		kq->wake_unread = false;
 		atomic_store(&kq->kicked, false);
 		/* a close path may have kicked between our check and here */
 		if (closer_pending(kq))
@@ -155,6 +161,9 @@ static void
 wake_ready(struct kq_kqueue *kq, struct kq_poll *p, uint32_t revents)
 {
 	(void)p, (void)revents;
+	/* io_uring: epoll still has the edge, and the eventfd its count */
+	if (KQ_URING(kq))
+		kq->wake_unread = true;
 	atomic_store(&kq->kicked, false);
 	/* after clearing kicked: mail routed from now on kicks again */
 	if (atomic_load(&kq->ino_mail))
@@ -182,10 +191,11 @@ fdnode_closed(struct kq_fdwatch *w, int fd)
 	/* a free notice is due: wake the kqueue */
 	bool kick = atomic_load(&fdn->nfreewatch) > 0;
 
+	(void)fd;
 	/* release: readers that care hold this slot's lock or take the node
 	 * from the closed stack (seq_cst push below) */
 	atomic_store_explicit(&fdn->closed, true, memory_order_release);
-	kq_backend_forget_fd(kq, fd);
+	kq_backend_forget(kq, &fdn->poll);
 	fdn->closed_next = atomic_load(&kq->closed);
 	while (!atomic_compare_exchange_weak(&kq->closed, &fdn->closed_next, fdn))
 		;
@@ -957,6 +967,7 @@ kqfree_release(int fd)
 		kq_release_all(kq, NOTE_FREE_RELEASE, true);
 		kq_backend_flush(kq);
 		kq_fdnode_reap(kq);
+		kq_backend_commit(kq);
 		kq_update_wake(kq);
 	}
 	kq_unlock(kq);

@@ -55,6 +55,8 @@ read_choice(void)
 }
 
 #ifdef KQ_STATS
+int kq_uring_test_fail;		/* KQ_URING_FAIL_* (backend_uring.c) */
+
 void
 kq_backend_test_reset(void)
 {

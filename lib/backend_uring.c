@@ -14,6 +14,7 @@
  */
 #include "internal.h"
 
+#ifdef HAVE_LIBURING	/* built without it: internal.h's stubs */
 #include <liburing.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -35,7 +36,6 @@ struct kq_uring {
 };
 
 #ifdef KQ_STATS
-int kq_uring_test_fail;
 extern _Atomic unsigned long kq_stat_ctl_calls;
 #define COUNT_CTL()	atomic_fetch_add_explicit(&kq_stat_ctl_calls, 1, \
 			    memory_order_relaxed)
@@ -523,27 +523,12 @@ struct completion {
 	uint64_t ud;
 	int32_t res;
 	uint32_t flags;
+	int refresh;			/* index in the reap's pollfd array, -1 */
 };
 
-static uint32_t
-refresh(const struct kq_poll *p, uint32_t revents)
-{
-	struct pollfd pfd = { .fd = p->fd, .events = (short)poll_mask(p->armed) };
-
-	/* under kq->lock, not the fd's: a number closed meanwhile is
-	 * dropped by the scan (fdn->closed), whatever this says */
-	switch (poll(&pfd, 1, 0)) {
-	case 1:
-		return (uint32_t)(uint16_t)pfd.revents;
-	case 0:
-		return 0;		/* not ready any more */
-	default:
-		return revents;
-	}
-}
-
 static void
-complete(struct kq_kqueue *kq, const struct completion *c)
+complete(struct kq_kqueue *kq, const struct completion *c,
+    const struct pollfd *now)
 {
 	struct kq_poll *p;
 	uint64_t ud = c->ud;
@@ -576,11 +561,8 @@ complete(struct kq_kqueue *kq, const struct completion *c)
 	/* an error stays armed (as it is: re-arming would fail again) and
 	 * is told as one */
 	revents = c->res >= 0 ? (uint32_t)c->res : KQ_POLLERR;
-	/* a poll woken by the file reports the wake-up's events only (a
-	 * write says IN, not the HUP of a close after it): a user fd's
-	 * level report says what the file is now, as epoll_wait would */
-	if (p->userfd && c->res >= 0 && !(c->flags & IORING_CQE_F_MORE))
-		revents = refresh(p, revents);
+	if (c->refresh >= 0 && now[c->refresh].revents >= 0)
+		revents = (uint32_t)(uint16_t)now[c->refresh].revents;
 	p->ready(kq, p, revents);
 	if (c->res < 0 || (c->flags & IORING_CQE_F_MORE))
 		return;
@@ -628,19 +610,32 @@ kq_uring_reap_quiet(struct kq_kqueue *kq)
 		c.ud = cqe->user_data;
 		c.res = cqe->res;
 		c.flags = cqe->flags;
+		c.refresh = -1;
 		io_uring_cq_advance(&u->ring, 1);
 		atomic_fetch_add_explicit(&u->reaps, 1, memory_order_release);
-		complete(kq, &c);
+		complete(kq, &c, NULL);
 	}
 }
 
+/*
+ * A single-shot poll woken by its file reports the wake-up's events only (a
+ * write says IN, not the HUP of a close after it), and what was true then:
+ * a level report must say what the file is now, as epoll_wait's does.  So
+ * the user fds of such CQEs are asked again, all in one poll(), when the
+ * CQEs are taken.  (Under kq->lock, not the fds' slot locks: a number
+ * closed meanwhile is dropped by the scan, fdn->closed, whatever this
+ * says.)  Multishot (edge) reports are taken as they are.
+ */
 void
 kq_uring_reap(struct kq_kqueue *kq)
 {
 	struct kq_uring *u = kq->uring;
 	struct completion batch[REAP_MAX];
+	struct pollfd now[REAP_MAX];
 	struct io_uring_cqe *cqe;
+	struct kq_poll *p;
 	unsigned head, n = 0, i;
+	int nnow = 0;
 
 	io_uring_for_each_cqe(&u->ring, head, cqe) {
 		if (n == REAP_MAX)
@@ -648,12 +643,26 @@ kq_uring_reap(struct kq_kqueue *kq)
 		batch[n].ud = cqe->user_data;
 		batch[n].res = cqe->res;
 		batch[n].flags = cqe->flags;
+		batch[n].refresh = -1;
+		if (cqe->res >= 0 && !(cqe->flags & IORING_CQE_F_MORE) &&
+		    cqe->user_data != 0 &&
+		    !((uint32_t)cqe->user_data & KQ_URING_UPDATE) &&
+		    (p = kq_poll_lookup(kq, cqe->user_data)) != NULL &&
+		    p->userfd) {
+			now[nnow].fd = p->fd;
+			now[nnow].events = (short)poll_mask(p->armed);
+			now[nnow].revents = 0;
+			batch[n].refresh = nnow++;
+		}
 		n++;
 	}
 	io_uring_cq_advance(&u->ring, n);
 	atomic_fetch_add_explicit(&u->reaps, 1, memory_order_release);
+	if (nnow > 0 && poll(now, (nfds_t)nnow, 0) < 0)
+		for (i = 0; i < (unsigned)nnow; i++)
+			now[i].revents = -1;	/* keep what the CQEs said */
 	for (i = 0; i < n; i++)
-		complete(kq, &batch[i]);
+		complete(kq, &batch[i], now);
 }
 
 void
@@ -667,3 +676,5 @@ kq_uring_commit(struct kq_kqueue *kq)
 	submit_now(u);
 	kq_uring_reap_quiet(kq);
 }
+
+#endif /* HAVE_LIBURING */

@@ -636,6 +636,7 @@ struct kq_uring;
 #define KQ_URING(kq)	0
 #endif
 #define KQ_URING_UPDATE	0x80000000u	/* slot half of an update's user_data */
+#ifdef HAVE_LIBURING
 int kq_uring_init(struct kq_kqueue *kq);	/* 0 or errno: stay on epoll */
 void kq_uring_close(struct kq_kqueue *kq);
 int kq_uring_attach(struct kq_kqueue *kq, struct kq_poll *p);
@@ -646,6 +647,22 @@ int kq_uring_wait(struct kq_kqueue *kq, const struct timespec *ts);
 void kq_uring_reap(struct kq_kqueue *kq);
 void kq_uring_commit(struct kq_kqueue *kq);
 void kq_uring_reap_quiet(struct kq_kqueue *kq);	/* CQEs that report nothing */
+#else	/* built without liburing: never called (KQ_URING is 0) */
+static inline int kq_uring_init(struct kq_kqueue *kq) { (void)kq; return ENOSYS; }
+static inline void kq_uring_close(struct kq_kqueue *kq) { (void)kq; }
+static inline int kq_uring_attach(struct kq_kqueue *kq, struct kq_poll *p)
+{ (void)kq, (void)p; return ENOSYS; }
+static inline void kq_uring_detach(struct kq_kqueue *kq, struct kq_poll *p)
+{ (void)kq, (void)p; }
+static inline void kq_uring_forget(struct kq_kqueue *kq, struct kq_poll *p)
+{ (void)kq, (void)p; }
+static inline void kq_uring_flush_dirty(struct kq_kqueue *kq) { (void)kq; }
+static inline int kq_uring_wait(struct kq_kqueue *kq, const struct timespec *ts)
+{ (void)kq, (void)ts; return -ENOSYS; }
+static inline void kq_uring_reap(struct kq_kqueue *kq) { (void)kq; }
+static inline void kq_uring_commit(struct kq_kqueue *kq) { (void)kq; }
+static inline void kq_uring_reap_quiet(struct kq_kqueue *kq) { (void)kq; }
+#endif
 /* "epoll" or "io_uring": the backend a kqueue runs on (tests, bench) */
 const char *kq_backend_name(const struct kq_kqueue *kq);
 /* Tests (KQ_STATS only): make the io_uring probe fail as a kernel could

@@ -469,6 +469,13 @@ kq_fdnode_reap_idle(struct kq_kqueue *kq)
 		if (fdn->poll.in_backend && fdn->poll.armed == 0 &&
 		    fdn->poll.want == 0 && !fdn->poll.dirty)
 			continue;
+		/* io_uring: a node whose poll is gone holds nothing in the
+		 * kernel; kept, a new knote on the fd needs no new probe
+		 * (the close path still frees it) */
+		if (KQ_URING(kq) && !fdn->poll.in_backend &&
+		    fdn->poll.want == 0 && !fdn->poll.dirty &&
+		    fdn->kind == KQ_FD_POLL)
+			continue;
 		/* all under the fd's lock: a close on another thread either
 		 * took the node first (then kq_drain_closed frees it) or finds
 		 * it gone, registration and all */

@@ -599,7 +599,12 @@ int kq_backend_wait(struct kq_kqueue *kq, struct kq_ready *out, int max,
  *     check readiness when armed: a single-shot CQE (no IORING_CQE_F_MORE)
  *     leaves the poll unarmed and dirty, so the flush before the next wait
  *     re-arms it if a knote still wants it - a level fd is reported again
- *     by every wait, as epoll does.  A change of events keeps the same mode
+ *     by every wait, as epoll does.  A CQE of a single-shot poll woken by
+ *     its file says only that wake-up's events, as they were then (a write
+ *     says IN, not the HUP of a close after it): the reap asks every such
+ *     user fd again, all in one poll() (kq_uring_reap), so a level report
+ *     says what the file is now, as epoll_wait's does.  Multishot reports
+ *     are taken as they are (edge knotes ask their filter anyway).  A change of events keeps the same mode
  *     and is made in place (POLL_REMOVE with IORING_POLL_UPDATE_EVENTS; the
  *     kernel cannot change the mode of a live poll); a change of mode is a
  *     remove and a new add.  An update that finds the poll gone (-ENOENT:
@@ -624,7 +629,26 @@ int kq_backend_wait(struct kq_kqueue *kq, struct kq_ready *out, int max,
  *     submitted before kevent() returns (kq_backend_commit): after an
  *     EV_DELETE the application's close() really closes.
  *   - A new user fd is classified (EBADF, EPERM for files without poll) by
- *     an epoll_ctl ADD and DEL on kq->fd, as epoll's answer defines it.
+ *     an epoll_ctl ADD and DEL on kq->fd, as epoll's answer defines it.  A
+ *     node whose poll is gone stays cached when its last knote goes
+ *     (kq_fdnode_reap_idle), so re-adding costs no new probe.
+ *   - What kevent() submitted itself (kq_backend_commit) is followed by a
+ *     reap of the completions that report nothing (kq_uring_reap_quiet:
+ *     a removed poll's -ECANCELED, stale CQEs, the wake edge), up to the
+ *     first report, which stays in the CQ (the kqueue fd polls readable)
+ *     to be read, and its file asked, by the next scan.
+ *   - kevent()'s wait is a cancellation point: the io_uring_enter runs
+ *     with asynchronous cancellation, as glibc's cancellable calls do.  A
+ *     wait that also submitted returns the count submitted, not EINTR:
+ *     kq_uring_wait infers the signal (all taken, nothing reaped, CQ empty,
+ *     time left).
+ *   - Known gap: a wake edge written late (wake_write) lands as a CQE by
+ *     task_work of the thread that armed the wake poll, possibly after
+ *     the edge was defused, so the kqueue fd may poll readable once with
+ *     nothing queued (test_thread's user_trigger_writes_wake_edge_after_
+ *     unlocking fails now and then on io_uring).  The fix is to wake
+ *     sleepers with IORING_REGISTER_SEND_MSG_RING (6.13), which posts the
+ *     CQE synchronously, and drop the eventfd from the ring.
  *   - Fork: the ring's memory is MADV_DONTFORK, so a child (which forgets
  *     every kqueue: EBADF) cannot even read the parent's ring; closing its
  *     copy of the ring fd touches nothing of the parent's.

@@ -33,7 +33,36 @@ struct kq_uring {
 	int fd;				/* the ring's fd, owned */
 	unsigned sq_entries;
 	_Atomic unsigned reaps;		/* CQ reads so far (kq_uring_wait) */
+	bool msg_wake;			/* wake edges are CQEs sent to the ring */
 };
+
+#ifndef IORING_REGISTER_SEND_MSG_RING
+#define IORING_REGISTER_SEND_MSG_RING	31	/* Linux 6.13 */
+#endif
+
+/*
+ * A wake edge as a CQE posted straight into the ring (user_data: the wake
+ * poll's handle), by IORING_REGISTER_SEND_MSG_RING: a plain system call
+ * (signal-safe: kq_kick), with no ring of the sender's, and synchronous -
+ * the CQE is in the CQ when it returns, so an edge defused after it is
+ * really gone (kq_uring_defuse), unlike the CQE of a poll on the wake
+ * eventfd, which the arming thread's task_work posts some time later.
+ * 0 or errno.
+ */
+static int
+send_wake(const struct kq_uring *u, uint64_t ud)
+{
+	struct io_uring_sqe sqe;
+
+	memset(&sqe, 0, sizeof sqe);
+	sqe.opcode = IORING_OP_MSG_RING;
+	sqe.fd = u->fd;
+	sqe.addr = 0;			/* IORING_MSG_DATA */
+	sqe.len = 0;			/* the CQE's res */
+	sqe.off = ud;			/* the CQE's user_data */
+	return syscall(__NR_io_uring_register, -1, IORING_REGISTER_SEND_MSG_RING,
+	    &sqe, 1) < 0 ? errno : 0;
+}
 
 #ifdef KQ_STATS
 extern _Atomic unsigned long kq_stat_ctl_calls;
@@ -324,6 +353,15 @@ kq_uring_init(struct kq_kqueue *kq)
 		}
 		atomic_store(&kernel_ok, 1);
 	}
+	/* Linux 6.13: a message of user_data 0, whose CQE (there already:
+	 * the post is synchronous) is taken at once */
+	if ((u->msg_wake = send_wake(u, 0) == 0)) {
+		struct io_uring_cqe *cqe;
+
+		if (io_uring_peek_cqe(&u->ring, &cqe) == 0 && cqe != NULL &&
+		    cqe->user_data == 0)
+			io_uring_cq_advance(&u->ring, 1);
+	}
 	/* the kqueue fd polls readable while the kernel has said something
 	 * not yet reaped */
 	if (epoll_ctl(kq->fd, EPOLL_CTL_ADD, u->fd, &ev) < 0) {
@@ -356,6 +394,9 @@ kq_uring_attach(struct kq_kqueue *kq, struct kq_poll *p)
 			return errno;
 		(void)epoll_ctl(kq->fd, EPOLL_CTL_DEL, p->fd, &ev);
 	} else if (p == &kq->wake) {
+		/* edges are messages to the ring: the eventfd is not used */
+		if (kq->uring->msg_wake)
+			return 0;
 		/* the wake eventfd also makes the kqueue fd readable */
 		ev.events = EPOLLIN | EPOLLET;
 		if (epoll_ctl(kq->fd, EPOLL_CTL_ADD, p->fd, &ev) < 0)
@@ -675,6 +716,31 @@ kq_uring_commit(struct kq_kqueue *kq)
 		return;
 	submit_now(u);
 	kq_uring_reap_quiet(kq);
+}
+
+
+/* A wake edge (kq_kick, kq_unlock): true if sent as a message to the ring,
+ * false if the caller writes the wake eventfd (kernels before 6.13). */
+bool
+kq_uring_post_wake(struct kq_kqueue *kq)
+{
+	struct kq_uring *u = kq->uring;
+	int e = errno;
+
+	if (!u->msg_wake)
+		return false;
+	(void)send_wake(u, handle_of(&kq->wake));
+	errno = e;
+	return true;
+}
+
+/* Under kq->lock, nothing queued: take back the edges sent (their CQEs);
+ * true if that is all (messages), false if the eventfd must be read too. */
+bool
+kq_uring_defuse(struct kq_kqueue *kq)
+{
+	kq_uring_reap_quiet(kq);
+	return kq->uring->msg_wake;
 }
 
 #endif /* HAVE_LIBURING */

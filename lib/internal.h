@@ -584,10 +584,11 @@ int kq_backend_wait(struct kq_kqueue *kq, struct kq_ready *out, int max,
  *     nesting, fork: unchanged).  That set holds only the wake eventfd
  *     (edge-triggered, as on epoll) and the ring's fd (readable while CQEs
  *     are unreaped), so the kqueue fd polls readable while events are
- *     queued or the kernel has reported something not yet taken.  Nothing
- *     epoll_wait()s that set, so taking the wake edge (the ring's CQE for
- *     it) leaves the eventfd readable: kq->wake_unread, and
- *     kq_update_wake() reads the count once nothing is queued.
+ *     queued or the kernel has reported something not yet taken.  (Before
+ *     Linux 6.13, see wake edges below: nothing epoll_wait()s that set,
+ *     so taking the wake edge - the ring's CQE for it - leaves the
+ *     eventfd readable: kq->wake_unread, and kq_update_wake() reads the
+ *     count once nothing is queued.)
  *   - Every kq_poll is an IORING_OP_POLL_ADD whose user_data is the poll's
  *     handle (slot | gen << 32).  Each new POLL_ADD takes a new generation
  *     (kq->slot_gen[slot]++), so a CQE of an earlier arm, or of a removed or
@@ -642,13 +643,18 @@ int kq_backend_wait(struct kq_kqueue *kq, struct kq_ready *out, int max,
  *     wait that also submitted returns the count submitted, not EINTR:
  *     kq_uring_wait infers the signal (all taken, nothing reaped, CQ empty,
  *     time left).
- *   - Known gap: a wake edge written late (wake_write) lands as a CQE by
- *     task_work of the thread that armed the wake poll, possibly after
- *     the edge was defused, so the kqueue fd may poll readable once with
- *     nothing queued (test_thread's user_trigger_writes_wake_edge_after_
- *     unlocking fails now and then on io_uring).  The fix is to wake
- *     sleepers with IORING_REGISTER_SEND_MSG_RING (6.13), which posts the
- *     CQE synchronously, and drop the eventfd from the ring.
+ *   - Wake edges (kq_kick, kq_unlock, kq_kill: kq_wake_post) are, on
+ *     Linux 6.13+, CQEs posted into the ring by
+ *     IORING_REGISTER_SEND_MSG_RING (a plain system call, signal-safe;
+ *     user_data: the wake poll's handle), and the eventfd is neither
+ *     polled nor in the epoll set: the CQE makes the kqueue fd readable
+ *     until reaped, and defusing it is reaping it (kq_uring_defuse, no
+ *     system call).  The post is synchronous, so an edge written late
+ *     (wake_write) is in the CQ when its writer defuses it.  Before 6.13
+ *     the eventfd is polled by the ring (multishot) and kept in the epoll
+ *     set, and its CQE comes by task_work of the thread that armed it,
+ *     maybe after the edge was defused: the kqueue fd may then poll
+ *     readable once with nothing queued.
  *   - Fork: the ring's memory is MADV_DONTFORK, so a child (which forgets
  *     every kqueue: EBADF) cannot even read the parent's ring; closing its
  *     copy of the ring fd touches nothing of the parent's.
@@ -671,6 +677,8 @@ int kq_uring_wait(struct kq_kqueue *kq, const struct timespec *ts);
 void kq_uring_reap(struct kq_kqueue *kq);
 void kq_uring_commit(struct kq_kqueue *kq);
 void kq_uring_reap_quiet(struct kq_kqueue *kq);	/* CQEs that report nothing */
+bool kq_uring_post_wake(struct kq_kqueue *kq);	/* signal-safe */
+bool kq_uring_defuse(struct kq_kqueue *kq);
 #else	/* built without liburing: never called (KQ_URING is 0) */
 static inline int kq_uring_init(struct kq_kqueue *kq) { (void)kq; return ENOSYS; }
 static inline void kq_uring_close(struct kq_kqueue *kq) { (void)kq; }
@@ -686,6 +694,8 @@ static inline int kq_uring_wait(struct kq_kqueue *kq, const struct timespec *ts)
 static inline void kq_uring_reap(struct kq_kqueue *kq) { (void)kq; }
 static inline void kq_uring_commit(struct kq_kqueue *kq) { (void)kq; }
 static inline void kq_uring_reap_quiet(struct kq_kqueue *kq) { (void)kq; }
+static inline bool kq_uring_post_wake(struct kq_kqueue *kq) { (void)kq; return false; }
+static inline bool kq_uring_defuse(struct kq_kqueue *kq) { (void)kq; return false; }
 #endif
 /* "epoll" or "io_uring": the backend a kqueue runs on (tests, bench) */
 const char *kq_backend_name(const struct kq_kqueue *kq);
@@ -1116,6 +1126,7 @@ bool kq_procconn_read(int fd, void (*fn)(void *arg, const struct kq_procmsg *m),
 
 /* kqueue.c */
 void kq_kick(struct kq_kqueue *kq);		/* make the kq fd readable (signal-safe) */
+void kq_wake_post(struct kq_kqueue *kq);	/* one wake edge, unconditionally */
 /* Under kq->lock, after scan: the wake fd's edge is made due or defused. */
 void kq_update_wake(struct kq_kqueue *kq);
 /* Unlock kq->lock, then write the edge kq_update_wake() made due. */

@@ -516,8 +516,7 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 		if (kq->dead) {
 			/* the edge kq_kill() wrote woke one sleeper: pass
 			 * it on to the next */
-			uint64_t one = 1;
-			(void)!write(kq->wake.fd, &one, sizeof one);
+			kq_wake_post(kq);
 			return -EBADF;
 		}
 		/* our signal handler ran for a signal the application ignores:

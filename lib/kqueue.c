@@ -31,6 +31,24 @@ kq_now_ns(clockid_t clk)
 
 /* ------------------------------------------------------------------ wake */
 
+/* One wake edge: the eventfd's count, or (io_uring, Linux 6.13) a message
+ * to the ring (internal.h, BACKENDS).  Signal-safe. */
+static inline void
+wake_post(struct kq_kqueue *kq)
+{
+	uint64_t one = 1;
+
+	if (KQ_URING(kq) && kq_uring_post_wake(kq))
+		return;
+	(void)!write(kq->wake.fd, &one, sizeof one);
+}
+
+void
+kq_wake_post(struct kq_kqueue *kq)
+{
+	wake_post(kq);
+}
+
 /*
  * The wake eventfd sits in the epoll set edge-triggered: each write is one
  * edge, and `kicked` means "an edge is on its way or sitting in epoll's ready
@@ -41,11 +59,8 @@ kq_now_ns(clockid_t clk)
 void
 kq_kick(struct kq_kqueue *kq)
 {
-	if (!atomic_exchange(&kq->kicked, true)) {
-		uint64_t one = 1;
-		ssize_t r = write(kq->wake.fd, &one, sizeof one);
-		(void)r;
-	}
+	if (!atomic_exchange(&kq->kicked, true))
+		wake_post(kq);
 }
 
 /*
@@ -106,12 +121,12 @@ kq_update_wake(struct kq_kqueue *kq)
 			return;
 		atomic_store(&kq->wake_owed, 0);
 		/* io_uring: the edge's own CQE would keep the kqueue fd
-		 * readable (internal.h, BACKENDS) */
-		if (KQ_URING(kq))
-			kq_uring_reap_quiet(kq);
-		uint64_t v;
-		ssize_t r = read(kq->wake.fd, &v, sizeof v);
-		(void)r;
+		 * readable (internal.h, BACKENDS); a message is all there is */
+		if (!KQ_URING(kq) || !kq_uring_defuse(kq)) {
+			uint64_t v;
+			ssize_t r = read(kq->wake.fd, &v, sizeof v);
+			(void)r;
+		}
 		kq->wake_unread = false;
 		atomic_store(&kq->kicked, false);
 		/* a close path may have kicked between our check and here */
@@ -128,12 +143,10 @@ kq_update_wake(struct kq_kqueue *kq)
 static void
 wake_write(struct kq_kqueue *kq)
 {
-	uint64_t one = 1;
 	bool again = true;
 
 	while (again) {
-		ssize_t r = write(kq->wake.fd, &one, sizeof one);
-		(void)r;
+		wake_post(kq);
 		if (atomic_fetch_sub(&kq->wake_owed, 1) != (KQ_WAKE_DEFUSE | 1))
 			return;
 		pthread_mutex_lock(&kq->lock);
@@ -947,9 +960,7 @@ kq_kill(struct kq_kqueue *kq)
 	/* a close path that took a node before our unwatch has pushed it
 	 * (we passed its lock): those are in kq->fds too */
 	atomic_store(&kq->closed, NULL);
-	uint64_t one = 1;
-	ssize_t r = write(kq->wake.fd, &one, sizeof one);
-	(void)r;
+	wake_post(kq);
 	pthread_mutex_unlock(&kq->lock);
 	kq_put(kq);
 }

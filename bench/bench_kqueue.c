@@ -21,9 +21,11 @@
  *   wakeup    EVFILT_USER EV_CLEAR on two kqueues, NOTE_TRIGGER ping-pong
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,6 +199,38 @@ wakeup_iter(struct bench_ctx *c)
 
 /* ------------------------------------------------------------ sockets */
 
+/* KQFREE_BENCH_EXPECT=io_uring (kqfree-bench's kqfree-uring): libkqfree
+ * falls back to epoll silently, so look for the ring it would have made
+ * (an anon_inode:[io_uring] descriptor) rather than time the wrong thing. */
+static int
+check_backend(void)
+{
+	const char *want = getenv("KQFREE_BENCH_EXPECT");
+	char path[300], link[64];
+	struct dirent *de;
+	DIR *d;
+	bool found = false;
+
+	if (want == NULL || strcmp(want, "io_uring") != 0)
+		return 0;
+	if ((d = opendir("/proc/self/fd")) == NULL)
+		return 0;
+	while (!found && (de = readdir(d)) != NULL) {
+		ssize_t n;
+
+		snprintf(path, sizeof path, "/proc/self/fd/%s", de->d_name);
+		if ((n = readlink(path, link, sizeof link - 1)) <= 0)
+			continue;
+		link[n] = '\0';
+		found = strcmp(link, "anon_inode:[io_uring]") == 0;
+	}
+	closedir(d);
+	if (found)
+		return 0;
+	bench_fail("KQFREE_BACKEND=io_uring: the kqueue fell back to epoll");
+	return -1;
+}
+
 static int
 kq_setup(struct bench_ctx *c)
 {
@@ -209,6 +243,8 @@ kq_setup(struct bench_ctx *c)
 		bench_fail("kqueue: %s", strerror(errno));
 		return -1;
 	}
+	if (check_backend() != 0)
+		return -1;
 	switch (o->workload) {
 	case W_TIMERS:
 		return 0;

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * The epoll backend: the only file that calls epoll_*().
+ * The epoll backend: the only file that calls epoll_*() on a kqueue's set,
+ * and the choice of backend (internal.h, BACKENDS): the calls that differ
+ * pass to backend_uring.c when kq->uring is set, one predicted branch.
  *
  * Registrations carry a handle (slot index | generation << 32) instead of a
  * pointer: a thread that collected an event before another thread deleted
@@ -13,6 +15,7 @@
 #include "internal.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -38,6 +41,41 @@ handle_of(const struct kq_poll *p)
 	return (uint64_t)p->gen << 32 | p->slot;
 }
 
+/* KQFREE_BACKEND, read once: true if io_uring is asked for. */
+static pthread_once_t choice_once = PTHREAD_ONCE_INIT;
+static bool choice_uring;
+
+static void
+read_choice(void)
+{
+	const char *e = secure_getenv("KQFREE_BACKEND");
+
+	choice_uring = e != NULL && (strcmp(e, "io_uring") == 0 ||
+	    strcmp(e, "uring") == 0);
+}
+
+#ifdef KQ_STATS
+int kq_uring_test_fail;		/* KQ_URING_FAIL_* (backend_uring.c) */
+
+void
+kq_backend_test_reset(void)
+{
+	pthread_once_t fresh = PTHREAD_ONCE_INIT;
+
+	choice_once = fresh;
+	choice_uring = false;
+#ifdef HAVE_LIBURING
+	kq_uring_test_reset();
+#endif
+}
+#endif
+
+const char *
+kq_backend_name(const struct kq_kqueue *kq)
+{
+	return kq->uring != NULL ? "io_uring" : "epoll";
+}
+
 int
 kq_backend_init(struct kq_kqueue *kq, bool cloexec)
 {
@@ -45,12 +83,22 @@ kq_backend_init(struct kq_kqueue *kq, bool cloexec)
 	if (kq->fd < 0)
 		return errno;
 	TAILQ_INIT(&kq->dirty);
+#ifdef HAVE_LIBURING
+	pthread_once(&choice_once, read_choice);
+	/* no ring (kernel, seccomp, memory): this kqueue stays on epoll */
+	if (choice_uring)
+		(void)kq_uring_init(kq);
+#endif
 	return 0;
 }
 
 void
 kq_backend_close(struct kq_kqueue *kq)
 {
+#ifdef HAVE_LIBURING
+	if (kq->uring != NULL)
+		kq_uring_close(kq);
+#endif
 	free(kq->slots);
 	free(kq->slot_gen);
 	free(kq->slot_next_free);
@@ -128,6 +176,8 @@ kq_poll_lookup(struct kq_kqueue *kq, uint64_t handle)
 int
 kq_backend_attach(struct kq_kqueue *kq, struct kq_poll *p)
 {
+	if (KQ_URING(kq))
+		return kq_uring_attach(kq, p);
 	int err = ctl(kq, EPOLL_CTL_ADD, p->fd, p->want, handle_of(p));
 	if (err == 0) {
 		p->in_backend = true;
@@ -148,6 +198,10 @@ kq_backend_update(struct kq_kqueue *kq, struct kq_poll *p)
 void
 kq_backend_detach(struct kq_kqueue *kq, struct kq_poll *p)
 {
+	if (KQ_URING(kq)) {
+		kq_uring_detach(kq, p);
+		return;
+	}
 	if (p->dirty) {
 		TAILQ_REMOVE(&kq->dirty, p, dirty_link);
 		p->dirty = false;
@@ -160,9 +214,13 @@ kq_backend_detach(struct kq_kqueue *kq, struct kq_poll *p)
 }
 
 void
-kq_backend_forget_fd(struct kq_kqueue *kq, int fd)
+kq_backend_forget(struct kq_kqueue *kq, struct kq_poll *p)
 {
-	ctl(kq, EPOLL_CTL_DEL, fd, 0, 0);
+	if (KQ_URING(kq)) {
+		kq_uring_forget(kq, p);
+		return;
+	}
+	ctl(kq, EPOLL_CTL_DEL, p->fd, 0, 0);
 }
 
 /* One registration: bring epoll to p->want with at most one call. */
@@ -203,6 +261,10 @@ kq_backend_flush_dirty(struct kq_kqueue *kq)
 {
 	struct kq_poll *p;
 
+	if (KQ_URING(kq)) {
+		kq_uring_flush_dirty(kq);
+		return;
+	}
 	while ((p = TAILQ_FIRST(&kq->dirty)) != NULL) {
 		TAILQ_REMOVE(&kq->dirty, p, dirty_link);
 		p->dirty = false;
@@ -221,6 +283,8 @@ kq_backend_wait(struct kq_kqueue *kq, struct kq_ready *out, int max,
 	struct epoll_event *ev = (struct epoll_event *)out;
 	int n;
 
+	if (KQ_URING(kq))
+		return kq_uring_wait(kq, ts);
 	if (max > KQ_READY_MAX)
 		max = KQ_READY_MAX;
 	if (ts == NULL || (ts->tv_sec == 0 && ts->tv_nsec == 0))

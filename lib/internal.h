@@ -15,8 +15,9 @@
  *              (filter_vnode.c's per-kqueue watches), routing events to them
  *   procconn.c the netlink proc connector socket (filter_proc.c's source of
  *              forks, execs and exits of processes that are not ours)
- *   backend_epoll.c  the only file that calls epoll_*(); same interface could
- *              be provided by an io_uring backend
+ *   backend_epoll.c  the only file that calls epoll_*() on a kqueue's set,
+ *              and the switch to the other backend (BACKENDS below)
+ *   backend_uring.c  the io_uring backend (HAVE_LIBURING)
  *
  * OBJECTS
  *   struct kq_kqueue  one per kqueue(); the library waits on its own
@@ -129,7 +130,7 @@
  *   closed() callback, then runs the real close with the lock still held.
  *   The callbacks (async-signal-safe: no kq->lock, no malloc/free) are
  *   kqueue.c's: an fdnode's marks it closed, removes the epoll registration
- *   (kq_backend_forget_fd), pushes it on the kqueue's lock-free closed stack
+ *   (kq_backend_forget), pushes it on the kqueue's lock-free closed stack
  *   and kicks the kqueue if a free notice is due (fdn->nfreewatch); an
  *   alias's makes its kqueue a suspect.  Whoever frees or inspects a watcher
  *   after it may have been told takes and drops that slot's lock first
@@ -582,8 +583,10 @@ void kq_backend_update(struct kq_kqueue *kq, struct kq_poll *p);
 /* Remove p from epoll now (p->fd must still be open) and from the dirty
  * list.  For a user fd the caller holds kq_fdreg_lock(p->fd). */
 void kq_backend_detach(struct kq_kqueue *kq, struct kq_poll *p);
-/* Close path: remove fd from epoll without touching kq state (no kq->lock). */
-void kq_backend_forget_fd(struct kq_kqueue *kq, int fd);
+/* Close path: drop the kernel's registration of p (a user fd's, about to be
+ * closed) without touching kq state: no kq->lock, async-signal-safe, under
+ * the fd's slot lock. */
+void kq_backend_forget(struct kq_kqueue *kq, struct kq_poll *p);
 /* Apply pending updates; at most one epoll_ctl per dirty registration.
  * kq_backend_flush() (inline, below struct kq_kqueue) calls it when there
  * are any. */
@@ -591,6 +594,152 @@ void kq_backend_flush_dirty(struct kq_kqueue *kq);
 /* Wait (called WITHOUT kq->lock).  ts NULL = forever.  Returns count or -errno. */
 int kq_backend_wait(struct kq_kqueue *kq, struct kq_ready *out, int max,
     const struct timespec *ts);
+/*
+ * BACKENDS.  Chosen per kqueue at kqueue(): KQFREE_BACKEND=epoll|io_uring
+ * (secure_getenv, read once per process); default epoll.  io_uring is used
+ * only if the kernel has everything it needs (io_uring_setup allowed - not
+ * ENOSYS/EPERM from seccomp or kernel.io_uring_disabled -, EXT_ARG and
+ * NODROP, the POLL_ADD/POLL_REMOVE opcodes, IORING_REGISTER_SYNC_CANCEL:
+ * Linux 6.0), probed once per process; otherwise, and whenever a ring
+ * cannot be made, the kqueue silently runs on epoll.  The switch is one
+ * predicted branch on kq->uring at the entry of the kq_backend_* calls that
+ * differ (KQ_URING): the epoll path stays what it was.
+ *
+ * io_uring backend (backend_uring.c), the rules:
+ *   - The kqueue's file is still the epoll set kq->fd (aliases, kcmp,
+ *     nesting, fork: unchanged).  That set holds only the wake eventfd
+ *     (edge-triggered, as on epoll) and the ring's fd (readable while CQEs
+ *     are unreaped), so the kqueue fd polls readable while events are
+ *     queued or the kernel has reported something not yet taken.  (Before
+ *     Linux 6.13, see wake edges below: nothing epoll_wait()s that set,
+ *     so taking the wake edge - the ring's CQE for it - leaves the
+ *     eventfd readable: kq->wake_unread, and kq_update_wake() reads the
+ *     count once nothing is queued.)
+ *   - Every kq_poll is an IORING_OP_POLL_ADD whose user_data is the poll's
+ *     handle (slot | gen << 32).  Each new POLL_ADD takes a new generation
+ *     (kq->slot_gen[slot]++), so a CQE of an earlier arm, or of a removed or
+ *     cancelled poll, fails kq_poll_lookup() and is dropped.  user_data 0 is
+ *     a removal's or cancellation's own completion (ignored); a handle with
+ *     KQ_URING_UPDATE set in the slot half is an update's completion.
+ *   - Edge-triggered registrations (KQ_POLLET without KQ_POLLONESHOT) are
+ *     multishot polls; level and one-shot ones are single-shot polls, which
+ *     check readiness when armed: a single-shot CQE (no IORING_CQE_F_MORE)
+ *     leaves the poll unarmed and dirty, so the flush before the next wait
+ *     re-arms it if a knote still wants it - a level fd is reported again
+ *     by every wait, as epoll does.  A CQE of a single-shot poll woken by
+ *     its file says only that wake-up's events, as they were then (a write
+ *     says IN, not the HUP of a close after it): the reap asks every such
+ *     user fd again, all in one poll() (kq_uring_reap), so a level report
+ *     says what the file is now, as epoll_wait's does.  Multishot reports
+ *     are taken as they are (edge knotes ask their filter anyway).  A change of events keeps the same mode
+ *     and is made in place (POLL_REMOVE with IORING_POLL_UPDATE_EVENTS; the
+ *     kernel cannot change the mode of a live poll); a change of mode is a
+ *     remove and a new add.  An update that finds the poll gone (-ENOENT:
+ *     it fired meanwhile) marks it unarmed and dirty.
+ *   - SQEs are prepared and published (SQ tail) only under kq->lock
+ *     (single producer).  Whoever enters next - the waiter, with no lock,
+ *     in the same io_uring_enter as its wait (GETEVENTS|EXT_ARG, relative
+ *     timeout), or kevent() before it returns if nothing waited after the
+ *     last change (kq_backend_commit) - submits what is published (to_submit = tail - head: the
+ *     kernel takes at most what is there).  CQEs are reaped only under
+ *     kq->lock (single consumer): the waiter takes the lock after its
+ *     enter, as it did after epoll_wait, and reaps (kq_backend_reap).
+ *   - A user fd's arm is prepared under its slot lock after checking it is
+ *     not closed (as epoll_ctl is), but submitted later, so a close may come
+ *     in between: the close path (kq_backend_forget) cancels the poll by its
+ *     handle with IORING_REGISTER_SYNC_CANCEL, a plain syscall
+ *     (async-signal-safe, never the SQ ring), before the real close, so the
+ *     ring holds no reference that would keep the file open; an arm still
+ *     in the SQ then is cancelled when kq_drain_closed detaches the node
+ *     (a POLL_REMOVE by handle queued behind the add), and the close path
+ *     kicks the kqueue so that happens at once.  Removals (detach) are
+ *     submitted before kevent() returns (kq_backend_commit): after an
+ *     EV_DELETE the application's close() really closes.
+ *   - A new user fd is classified (EBADF, EPERM for files without poll) by
+ *     an epoll_ctl ADD and DEL on kq->fd, as epoll's answer defines it.  A
+ *     node whose poll is gone stays cached when its last knote goes
+ *     (kq_fdnode_reap_idle), so re-adding costs no new probe.
+ *   - What kevent() submitted itself (kq_backend_commit) is followed by a
+ *     reap of the completions that report nothing (kq_uring_reap_quiet:
+ *     a removed poll's -ECANCELED, stale CQEs, the wake edge), up to the
+ *     first report, which stays in the CQ (the kqueue fd polls readable)
+ *     to be read, and its file asked, by the next scan.
+ *   - kevent()'s wait is a cancellation point: the io_uring_enter runs
+ *     with asynchronous cancellation, as glibc's cancellable calls do.  A
+ *     wait that also submitted returns the count submitted, not EINTR:
+ *     kq_uring_wait infers the signal (all taken, nothing reaped, CQ empty,
+ *     time left).
+ *   - Wake edges (kq_kick, kq_unlock, kq_kill: kq_wake_post) are, on
+ *     Linux 6.13+, CQEs posted into the ring by
+ *     IORING_REGISTER_SEND_MSG_RING (a plain system call, signal-safe;
+ *     user_data: the wake poll's handle), and the eventfd is neither
+ *     polled nor in the epoll set: the CQE makes the kqueue fd readable
+ *     until reaped, and defusing it is reaping it (kq_uring_defuse, no
+ *     system call).  The post is synchronous, so an edge written late
+ *     (wake_write) is in the CQ when its writer defuses it.  Before 6.13
+ *     the eventfd is polled by the ring (multishot) and kept in the epoll
+ *     set, and its CQE comes by task_work of the thread that armed it,
+ *     maybe after the edge was defused: the kqueue fd may then poll
+ *     readable once with nothing queued.
+ *   - Fork: the ring's memory is MADV_DONTFORK, so a child (which forgets
+ *     every kqueue: EBADF) cannot even read the parent's ring; closing its
+ *     copy of the ring fd touches nothing of the parent's.
+ */
+struct kq_uring;
+#ifdef HAVE_LIBURING
+#define KQ_URING(kq)	__builtin_expect((kq)->uring != NULL, 0)
+#else
+#define KQ_URING(kq)	0
+#endif
+#define KQ_URING_UPDATE	0x80000000u	/* slot half of an update's user_data */
+#ifdef HAVE_LIBURING
+int kq_uring_init(struct kq_kqueue *kq);	/* 0 or errno: stay on epoll */
+void kq_uring_close(struct kq_kqueue *kq);
+int kq_uring_attach(struct kq_kqueue *kq, struct kq_poll *p);
+void kq_uring_detach(struct kq_kqueue *kq, struct kq_poll *p);
+void kq_uring_forget(struct kq_kqueue *kq, struct kq_poll *p);
+void kq_uring_flush_dirty(struct kq_kqueue *kq);
+int kq_uring_wait(struct kq_kqueue *kq, const struct timespec *ts);
+void kq_uring_reap(struct kq_kqueue *kq);
+void kq_uring_commit(struct kq_kqueue *kq);
+void kq_uring_reap_quiet(struct kq_kqueue *kq);	/* CQEs that report nothing */
+bool kq_uring_post_wake(struct kq_kqueue *kq);	/* signal-safe */
+bool kq_uring_defuse(struct kq_kqueue *kq);
+#else	/* built without liburing: never called (KQ_URING is 0) */
+static inline int kq_uring_init(struct kq_kqueue *kq) { (void)kq; return ENOSYS; }
+static inline void kq_uring_close(struct kq_kqueue *kq) { (void)kq; }
+static inline int kq_uring_attach(struct kq_kqueue *kq, struct kq_poll *p)
+{ (void)kq, (void)p; return ENOSYS; }
+static inline void kq_uring_detach(struct kq_kqueue *kq, struct kq_poll *p)
+{ (void)kq, (void)p; }
+static inline void kq_uring_forget(struct kq_kqueue *kq, struct kq_poll *p)
+{ (void)kq, (void)p; }
+static inline void kq_uring_flush_dirty(struct kq_kqueue *kq) { (void)kq; }
+static inline int kq_uring_wait(struct kq_kqueue *kq, const struct timespec *ts)
+{ (void)kq, (void)ts; return -ENOSYS; }
+static inline void kq_uring_reap(struct kq_kqueue *kq) { (void)kq; }
+static inline void kq_uring_commit(struct kq_kqueue *kq) { (void)kq; }
+static inline void kq_uring_reap_quiet(struct kq_kqueue *kq) { (void)kq; }
+static inline bool kq_uring_post_wake(struct kq_kqueue *kq) { (void)kq; return false; }
+static inline bool kq_uring_defuse(struct kq_kqueue *kq) { (void)kq; return false; }
+#endif
+/* "epoll" or "io_uring": the backend a kqueue runs on (tests, bench) */
+const char *kq_backend_name(const struct kq_kqueue *kq);
+/* Tests (KQ_STATS only): make the io_uring probe fail as a kernel could
+ * (kq_uring_test_fail = KQ_URING_FAIL_*), and forget the process's backend
+ * choice and probe. */
+#define KQ_URING_FAIL_NONE		0
+#define KQ_URING_FAIL_SETUP_ENOSYS	1	/* no io_uring (or seccomp) */
+#define KQ_URING_FAIL_SETUP_EPERM	2	/* io_uring_disabled, seccomp */
+#define KQ_URING_FAIL_OPCODE		3	/* POLL_ADD missing per the probe */
+#define KQ_URING_FAIL_EXT_ARG		4	/* no IORING_FEAT_EXT_ARG */
+#define KQ_URING_FAIL_SYNC_CANCEL	5	/* no IORING_REGISTER_SYNC_CANCEL */
+#ifdef KQ_STATS
+extern int kq_uring_test_fail;
+void kq_backend_test_reset(void);
+void kq_uring_test_reset(void);
+#endif
+
 /* Edge detector over a process-wide fd: one taker per batch of wake-ups. */
 int kq_edge_open(int fd);			/* detector fd or -errno */
 bool kq_edge_take(int efd);
@@ -847,6 +996,7 @@ struct kq_kqueue {
 	size_t nknotes;
 
 	/* backend */
+	struct kq_uring *uring;		/* NULL: epoll (BACKENDS) */
 	struct kq_poll **slots;
 	uint32_t nslots, slot_free;	/* free list threaded through NULL slots */
 	uint32_t *slot_gen;
@@ -865,6 +1015,7 @@ struct kq_kqueue {
 	struct kq_poll wake;
 	_Atomic bool kicked;
 	bool wake_due;			/* under lock: kq_unlock() writes an edge */
+	bool wake_unread;		/* io_uring: an edge taken, count not read */
 	_Atomic unsigned wake_owed;	/* edges due, not yet written (+ KQ_WAKE_DEFUSE) */
 
 	/* mechanisms, created on first use, each one fd for the whole kqueue */
@@ -916,6 +1067,26 @@ kq_backend_flush(struct kq_kqueue *kq)
 {
 	if (!TAILQ_EMPTY(&kq->dirty))
 		kq_backend_flush_dirty(kq);
+}
+
+/* After a wait, under kq->lock: what the io_uring backend's kernel said
+ * (epoll's answers came with the wait). */
+static inline void
+kq_backend_reap(struct kq_kqueue *kq)
+{
+	if (KQ_URING(kq))
+		kq_uring_reap(kq);
+}
+
+/* Before kevent() returns (io_uring): what is still in the SQ reaches the
+ * kernel now - a new poll, so the kqueue fd polls readable when its fd is;
+ * a removal, so the application's next close() is a real one - and what
+ * that made the kernel say is reaped. */
+static inline void
+kq_backend_commit(struct kq_kqueue *kq)
+{
+	if (KQ_URING(kq))
+		kq_uring_commit(kq);
 }
 
 static inline void
@@ -999,6 +1170,7 @@ bool kq_procconn_read(int fd, void (*fn)(void *arg, const struct kq_procmsg *m),
 
 /* kqueue.c */
 void kq_kick(struct kq_kqueue *kq);		/* make the kq fd readable (signal-safe) */
+void kq_wake_post(struct kq_kqueue *kq);	/* one wake edge, unconditionally */
 /* Under kq->lock, after scan: the wake fd's edge is made due or defused. */
 void kq_update_wake(struct kq_kqueue *kq);
 /* Unlock kq->lock, then write the edge kq_update_wake() made due. */

@@ -484,6 +484,7 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 		kq_backend_flush(kq);
 		kq_timer_flush(kq);
 		r = kq_backend_wait(kq, ready, KQ_READY_MAX, &zero);
+		kq_backend_reap(kq);
 		if (r > 0)
 			dispatch_ready(kq, ready, r);
 	}
@@ -540,8 +541,7 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 		if (kq->dead) {
 			/* the edge kq_kill() wrote woke one sleeper: pass
 			 * it on to the next */
-			uint64_t one = 1;
-			(void)!write(kq->wake.fd, &one, sizeof one);
+			kq_wake_post(kq);
 			return -EBADF;
 		}
 		/* our signal handler ran for a signal the application ignores:
@@ -550,6 +550,7 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 			continue;
 		if (r < 0)
 			return r;
+		kq_backend_reap(kq);
 		dispatch_ready(kq, ready, r);
 		if (tsp != NULL && tsp->tv_sec == 0 && tsp->tv_nsec == 0 &&
 		    tsp != &capped) {
@@ -710,6 +711,7 @@ out:
 	kq_backend_flush(kq);
 	kq_timer_flush(kq);
 	kq_fdnode_reap(kq);
+	kq_backend_commit(kq);
 	kq_update_wake(kq);
 	kq_unlock(kq);
 	kq_put(kq);

@@ -31,6 +31,24 @@ kq_now_ns(clockid_t clk)
 
 /* ------------------------------------------------------------------ wake */
 
+/* One wake edge: the eventfd's count, or (io_uring, Linux 6.13) a message
+ * to the ring (internal.h, BACKENDS).  Signal-safe. */
+static inline void
+wake_post(struct kq_kqueue *kq)
+{
+	uint64_t one = 1;
+
+	if (KQ_URING(kq) && kq_uring_post_wake(kq))
+		return;
+	(void)!write(kq->wake.fd, &one, sizeof one);
+}
+
+void
+kq_wake_post(struct kq_kqueue *kq)
+{
+	wake_post(kq);
+}
+
 /*
  * The wake eventfd sits in the epoll set edge-triggered: each write is one
  * edge, and `kicked` means "an edge is on its way or sitting in epoll's ready
@@ -41,11 +59,8 @@ kq_now_ns(clockid_t clk)
 void
 kq_kick(struct kq_kqueue *kq)
 {
-	if (!atomic_exchange(&kq->kicked, true)) {
-		uint64_t one = 1;
-		ssize_t r = write(kq->wake.fd, &one, sizeof one);
-		(void)r;
-	}
+	if (!atomic_exchange(&kq->kicked, true))
+		wake_post(kq);
 }
 
 /*
@@ -97,16 +112,22 @@ kq_update_wake(struct kq_kqueue *kq)
 		return;
 	if (want) {
 		kick_later(kq);
-	} else if (atomic_load_explicit(&kq->kicked, memory_order_relaxed)) {
+	} else if (atomic_load_explicit(&kq->kicked, memory_order_relaxed) ||
+	    kq->wake_unread) {
 		/* increments happen under kq->lock only: with none owed
 		 * now, none can appear before we unlock */
 		if (atomic_fetch_or(&kq->wake_owed, KQ_WAKE_DEFUSE) &
 		    ~KQ_WAKE_DEFUSE)
 			return;
 		atomic_store(&kq->wake_owed, 0);
-		uint64_t v;
-		ssize_t r = read(kq->wake.fd, &v, sizeof v);
-		(void)r;
+		/* io_uring: the edge's own CQE would keep the kqueue fd
+		 * readable (internal.h, BACKENDS); a message is all there is */
+		if (!KQ_URING(kq) || !kq_uring_defuse(kq)) {
+			uint64_t v;
+			ssize_t r = read(kq->wake.fd, &v, sizeof v);
+			(void)r;
+		}
+		kq->wake_unread = false;
 		atomic_store(&kq->kicked, false);
 		/* a close path may have kicked between our check and here */
 		if (closer_pending(kq))
@@ -122,12 +143,10 @@ kq_update_wake(struct kq_kqueue *kq)
 static void
 wake_write(struct kq_kqueue *kq)
 {
-	uint64_t one = 1;
 	bool again = true;
 
 	while (again) {
-		ssize_t r = write(kq->wake.fd, &one, sizeof one);
-		(void)r;
+		wake_post(kq);
 		if (atomic_fetch_sub(&kq->wake_owed, 1) != (KQ_WAKE_DEFUSE | 1))
 			return;
 		pthread_mutex_lock(&kq->lock);
@@ -155,6 +174,9 @@ static void
 wake_ready(struct kq_kqueue *kq, struct kq_poll *p, uint32_t revents)
 {
 	(void)p, (void)revents;
+	/* io_uring: epoll still has the edge, and the eventfd its count */
+	if (KQ_URING(kq))
+		kq->wake_unread = true;
 	atomic_store(&kq->kicked, false);
 	/* after clearing kicked: mail routed from now on kicks again */
 	if (atomic_load(&kq->ino_mail))
@@ -182,10 +204,11 @@ fdnode_closed(struct kq_fdwatch *w, int fd)
 	/* a free notice is due: wake the kqueue */
 	bool kick = atomic_load(&fdn->nfreewatch) > 0;
 
+	(void)fd;
 	/* release: readers that care hold this slot's lock or take the node
 	 * from the closed stack (seq_cst push below) */
 	atomic_store_explicit(&fdn->closed, true, memory_order_release);
-	kq_backend_forget_fd(kq, fd);
+	kq_backend_forget(kq, &fdn->poll);
 	fdn->closed_next = atomic_load(&kq->closed);
 	while (!atomic_compare_exchange_weak(&kq->closed, &fdn->closed_next, fdn))
 		;
@@ -458,6 +481,13 @@ kq_fdnode_reap_idle(struct kq_kqueue *kq)
 		fdn->idle = false;
 		if (fdn->poll.in_backend && fdn->poll.armed == 0 &&
 		    fdn->poll.want == 0 && !fdn->poll.dirty)
+			continue;
+		/* io_uring: a node whose poll is gone holds nothing in the
+		 * kernel; kept, a new knote on the fd needs no new probe
+		 * (the close path still frees it) */
+		if (KQ_URING(kq) && !fdn->poll.in_backend &&
+		    fdn->poll.want == 0 && !fdn->poll.dirty &&
+		    fdn->kind == KQ_FD_POLL)
 			continue;
 		/* all under the fd's lock: a close on another thread either
 		 * took the node first (then kq_drain_closed frees it) or finds
@@ -928,9 +958,7 @@ kq_kill(struct kq_kqueue *kq)
 	/* a close path that took a node before our unwatch has pushed it
 	 * (we passed its lock): those are in kq->fds too */
 	atomic_store(&kq->closed, NULL);
-	uint64_t one = 1;
-	ssize_t r = write(kq->wake.fd, &one, sizeof one);
-	(void)r;
+	wake_post(kq);
 	pthread_mutex_unlock(&kq->lock);
 	kq_put(kq);
 }
@@ -955,6 +983,7 @@ kqfree_release(int fd)
 		kq_release_all(kq, NOTE_FREE_RELEASE, true);
 		kq_backend_flush(kq);
 		kq_fdnode_reap(kq);
+		kq_backend_commit(kq);
 		kq_update_wake(kq);
 	}
 	kq_unlock(kq);

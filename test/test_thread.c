@@ -9,9 +9,11 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -41,6 +43,36 @@ write(int fd, const void *buf, size_t len)
 			usleep(1000);
 	}
 	return syscall(SYS_write, fd, buf, len);
+}
+
+/*
+ * The io_uring backend's wake edge on Linux 6.13+ is no write but a message
+ * to the ring (io_uring_register(IORING_REGISTER_SEND_MSG_RING), through
+ * libc's syscall()): held the same way.
+ */
+long
+syscall(long nr, ...)
+{
+	static long (*real)(long, ...);
+	long a[6];
+	va_list ap;
+	int i;
+
+	va_start(ap, nr);
+	for (i = 0; i < 6; i++)
+		a[i] = va_arg(ap, long);
+	va_end(ap);
+	if (real == NULL)
+		real = (long (*)(long, ...))dlsym(RTLD_NEXT, "syscall");
+	if (hold_next_edge && nr == SYS_io_uring_register && a[1] == 31) {
+		int64_t t0 = now_ms();
+
+		hold_next_edge = false;
+		atomic_store(&edge_held, true);
+		while (!atomic_load(&edge_release) && now_ms() - t0 < 2000)
+			usleep(1000);
+	}
+	return real(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
 
 /* One blocking kevent() call on another thread. */

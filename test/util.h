@@ -395,7 +395,8 @@ sleeping_on(pid_t tid)
 			    sscanf(buf, "%ld %lx", &nr, &arg0) == 2;
 			fclose(f);
 		}
-		if (n && (nr == 232 || nr == 441 || nr == 281))
+		/* epoll_wait, epoll_pwait2, epoll_pwait, io_uring_enter */
+		if (n && (nr == 232 || nr == 441 || nr == 281 || nr == 426))
 			return (int)arg0;
 		struct timespec ts = { 0, 1000000 };
 		nanosleep(&ts, NULL);

@@ -1,0 +1,746 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The io_uring backend (internal.h, BACKENDS, has the rules): every
+ * kq_poll is a ring poll whose user_data is its handle; the changes a
+ * kevent() call makes go in as SQEs and reach the kernel in the same
+ * io_uring_enter as its wait.  SQEs are written under kq->lock, CQEs read
+ * under kq->lock; the enter itself holds no lock.
+ *
+ * liburing (2.3) is used for the ring's mapping, the SQE helpers and the
+ * opcode probe only: the ring fd is the library's own (kq_fd_own), so it is
+ * set up and closed here, never by io_uring_queue_init/exit (whose close()
+ * the close family would refuse), and the enter is a plain system call
+ * whose to_submit is what is published, whichever thread makes it.
+ */
+#include "internal.h"
+
+#ifdef HAVE_LIBURING	/* built without it: internal.h's stubs */
+#include <liburing.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define SQ_ENTRIES	256
+#define CQ_ENTRIES	4096
+#define REAP_MAX	256	/* CQEs taken per reap; the rest the next time */
+
+struct kq_uring {
+	struct io_uring ring;
+	int fd;				/* the ring's fd, owned */
+	unsigned sq_entries;
+	_Atomic unsigned reaps;		/* CQ reads so far (kq_uring_wait) */
+	bool msg_wake;			/* wake edges are CQEs sent to the ring */
+};
+
+#ifndef IORING_REGISTER_SEND_MSG_RING
+#define IORING_REGISTER_SEND_MSG_RING	31	/* Linux 6.13 */
+#endif
+
+/*
+ * A wake edge as a CQE posted straight into the ring (user_data: the wake
+ * poll's handle), by IORING_REGISTER_SEND_MSG_RING: a plain system call
+ * (signal-safe: kq_kick), with no ring of the sender's, and synchronous -
+ * the CQE is in the CQ when it returns, so an edge defused after it is
+ * really gone (kq_uring_defuse), unlike the CQE of a poll on the wake
+ * eventfd, which the arming thread's task_work posts some time later.
+ * 0 or errno.
+ */
+static int
+send_wake(const struct kq_uring *u, uint64_t ud)
+{
+	struct io_uring_sqe sqe;
+
+	memset(&sqe, 0, sizeof sqe);
+	sqe.opcode = IORING_OP_MSG_RING;
+	sqe.fd = u->fd;
+	sqe.addr = 0;			/* IORING_MSG_DATA */
+	sqe.len = 0;			/* the CQE's res */
+	sqe.off = ud;			/* the CQE's user_data */
+	return syscall(__NR_io_uring_register, -1, IORING_REGISTER_SEND_MSG_RING,
+	    &sqe, 1) < 0 ? errno : 0;
+}
+
+#ifdef KQ_STATS
+extern _Atomic unsigned long kq_stat_ctl_calls;
+#define COUNT_CTL()	atomic_fetch_add_explicit(&kq_stat_ctl_calls, 1, \
+			    memory_order_relaxed)
+#else
+#define COUNT_CTL()	((void)0)
+#endif
+
+/* What the kernel offers, asked once per process: 0 not yet, 1 enough,
+ * -1 not (every kqueue then runs on epoll). */
+static _Atomic int kernel_ok;
+
+#ifdef KQ_STATS
+void
+kq_uring_test_reset(void)
+{
+	atomic_store(&kernel_ok, 0);
+}
+#endif
+
+static inline uint64_t
+handle_of(const struct kq_poll *p)
+{
+	return (uint64_t)p->gen << 32 | p->slot;
+}
+
+static int
+sys_enter(int fd, unsigned to_submit, unsigned min_complete, unsigned flags,
+    void *arg, size_t argsz)
+{
+	return (int)syscall(__NR_io_uring_enter, fd, to_submit, min_complete,
+	    flags, arg, argsz);
+}
+
+/* Published SQEs the kernel has not taken (any thread, no lock). */
+static inline unsigned
+sq_unsubmitted(const struct kq_uring *u)
+{
+	return __atomic_load_n(u->ring.sq.ktail, __ATOMIC_ACQUIRE) -
+	    __atomic_load_n(u->ring.sq.khead, __ATOMIC_ACQUIRE);
+}
+
+static inline unsigned
+cq_unreaped(const struct kq_uring *u)
+{
+	return __atomic_load_n(u->ring.cq.ktail, __ATOMIC_ACQUIRE) -
+	    __atomic_load_n(u->ring.cq.khead, __ATOMIC_ACQUIRE);
+}
+
+/* Under kq->lock: the SQEs written so far become visible to the kernel. */
+static inline void
+publish(struct kq_uring *u)
+{
+	struct io_uring_sq *sq = &u->ring.sq;
+
+	sq->sqe_head = sq->sqe_tail;
+	__atomic_store_n(sq->ktail, sq->sqe_tail, __ATOMIC_RELEASE);
+}
+
+/* Under kq->lock: hand the kernel what is published, without waiting. */
+static void
+submit_now(struct kq_uring *u)
+{
+	unsigned n;
+
+	publish(u);
+	while ((n = sq_unsubmitted(u)) != 0 &&
+	    sys_enter(u->fd, n, 0, 0, NULL, 0) < 0 && errno == EINTR)
+		;
+}
+
+/* Under kq->lock: an SQE, submitting what is queued if the SQ is full. */
+static struct io_uring_sqe *
+get_sqe(struct kq_uring *u)
+{
+	struct io_uring_sqe *sqe;
+
+	while ((sqe = io_uring_get_sqe(&u->ring)) == NULL)
+		submit_now(u);
+	return sqe;
+}
+
+/* Edge-triggered and not one-shot: a multishot poll (see BACKENDS). */
+static inline bool
+multishot(uint32_t want)
+{
+	return (want & (KQ_POLLET | KQ_POLLONESHOT)) == KQ_POLLET;
+}
+
+static inline unsigned
+poll_mask(uint32_t want)
+{
+	return want & ~(KQ_POLLET | KQ_POLLONESHOT);
+}
+
+/* A new poll for p: a new generation, so what its earlier arms left in the
+ * CQ is dropped by kq_poll_lookup(). */
+static void
+arm(struct kq_kqueue *kq, struct kq_poll *p, uint32_t want, bool change)
+{
+	struct kq_uring *u = kq->uring;
+	struct io_uring_sqe *sqe = get_sqe(u);
+
+	p->gen = ++kq->slot_gen[p->slot];
+	io_uring_prep_poll_add(sqe, p->fd, poll_mask(want));
+	if (multishot(want))
+		sqe->len |= IORING_POLL_ADD_MULTI;
+	sqe->user_data = handle_of(p);
+	p->in_backend = true;
+	if (change)
+		COUNT_CTL();
+}
+
+static void
+disarm(struct kq_kqueue *kq, struct kq_poll *p)
+{
+	struct kq_uring *u = kq->uring;
+	struct io_uring_sqe *sqe = get_sqe(u);
+
+	io_uring_prep_poll_remove(sqe, handle_of(p));
+	sqe->user_data = 0;		/* its own failure: ignored */
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	p->in_backend = false;
+	COUNT_CTL();
+}
+
+/* Same mode, other events: in place (the kernel re-checks readiness). */
+static void
+update(struct kq_kqueue *kq, struct kq_poll *p, uint32_t want)
+{
+	struct kq_uring *u = kq->uring;
+	struct io_uring_sqe *sqe = get_sqe(u);
+
+	io_uring_prep_poll_update(sqe, handle_of(p), 0, poll_mask(want),
+	    IORING_POLL_UPDATE_EVENTS);
+	sqe->user_data = handle_of(p) | KQ_URING_UPDATE;
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	COUNT_CTL();
+}
+
+/* ---------------------------------------------------------------- setup */
+
+static void
+unmap(struct kq_uring *u)
+{
+	struct io_uring_sq *sq = &u->ring.sq;
+	struct io_uring_cq *cq = &u->ring.cq;
+
+	munmap(sq->sqes, u->sq_entries * sizeof(struct io_uring_sqe));
+	if (cq->ring_ptr != NULL && cq->ring_ptr != sq->ring_ptr)
+		munmap(cq->ring_ptr, cq->ring_sz);
+	munmap(sq->ring_ptr, sq->ring_sz);
+}
+
+/* The kernel refuses io_uring, or lacks what this backend needs. */
+static bool
+kernel_lacks(int err)
+{
+	return err == ENOSYS || err == EPERM || err == EINVAL ||
+	    err == EOPNOTSUPP || err == EACCES;
+}
+
+/* The kernel has every feature, opcode and register op used here. */
+static int
+probe_kernel(struct kq_uring *u, const struct io_uring_params *p)
+{
+	struct io_uring_probe *pr;
+	struct io_uring_sync_cancel_reg reg;
+	unsigned features = p->features;
+	bool ops;
+	int fail = 0;
+
+#ifdef KQ_STATS
+	fail = kq_uring_test_fail;
+	if (fail == KQ_URING_FAIL_EXT_ARG)
+		features &= ~IORING_FEAT_EXT_ARG;
+#endif
+	if ((features & (IORING_FEAT_EXT_ARG | IORING_FEAT_NODROP)) !=
+	    (IORING_FEAT_EXT_ARG | IORING_FEAT_NODROP))
+		return EOPNOTSUPP;
+	if ((pr = io_uring_get_probe_ring(&u->ring)) == NULL)
+		return EOPNOTSUPP;
+	ops = io_uring_opcode_supported(pr, IORING_OP_POLL_ADD) &&
+	    io_uring_opcode_supported(pr, IORING_OP_POLL_REMOVE) &&
+	    fail != KQ_URING_FAIL_OPCODE;
+	io_uring_free_probe(pr);
+	if (!ops)
+		return EOPNOTSUPP;
+	/* cancel a request that does not exist: ENOENT if the kernel knows
+	 * the operation (6.0), EINVAL if not */
+	memset(&reg, 0, sizeof reg);
+	reg.addr = 0;
+	reg.fd = -1;
+	reg.timeout.tv_sec = -1;
+	reg.timeout.tv_nsec = -1;
+	if (fail == KQ_URING_FAIL_SYNC_CANCEL ||
+	    (syscall(__NR_io_uring_register, u->fd, IORING_REGISTER_SYNC_CANCEL,
+	    &reg, 1) < 0 && errno != ENOENT))
+		return EOPNOTSUPP;
+	return 0;
+}
+
+static int
+ring_setup(struct kq_uring *u, struct io_uring_params *p)
+{
+	unsigned i;
+	int fd, err;
+
+	memset(p, 0, sizeof *p);
+	p->flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP |
+	    IORING_SETUP_SUBMIT_ALL;
+	p->cq_entries = CQ_ENTRIES;
+	kq_fd_making();
+	fd = (int)syscall(__NR_io_uring_setup, SQ_ENTRIES, p);
+#ifdef KQ_STATS
+	if (kq_uring_test_fail == KQ_URING_FAIL_SETUP_ENOSYS ||
+	    kq_uring_test_fail == KQ_URING_FAIL_SETUP_EPERM) {
+		if (fd >= 0)
+			kq_real_close(fd);
+		fd = -1;
+		errno = kq_uring_test_fail == KQ_URING_FAIL_SETUP_ENOSYS ?
+		    ENOSYS : EPERM;
+	}
+#endif
+	/* the kernel makes it O_CLOEXEC */
+	if ((fd = kq_fd_adopt(fd)) < 0)
+		return errno;
+	if ((err = -io_uring_queue_mmap(fd, p, &u->ring)) != 0) {
+		kq_fd_close(fd);
+		return err;
+	}
+	u->fd = fd;
+	u->sq_entries = p->sq_entries;
+	/* liburing 2.3 leaves the SQ index array to the submitter */
+	for (i = 0; i < u->ring.sq.ring_entries; i++)
+		u->ring.sq.array[i] = i;
+	/* a fork child must not touch the parent's ring: it has none */
+	madvise(u->ring.sq.ring_ptr, u->ring.sq.ring_sz, MADV_DONTFORK);
+	if (u->ring.cq.ring_ptr != u->ring.sq.ring_ptr)
+		madvise(u->ring.cq.ring_ptr, u->ring.cq.ring_sz, MADV_DONTFORK);
+	madvise(u->ring.sq.sqes, p->sq_entries * sizeof(struct io_uring_sqe),
+	    MADV_DONTFORK);
+	return 0;
+}
+
+static void
+ring_free(struct kq_uring *u)
+{
+	struct io_uring_sync_cancel_reg reg;
+
+	/* release every polled file now, not when the ring's exit work runs */
+	memset(&reg, 0, sizeof reg);
+	reg.fd = -1;
+	reg.flags = IORING_ASYNC_CANCEL_ANY;
+	reg.timeout.tv_sec = -1;
+	reg.timeout.tv_nsec = -1;
+	(void)syscall(__NR_io_uring_register, u->fd, IORING_REGISTER_SYNC_CANCEL,
+	    &reg, 1);
+	unmap(u);
+	kq_fd_close(u->fd);
+	free(u);
+}
+
+int
+kq_uring_init(struct kq_kqueue *kq)
+{
+	struct io_uring_params p;
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct kq_uring *u;
+	int known = atomic_load(&kernel_ok), err;
+
+	if (known < 0)
+		return EOPNOTSUPP;
+	if ((u = calloc(1, sizeof *u)) == NULL)
+		return ENOMEM;
+	if ((err = ring_setup(u, &p)) != 0) {
+		free(u);
+		if (kernel_lacks(err))
+			atomic_store(&kernel_ok, -1);
+		return err;
+	}
+	if (known == 0) {
+		if ((err = probe_kernel(u, &p)) != 0) {
+			atomic_store(&kernel_ok, -1);
+			ring_free(u);
+			return err;
+		}
+		atomic_store(&kernel_ok, 1);
+	}
+	/* Linux 6.13: a message of user_data 0, whose CQE (there already:
+	 * the post is synchronous) is taken at once */
+	if ((u->msg_wake = send_wake(u, 0) == 0)) {
+		struct io_uring_cqe *cqe;
+
+		if (io_uring_peek_cqe(&u->ring, &cqe) == 0 && cqe != NULL &&
+		    cqe->user_data == 0)
+			io_uring_cq_advance(&u->ring, 1);
+	}
+	/* the kqueue fd polls readable while the kernel has said something
+	 * not yet reaped */
+	if (epoll_ctl(kq->fd, EPOLL_CTL_ADD, u->fd, &ev) < 0) {
+		err = errno;
+		ring_free(u);
+		return err;
+	}
+	kq->uring = u;
+	return 0;
+}
+
+void
+kq_uring_close(struct kq_kqueue *kq)
+{
+	ring_free(kq->uring);
+	kq->uring = NULL;
+}
+
+/* ------------------------------------------------------- registrations */
+
+int
+kq_uring_attach(struct kq_kqueue *kq, struct kq_poll *p)
+{
+	struct epoll_event ev = { .events = 0 };
+
+	if (p->userfd) {
+		/* epoll's answer classifies a new fd: EBADF, EPERM (no poll:
+		 * always ready), as on the epoll backend */
+		if (epoll_ctl(kq->fd, EPOLL_CTL_ADD, p->fd, &ev) < 0)
+			return errno;
+		(void)epoll_ctl(kq->fd, EPOLL_CTL_DEL, p->fd, &ev);
+	} else if (p == &kq->wake) {
+		/* edges are messages to the ring: the eventfd is not used */
+		if (kq->uring->msg_wake)
+			return 0;
+		/* the wake eventfd also makes the kqueue fd readable */
+		ev.events = EPOLLIN | EPOLLET;
+		if (epoll_ctl(kq->fd, EPOLL_CTL_ADD, p->fd, &ev) < 0)
+			return errno;
+	}
+	if (p->want != 0) {
+		arm(kq, p, p->want, true);
+		publish(kq->uring);
+	}
+	p->armed = p->want;
+	return 0;
+}
+
+void
+kq_uring_detach(struct kq_kqueue *kq, struct kq_poll *p)
+{
+	if (p->dirty) {
+		TAILQ_REMOVE(&kq->dirty, p, dirty_link);
+		p->dirty = false;
+	}
+	/* a closed user fd's node (kq_drain_closed): the close path cancelled
+	 * what the kernel had; an arm still in the SQ then went in after
+	 * it, so remove whatever this handle is now */
+	if (p->in_backend || (p->userfd &&
+	    atomic_load(&((struct kq_fdnode *)p->owner)->closed))) {
+		disarm(kq, p);
+		publish(kq->uring);
+	}
+	p->armed = 0;
+}
+
+/* The close path: no kq->lock, maybe a signal handler; a system call
+ * only, never the SQ ring.  Under the fd's slot lock, so p's handle is the
+ * one its last arm (made under that lock) used. */
+void
+kq_uring_forget(struct kq_kqueue *kq, struct kq_poll *p)
+{
+	struct kq_uring *u = kq->uring;
+	struct io_uring_sync_cancel_reg reg;
+	int e = errno;
+
+	memset(&reg, 0, sizeof reg);
+	reg.addr = handle_of(p);
+	reg.fd = -1;
+	reg.timeout.tv_sec = -1;
+	reg.timeout.tv_nsec = -1;
+	(void)syscall(__NR_io_uring_register, u->fd, IORING_REGISTER_SYNC_CANCEL,
+	    &reg, 1);
+	/* an arm not submitted yet is removed by the drain: make it soon */
+	if (sq_unsubmitted(u) != 0)
+		kq_kick(kq);
+	errno = e;
+}
+
+/* One registration: bring the ring to p->want with at most one SQE (two for
+ * a change of mode). */
+static void
+flush_one(struct kq_kqueue *kq, struct kq_poll *p)
+{
+	uint32_t want = p->want;
+
+	if (want == p->armed && (p->in_backend || want == 0))
+		return;
+	if (p->userfd) {
+		kq_fdreg_lock(p->fd);
+		/* the close path already cancelled it: never re-arm a dead fd */
+		struct kq_fdnode *fdn = p->owner;
+		if (atomic_load(&fdn->closed)) {
+			kq_fdreg_unlock(p->fd);
+			return;
+		}
+	}
+	if (want == 0) {
+		if (p->in_backend)
+			disarm(kq, p);
+	} else if (p->in_backend && multishot(want) == multishot(p->armed)) {
+		update(kq, p, want);
+	} else if (!p->in_backend && p->armed == want) {
+		/* a single-shot poll that reported: the same again (the level
+		 * mechanism, not a change: KQ_STATS does not count it) */
+		arm(kq, p, want, false);
+	} else {
+		if (p->in_backend)
+			disarm(kq, p);
+		arm(kq, p, want, true);
+	}
+	p->armed = want;
+	if (p->userfd)
+		kq_fdreg_unlock(p->fd);
+}
+
+void
+kq_uring_flush_dirty(struct kq_kqueue *kq)
+{
+	struct kq_poll *p;
+
+	while ((p = TAILQ_FIRST(&kq->dirty)) != NULL) {
+		TAILQ_REMOVE(&kq->dirty, p, dirty_link);
+		p->dirty = false;
+		flush_one(kq, p);
+	}
+	publish(kq->uring);
+}
+
+/* ----------------------------------------------------------------- wait */
+
+/* Without kq->lock: submit what is published and wait for a completion
+ * (none for a zero timeout) in one call.  The CQEs are reaped after, under
+ * the lock (kq_uring_reap).  0 or -errno. */
+int
+kq_uring_wait(struct kq_kqueue *kq, const struct timespec *ts)
+{
+	struct kq_uring *u = kq->uring;
+	struct io_uring_getevents_arg arg;
+	struct __kernel_timespec kts;
+	unsigned n = sq_unsubmitted(u), min = 1;
+	unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
+
+	unsigned reaps = atomic_load_explicit(&u->reaps, memory_order_acquire);
+	int64_t deadline = INT64_MAX;
+	int r, e, oldtype;
+
+	memset(&arg, 0, sizeof arg);
+	if (ts != NULL && ts->tv_sec == 0 && ts->tv_nsec == 0) {
+		/* nothing to submit and something to reap: no call */
+		if (n == 0 && cq_unreaped(u) != 0)
+			return 0;
+		min = 0;
+	} else if (ts != NULL) {
+		kts.tv_sec = ts->tv_sec;
+		kts.tv_nsec = ts->tv_nsec;
+		arg.ts = (uint64_t)(uintptr_t)&kts;
+		if (n != 0)
+			deadline = kq_now_ns(CLOCK_MONOTONIC) +
+			    (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+	}
+	/* a plain syscall() is no cancellation point, and kevent()'s wait is
+	 * one (CANCELLATION): as glibc's own cancellable calls do, the
+	 * system call alone runs with asynchronous cancellation (no effect
+	 * where the caller disabled cancellation) */
+	pthread_setcanceltype(PTHREAD_CANCEL_ASYNCHRONOUS, &oldtype);
+	r = sys_enter(u->fd, n, min, flags, &arg, sizeof arg);
+	e = errno;
+	pthread_setcanceltype(oldtype, NULL);
+	errno = e;
+	if (r < 0) {
+		/* timed out, or the CQ's overflow must be reaped first */
+		if (errno == ETIME || errno == EBUSY || errno == EAGAIN)
+			return 0;
+		return -errno;
+	}
+	/*
+	 * Having submitted, the kernel returns how many, not why the wait
+	 * ended: it waited (all n taken), nothing is in the CQ, nobody reaped
+	 * meanwhile and the time is not up - a signal handler ran (EINTR).
+	 */
+	if (min != 0 && n != 0 && (unsigned)r == n && cq_unreaped(u) == 0 &&
+	    atomic_load_explicit(&u->reaps, memory_order_acquire) == reaps &&
+	    (deadline == INT64_MAX || kq_now_ns(CLOCK_MONOTONIC) < deadline))
+		return -EINTR;
+	return 0;
+}
+
+struct completion {
+	uint64_t ud;
+	int32_t res;
+	uint32_t flags;
+	int refresh;			/* index in the reap's pollfd array, -1 */
+};
+
+static void
+complete(struct kq_kqueue *kq, const struct completion *c,
+    const struct pollfd *now)
+{
+	struct kq_poll *p;
+	uint64_t ud = c->ud;
+	uint32_t revents;
+
+	if (ud == 0)
+		return;			/* a removal's own completion */
+	if ((uint32_t)ud & KQ_URING_UPDATE) {
+		/* an update found no poll: it fired (single-shot) before */
+		p = kq_poll_lookup(kq, ud & ~(uint64_t)KQ_URING_UPDATE);
+		if (p != NULL && c->res == -ENOENT && p->in_backend) {
+			p->in_backend = false;
+			p->armed = 0;
+			kq_backend_update(kq, p);
+		}
+		return;
+	}
+	if ((p = kq_poll_lookup(kq, ud)) == NULL)
+		return;			/* an earlier arm's, or a dead poll's */
+	if (c->res == -ECANCELED) {
+		/* the close path's cancel, or the kernel's: re-armed by the
+		 * flush if still wanted (never a closed fd) */
+		if (p->in_backend) {
+			p->in_backend = false;
+			p->armed = 0;
+			kq_backend_update(kq, p);
+		}
+		return;
+	}
+	/* an error stays armed (as it is: re-arming would fail again) and
+	 * is told as one */
+	revents = c->res >= 0 ? (uint32_t)c->res : KQ_POLLERR;
+	if (c->refresh >= 0 && now[c->refresh].revents >= 0)
+		revents = (uint32_t)(uint16_t)now[c->refresh].revents;
+	p->ready(kq, p, revents);
+	if (c->res < 0 || (c->flags & IORING_CQE_F_MORE))
+		return;
+	/* a single-shot poll is done: the flush re-arms it if a knote still
+	 * wants it (ready may have let go of p: looked up again).  armed
+	 * stays what the poll had, so the flush can tell a re-arm of the
+	 * same from a change (fdnode_ready zeroes it for one-shot ones) */
+	if ((p = kq_poll_lookup(kq, ud)) != NULL && p->in_backend) {
+		p->in_backend = false;
+		kq_backend_update(kq, p);
+	}
+}
+
+/* A CQE that reports readiness of a live poll. */
+static bool
+is_report(struct kq_kqueue *kq, const struct io_uring_cqe *cqe)
+{
+	uint64_t ud = cqe->user_data;
+
+	struct kq_poll *p;
+
+	if (ud == 0 || ((uint32_t)ud & KQ_URING_UPDATE) ||
+	    cqe->res == -ECANCELED || (p = kq_poll_lookup(kq, ud)) == NULL)
+		return false;
+	return p != &kq->wake;	/* the wake edge is the kqueue's own */
+}
+
+/*
+ * After kevent()'s own submission, or before the wake edge is defused:
+ * take the completions that report nothing of the application's (a
+ * removed poll's -ECANCELED, stale CQEs, failed updates, the wake edge),
+ * up to the first report.  Reports stay in the CQ, so the kqueue fd polls
+ * readable, and are read (their file asked again) by the next scan: a
+ * report taken now would be stale by then.
+ */
+void
+kq_uring_reap_quiet(struct kq_kqueue *kq)
+{
+	struct kq_uring *u = kq->uring;
+	struct io_uring_cqe *cqe;
+	struct completion c;
+
+	while (io_uring_peek_cqe(&u->ring, &cqe) == 0 && cqe != NULL &&
+	    !is_report(kq, cqe)) {
+		c.ud = cqe->user_data;
+		c.res = cqe->res;
+		c.flags = cqe->flags;
+		c.refresh = -1;
+		io_uring_cq_advance(&u->ring, 1);
+		atomic_fetch_add_explicit(&u->reaps, 1, memory_order_release);
+		complete(kq, &c, NULL);
+	}
+}
+
+/*
+ * A single-shot poll woken by its file reports the wake-up's events only (a
+ * write says IN, not the HUP of a close after it), and what was true then:
+ * a level report must say what the file is now, as epoll_wait's does.  So
+ * the user fds of such CQEs are asked again, all in one poll(), when the
+ * CQEs are taken.  (Under kq->lock, not the fds' slot locks: a number
+ * closed meanwhile is dropped by the scan, fdn->closed, whatever this
+ * says.)  Multishot (edge) reports are taken as they are.
+ */
+void
+kq_uring_reap(struct kq_kqueue *kq)
+{
+	struct kq_uring *u = kq->uring;
+	struct completion batch[REAP_MAX];
+	struct pollfd now[REAP_MAX];
+	struct io_uring_cqe *cqe;
+	struct kq_poll *p;
+	unsigned head, n = 0, i;
+	int nnow = 0;
+
+	io_uring_for_each_cqe(&u->ring, head, cqe) {
+		if (n == REAP_MAX)
+			break;
+		batch[n].ud = cqe->user_data;
+		batch[n].res = cqe->res;
+		batch[n].flags = cqe->flags;
+		batch[n].refresh = -1;
+		if (cqe->res >= 0 && !(cqe->flags & IORING_CQE_F_MORE) &&
+		    cqe->user_data != 0 &&
+		    !((uint32_t)cqe->user_data & KQ_URING_UPDATE) &&
+		    (p = kq_poll_lookup(kq, cqe->user_data)) != NULL &&
+		    p->userfd) {
+			now[nnow].fd = p->fd;
+			now[nnow].events = (short)poll_mask(p->armed);
+			now[nnow].revents = 0;
+			batch[n].refresh = nnow++;
+		}
+		n++;
+	}
+	io_uring_cq_advance(&u->ring, n);
+	atomic_fetch_add_explicit(&u->reaps, 1, memory_order_release);
+	if (nnow > 0 && poll(now, (nfds_t)nnow, 0) < 0)
+		for (i = 0; i < (unsigned)nnow; i++)
+			now[i].revents = -1;	/* keep what the CQEs said */
+	for (i = 0; i < n; i++)
+		complete(kq, &batch[i], now);
+}
+
+void
+kq_uring_commit(struct kq_kqueue *kq)
+{
+	struct kq_uring *u = kq->uring;
+
+	if (u->ring.sq.sqe_tail == __atomic_load_n(u->ring.sq.khead,
+	    __ATOMIC_ACQUIRE))
+		return;
+	submit_now(u);
+	kq_uring_reap_quiet(kq);
+}
+
+
+/* A wake edge (kq_kick, kq_unlock): true if sent as a message to the ring,
+ * false if the caller writes the wake eventfd (kernels before 6.13). */
+bool
+kq_uring_post_wake(struct kq_kqueue *kq)
+{
+	struct kq_uring *u = kq->uring;
+	int e = errno;
+
+	if (!u->msg_wake)
+		return false;
+	(void)send_wake(u, handle_of(&kq->wake));
+	errno = e;
+	return true;
+}
+
+/* Under kq->lock, nothing queued: take back the edges sent (their CQEs);
+ * true if that is all (messages), false if the eventfd must be read too. */
+bool
+kq_uring_defuse(struct kq_kqueue *kq)
+{
+	kq_uring_reap_quiet(kq);
+	return kq->uring->msg_wake;
+}
+
+#endif /* HAVE_LIBURING */

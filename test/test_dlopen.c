@@ -665,44 +665,6 @@ END_TEST
  * through that module: the free notice must come, as it does in a child
  * whose lock was free.
  */
-struct parked_walk {
-	_Atomic bool inside, release;
-};
-
-static int
-park_cb(struct dl_phdr_info *info, size_t size, void *arg)
-{
-	struct parked_walk *w = arg;
-
-	(void)info, (void)size;
-	atomic_store(&w->inside, true);
-	for (int i = 0; i < 20000 && !atomic_load(&w->release); i++)
-		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
-	return 1;
-}
-
-static void *
-park_in_walk(void *arg)
-{
-	dl_iterate_phdr(park_cb, arg);
-	return NULL;
-}
-
-static int
-wait_child_bounded(pid_t pid, int ms)
-{
-	int status;
-
-	for (int i = 0; i < ms; i++) {
-		if (waitpid(pid, &status, WNOHANG) == pid)
-			return status;
-		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, &status, 0);
-	return -1;
-}
-
 /* In the child: watch a pipe, close it through closer, expect the notice. */
 static int
 child_close_through(int (*closer)(int))
@@ -728,7 +690,6 @@ child_close_through(int (*closer)(int))
 START_TEST(stuck_lock_child_tracks_module_loaded_before_fork)
 {
 	struct parked_walk w = { 0 };
-	pthread_t t;
 	int st;
 
 	load_module();
@@ -746,17 +707,13 @@ START_TEST(stuck_lock_child_tracks_module_loaded_before_fork)
 	ck_assert_msg(st == 0, "lock free: child status %#x", st);
 
 	/* the lock held by another thread at the fork */
-	ck_assert_int_eq(pthread_create(&t, NULL, park_in_walk, &w), 0);
-	for (int i = 0; i < 10000 && !atomic_load(&w.inside); i++)
-		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
-	ck_assert(atomic_load(&w.inside));
+	park_a_walk(&w);
 	pid = fork();
 	if (pid == 0)
 		_exit(child_close_through(closer));
 	ck_assert_int_gt(pid, 0);
 	st = wait_child_bounded(pid, 15000);
-	atomic_store(&w.release, true);
-	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	release_the_walk(&w);
 	ck_assert_msg(st == 0, "lock held: child status %#x (-1: hung)", st);
 }
 END_TEST
@@ -778,21 +735,16 @@ load_in_walk_cb(struct dl_phdr_info *info, size_t size, void *arg)
 START_TEST(module_loaded_inside_a_walk_child_forked_while_walking_works)
 {
 	struct parked_walk w = { 0 };
-	pthread_t t;
 
 	dl_iterate_phdr(load_in_walk_cb, NULL);
 	ck_assert_ptr_nonnull(M.close);
-	ck_assert_int_eq(pthread_create(&t, NULL, park_in_walk, &w), 0);
-	for (int i = 0; i < 10000 && !atomic_load(&w.inside); i++)
-		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
-	ck_assert(atomic_load(&w.inside));
+	park_a_walk(&w);
 	pid_t pid = fork();
 	if (pid == 0)
 		_exit(child_close_through(M.close));
 	ck_assert_int_gt(pid, 0);
 	int st = wait_child_bounded(pid, 15000);
-	atomic_store(&w.release, true);
-	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	release_the_walk(&w);
 	ck_assert_msg(st == 0, "child status %#x (-1: hung)", st);
 }
 END_TEST

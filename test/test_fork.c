@@ -495,23 +495,6 @@ churn_kevent(void *arg)
 	return NULL;
 }
 
-static int
-wait_child_bounded(pid_t pid, int ms)
-{
-	int status, i;
-
-	for (i = 0; i < ms; i++) {
-		pid_t r = waitpid(pid, &status, WNOHANG);
-		if (r == pid)
-			return status;
-		struct timespec ts = { 0, 1000000 };
-		nanosleep(&ts, NULL);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, &status, 0);
-	return -1;
-}
-
 START_TEST(fork_while_a_thread_mutates_the_kqueue)
 {
 	struct churner c = { .kq = xkqueue() };
@@ -639,40 +622,13 @@ END_TEST
  * it.  A thread parks inside a walk; the child must still use a kqueue of
  * its own, changes and events included, within a bounded time.
  */
-struct parked_walk {
-	_Atomic bool inside, release;
-};
-
-static int
-park_cb(struct dl_phdr_info *info, size_t size, void *arg)
-{
-	struct parked_walk *w = arg;
-
-	(void)info, (void)size;
-	atomic_store(&w->inside, true);
-	for (int i = 0; i < 20000 && !atomic_load(&w->release); i++)
-		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
-	return 1;
-}
-
-static void *
-park_in_walk(void *arg)
-{
-	dl_iterate_phdr(park_cb, arg);
-	return NULL;
-}
-
 START_TEST(fork_while_another_thread_walks_the_loader_child_still_works)
 {
 	struct parked_walk w = { 0 };
 	int kq = xkqueue(), p[2];
-	pthread_t t;
 
 	xpipe(p);
-	ck_assert_int_eq(pthread_create(&t, NULL, park_in_walk, &w), 0);
-	for (int i = 0; i < 10000 && !atomic_load(&w.inside); i++)
-		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
-	ck_assert(atomic_load(&w.inside));
+	park_a_walk(&w);
 	pid_t pid = fork();
 	if (pid == 0) {
 		struct kevent ch[3], ev[2];
@@ -697,8 +653,7 @@ START_TEST(fork_while_another_thread_walks_the_loader_child_still_works)
 	}
 	ck_assert_int_gt(pid, 0);
 	int status = wait_child_bounded(pid, CHILD_BOUND_MS);
-	atomic_store(&w.release, true);
-	join_bounded(t, 25000);
+	release_the_walk(&w);
 	ck_assert_msg(status == 0, "child failed (status 0x%x: -1 = hung)",
 	    status);
 	close(p[0]);
@@ -738,13 +693,9 @@ START_TEST(child_with_stuck_loader_lock_forks_and_still_works)
 {
 	struct parked_walk w = { 0 };
 	int p[2];
-	pthread_t t;
 
 	xpipe(p);
-	ck_assert_int_eq(pthread_create(&t, NULL, park_in_walk, &w), 0);
-	for (int i = 0; i < 10000 && !atomic_load(&w.inside); i++)
-		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
-	ck_assert(atomic_load(&w.inside));
+	park_a_walk(&w);
 	pid_t pid = fork();
 	if (pid == 0) {
 		pid_t g = fork();
@@ -756,8 +707,7 @@ START_TEST(child_with_stuck_loader_lock_forks_and_still_works)
 	}
 	ck_assert_int_gt(pid, 0);
 	int status = wait_child_bounded(pid, CHILD_BOUND_MS);
-	atomic_store(&w.release, true);
-	join_bounded(t, 25000);
+	release_the_walk(&w);
 	ck_assert_msg(status == 0, "child failed (status 0x%x: -1 = hung)",
 	    status);
 	close(p[0]);

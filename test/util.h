@@ -15,10 +15,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +29,7 @@
 #include <sys/event.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -495,6 +499,68 @@ int main(void) {							\
 	int failed_ = srunner_ntests_failed(sr_);			\
 	srunner_free(sr_);						\
 	return failed_ ? 1 : 0;						\
+}
+
+/* A forked child's wait status, or -1 if it had not ended within ms
+ * milliseconds (it is killed then: a hung child). */
+static inline int
+wait_child_bounded(pid_t pid, int ms)
+{
+	int status;
+
+	for (int i = 0; i < ms; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return status;
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return -1;
+}
+
+/* A thread parked inside dl_iterate_phdr(), holding the loader's list lock,
+ * until released (or 20 s): what a fork while other code walks the loader
+ * leaves a child with. */
+struct parked_walk {
+	_Atomic bool inside, release;
+	pthread_t thread;
+};
+
+static inline int
+parked_walk_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct parked_walk *w = arg;
+
+	(void)info, (void)size;
+	atomic_store(&w->inside, true);
+	for (int i = 0; i < 20000 && !atomic_load(&w->release); i++)
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	return 1;
+}
+
+static inline void *
+parked_walk_main(void *arg)
+{
+	dl_iterate_phdr(parked_walk_cb, arg);
+	return NULL;
+}
+
+/* Start w's thread and return once it is inside the walk. */
+static inline void
+park_a_walk(struct parked_walk *w)
+{
+	ck_assert_int_eq(pthread_create(&w->thread, NULL, parked_walk_main, w), 0);
+	for (int i = 0; i < 10000 && !atomic_load(&w->inside); i++)
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	ck_assert(atomic_load(&w->inside));
+}
+
+/* Let w's walk end and its thread go. */
+static inline void
+release_the_walk(struct parked_walk *w)
+{
+	atomic_store(&w->release, true);
+	join_bounded(w->thread, 25000);
 }
 
 #endif

@@ -223,7 +223,8 @@ kq_backend_forget(struct kq_kqueue *kq, struct kq_poll *p)
 	ctl(kq, EPOLL_CTL_DEL, p->fd, 0, 0);
 }
 
-/* One registration: bring epoll to p->want with at most one call. */
+/* One registration: bring the backend to p->want, with at most one
+ * epoll_ctl (kq_uring_apply: one SQE, two for a change of mode). */
 static void
 flush_one(struct kq_kqueue *kq, struct kq_poll *p)
 {
@@ -240,7 +241,9 @@ flush_one(struct kq_kqueue *kq, struct kq_poll *p)
 			return;
 		}
 	}
-	if (want == 0) {
+	if (KQ_URING(kq)) {
+		kq_uring_apply(kq, p, want);
+	} else if (want == 0) {
 		if (p->in_backend)
 			ctl(kq, EPOLL_CTL_DEL, p->fd, 0, 0);
 		p->in_backend = false;
@@ -261,15 +264,13 @@ kq_backend_flush_dirty(struct kq_kqueue *kq)
 {
 	struct kq_poll *p;
 
-	if (KQ_URING(kq)) {
-		kq_uring_flush_dirty(kq);
-		return;
-	}
 	while ((p = TAILQ_FIRST(&kq->dirty)) != NULL) {
 		TAILQ_REMOVE(&kq->dirty, p, dirty_link);
 		p->dirty = false;
 		flush_one(kq, p);
 	}
+	if (KQ_URING(kq))
+		kq_uring_publish(kq);
 }
 
 _Static_assert(sizeof(struct kq_ready) == sizeof(struct epoll_event) &&

@@ -451,24 +451,12 @@ kq_uring_forget(struct kq_kqueue *kq, struct kq_poll *p)
 	errno = e;
 }
 
-/* One registration: bring the ring to p->want with at most one SQE (two for
- * a change of mode). */
-static void
-flush_one(struct kq_kqueue *kq, struct kq_poll *p)
+/* One registration to p->want, with at most one SQE (two for a change of
+ * mode).  backend_epoll.c's flush_one decided there is a change, and holds a
+ * user fd's slot (the close path cannot cancel under us). */
+void
+kq_uring_apply(struct kq_kqueue *kq, struct kq_poll *p, uint32_t want)
 {
-	uint32_t want = p->want;
-
-	if (want == p->armed && (p->in_backend || want == 0))
-		return;
-	if (p->userfd) {
-		kq_fdreg_lock(p->fd);
-		/* the close path already cancelled it: never re-arm a dead fd */
-		struct kq_fdnode *fdn = p->owner;
-		if (atomic_load(&fdn->closed)) {
-			kq_fdreg_unlock(p->fd);
-			return;
-		}
-	}
 	if (want == 0) {
 		if (p->in_backend)
 			disarm(kq, p);
@@ -483,21 +471,12 @@ flush_one(struct kq_kqueue *kq, struct kq_poll *p)
 			disarm(kq, p);
 		arm(kq, p, want, true);
 	}
-	p->armed = want;
-	if (p->userfd)
-		kq_fdreg_unlock(p->fd);
 }
 
+/* After a flush: the SQEs it wrote become visible to the kernel. */
 void
-kq_uring_flush_dirty(struct kq_kqueue *kq)
+kq_uring_publish(struct kq_kqueue *kq)
 {
-	struct kq_poll *p;
-
-	while ((p = TAILQ_FIRST(&kq->dirty)) != NULL) {
-		TAILQ_REMOVE(&kq->dirty, p, dirty_link);
-		p->dirty = false;
-		flush_one(kq, p);
-	}
 	publish(kq->uring);
 }
 

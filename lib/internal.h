@@ -698,7 +698,9 @@ void kq_uring_close(struct kq_kqueue *kq);
 int kq_uring_attach(struct kq_kqueue *kq, struct kq_poll *p);
 void kq_uring_detach(struct kq_kqueue *kq, struct kq_poll *p);
 void kq_uring_forget(struct kq_kqueue *kq, struct kq_poll *p);
-void kq_uring_flush_dirty(struct kq_kqueue *kq);
+/* backend_epoll.c's flush: one registration's change, then publish them */
+void kq_uring_apply(struct kq_kqueue *kq, struct kq_poll *p, uint32_t want);
+void kq_uring_publish(struct kq_kqueue *kq);
 int kq_uring_wait(struct kq_kqueue *kq, const struct timespec *ts);
 void kq_uring_reap(struct kq_kqueue *kq);
 void kq_uring_commit(struct kq_kqueue *kq);
@@ -714,7 +716,9 @@ static inline void kq_uring_detach(struct kq_kqueue *kq, struct kq_poll *p)
 { (void)kq, (void)p; }
 static inline void kq_uring_forget(struct kq_kqueue *kq, struct kq_poll *p)
 { (void)kq, (void)p; }
-static inline void kq_uring_flush_dirty(struct kq_kqueue *kq) { (void)kq; }
+static inline void kq_uring_apply(struct kq_kqueue *kq, struct kq_poll *p,
+    uint32_t want) { (void)kq, (void)p, (void)want; }
+static inline void kq_uring_publish(struct kq_kqueue *kq) { (void)kq; }
 static inline int kq_uring_wait(struct kq_kqueue *kq, const struct timespec *ts)
 { (void)kq, (void)ts; return -ENOSYS; }
 static inline void kq_uring_reap(struct kq_kqueue *kq) { (void)kq; }

@@ -41,6 +41,7 @@ handle_of(const struct kq_poll *p)
 	return (uint64_t)p->gen << 32 | p->slot;
 }
 
+#ifdef HAVE_LIBURING
 /* KQFREE_BACKEND, read once: true if io_uring is asked for. */
 static pthread_once_t choice_once = PTHREAD_ONCE_INIT;
 static bool choice_uring;
@@ -53,6 +54,7 @@ read_choice(void)
 	choice_uring = e != NULL && (strcmp(e, "io_uring") == 0 ||
 	    strcmp(e, "uring") == 0);
 }
+#endif
 
 #ifdef KQ_STATS
 int kq_uring_test_fail;		/* KQ_URING_FAIL_* (backend_uring.c) */
@@ -60,11 +62,11 @@ int kq_uring_test_fail;		/* KQ_URING_FAIL_* (backend_uring.c) */
 void
 kq_backend_test_reset(void)
 {
+#ifdef HAVE_LIBURING
 	pthread_once_t fresh = PTHREAD_ONCE_INIT;
 
 	choice_once = fresh;
 	choice_uring = false;
-#ifdef HAVE_LIBURING
 	kq_uring_test_reset();
 #endif
 }

@@ -52,9 +52,9 @@
  *  - kq_gotpatch_apply() is idempotent and does nothing if no object was
  *    loaded or unloaded since a completed run (dlpi_adds/dlpi_subs; with
  *    the loader's count of additions found, loaded only: see
- *    gp_find_adds_word), so it may be called from kqueue() and EV_ADD.  Do not call it with kq->lock
- *    held: it waits for the loader, and a constructor running under the
- *    loader's lock may call kevent().
+ *    gp_find_adds_word), so it may be called from kqueue() and EV_ADD.
+ *    Do not call it with kq->lock held: it waits for the loader, and a
+ *    constructor running under the loader's lock may call kevent().
  *  - libkqfree is linked -z nodelete (lib/Makefile.am): a patched GOT entry
  *    points into it, so dlclose() of the last module that uses it must not
  *    unmap it.  Un-patching on unload instead could not be made safe: a

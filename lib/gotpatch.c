@@ -50,10 +50,11 @@
  *    then (constructors run after relocation, and no other thread can be
  *    loading while this one holds the lock), so the module patches itself.
  *  - kq_gotpatch_apply() is idempotent and does nothing if no object was
- *    loaded or unloaded since a completed run (dlpi_adds/dlpi_subs), so it
- *    may be called from kqueue() and EV_ADD.  Do not call it with kq->lock
- *    held: it waits for the loader, and a constructor running under the
- *    loader's lock may call kevent().
+ *    loaded or unloaded since a completed run (dlpi_adds/dlpi_subs; with
+ *    the loader's count of additions found, loaded only: see
+ *    gp_find_adds_word), so it may be called from kqueue() and EV_ADD.
+ *    Do not call it with kq->lock held: it waits for the loader, and a
+ *    constructor running under the loader's lock may call kevent().
  *  - libkqfree is linked -z nodelete (lib/Makefile.am): a patched GOT entry
  *    points into it, so dlclose() of the last module that uses it must not
  *    unmap it.  Un-patching on unload instead could not be made safe: a
@@ -159,6 +160,9 @@ static _Atomic bool gp_done;
 static _Atomic unsigned long long gp_adds, gp_subs;
 static const struct kq_interpose *gp_tab;
 static size_t gp_n;
+/* The loader's own count of objects added (dlpi_adds), when it was found
+ * (gp_find_adds_word); NULL: kq_gotpatch_stale() asks dl_iterate_phdr(). */
+static _Atomic(const unsigned long long *) gp_adds_word;
 
 /* Lowest and highest mapped address of an object (its PT_LOAD segments). */
 static struct gp_range
@@ -187,6 +191,19 @@ in_range(const struct gp_range *r, uintptr_t a)
 	return a >= r->lo && a < r->hi;
 }
 
+/* Under the list lock, where the loader writes the count: the word must
+ * say what the walk reports, or it is not the count and is never read
+ * again. */
+static void
+adds_word_check(unsigned long long adds)
+{
+	const unsigned long long *word = atomic_load_explicit(&gp_adds_word,
+	    memory_order_relaxed);
+
+	if (word != NULL && __atomic_load_n(word, __ATOMIC_RELAXED) != adds)
+		atomic_store_explicit(&gp_adds_word, NULL, memory_order_relaxed);
+}
+
 static int
 walk_cb(struct dl_phdr_info *info, size_t size, void *arg)
 {
@@ -197,6 +214,7 @@ walk_cb(struct dl_phdr_info *info, size_t size, void *arg)
 		w->adds = info->dlpi_adds;
 		w->subs = info->dlpi_subs;
 		w->have_counts = true;
+		adds_word_check(info->dlpi_adds);
 	}
 
 	struct gp_range r = obj_range(info->dlpi_addr, info->dlpi_phdr,
@@ -453,8 +471,8 @@ patch_object(const struct gp_obj *o, const struct gp_range *libc,
 /*
  * Fork and the loader's list lock.  dl_iterate_phdr() holds it while it
  * runs, and glibc does not reset it in a fork child: a fork while another
- * thread walks the objects (kq_gotpatch_stale() runs in every kevent() with
- * changes) leaves it held forever there, and the child's first walk - its
+ * thread walks the objects (kq_gotpatch_stale() may walk in any kevent()
+ * with changes) leaves it held forever there, and the child's first walk - its
  * first kevent() with a change - waited for it.  So walks are counted, and
  * the prepare handler closes the gate to new ones (they skip: "not stale",
  * the next call looks again) and waits for those running.  No lock: the
@@ -484,8 +502,11 @@ void (*kq_test_walk_window)(void);
 	if (kq_test_walk_window != NULL)				\
 		kq_test_walk_window();					\
 } while (0)
+/* ... and with that hook set, every staleness check walks */
+#define WALK_WANTED()	(kq_test_walk_window != NULL)
 #else
 #define WALK_WINDOW()	do { } while (0)
+#define WALK_WANTED()	false
 #endif
 
 static bool
@@ -625,6 +646,82 @@ gp_find_list_lock(void)
 	gp_list_lock = lock;
 }
 
+/*
+ * The loader's count of objects added - what dl_iterate_phdr() reports as
+ * dlpi_adds - is a word of its state just after the list lock: glibc keeps
+ * _dl_load_write_lock, then (2.34 and later) _dl_load_tls_lock, then
+ * _dl_load_adds, each lock a pthread_mutex_t.  Reading it is one load,
+ * where asking dl_iterate_phdr() takes and gives back the list lock and
+ * looks for the caller's namespace: about 200 instructions and two locked
+ * operations in every kevent() with changes (callgrind, churn benchmark).
+ * A word is taken for the count only if, under the list lock, exactly one
+ * of the two places holds what the walk reports; every walk compares it
+ * again (adds_word_check), and so does one in GP_ADDS_RECHECK of
+ * kq_gotpatch_stale()'s calls, so a word that is not the count - another
+ * glibc's layout that happened to hold the same number - is dropped at the
+ * first disagreement.  Only the count of additions is read: an object
+ * that went away needs no patch, and one added is counted whatever went.
+ */
+struct gp_adds_search {
+	uintptr_t ldso_base;
+	const unsigned long long *found;
+};
+
+/* [a, a + len) inside one of the loader's writable segments */
+static bool
+in_writable_segment(const struct dl_phdr_info *info, uintptr_t a, size_t len)
+{
+	for (ElfW(Half) i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+
+		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_W) &&
+		    a >= lo && a + len <= lo + ph->p_memsz)
+			return true;
+	}
+	return false;
+}
+
+static int
+adds_search_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct gp_adds_search *as = arg;
+	const unsigned long long *found = NULL;
+	int nfound = 0;
+
+	if (size < offsetof(struct dl_phdr_info, dlpi_subs) +
+	    sizeof(info->dlpi_subs))
+		return 1;
+	if (info->dlpi_addr != as->ldso_base)
+		return 0;
+	for (uintptr_t k = 1; k <= 2; k++) {
+		uintptr_t a = (uintptr_t)gp_list_lock +
+		    k * sizeof(pthread_mutex_t);
+
+		if (a % _Alignof(unsigned long long) != 0 ||
+		    !in_writable_segment(info, a, sizeof(unsigned long long)))
+			continue;
+		if (*(const volatile unsigned long long *)a == info->dlpi_adds) {
+			found = (const unsigned long long *)a;
+			nfound++;
+		}
+	}
+	if (nfound == 1)
+		as->found = found;
+	return 1;
+}
+
+static void
+gp_find_adds_word(void)
+{
+	struct gp_adds_search as = { .ldso_base = ldso_base() };
+
+	if (gp_list_lock == NULL || as.ldso_base == 0)
+		return;
+	dl_iterate_phdr(adds_search_cb, &as);
+	atomic_store_explicit(&gp_adds_word, as.found, memory_order_relaxed);
+}
+
 /* Free the list lock if its holder is no thread of this process; false if
  * that cannot be told (the holder's id not yet recorded, or the kernel
  * will not say). */
@@ -654,6 +751,7 @@ list_lock_give_back(void)
 }
 #else
 static void gp_find_list_lock(void) { }
+static void gp_find_adds_word(void) { }
 static bool list_lock_give_back(void) { return true; }
 #endif
 
@@ -676,6 +774,7 @@ __attribute__((constructor)) static void
 gp_init(void)
 {
 	gp_find_list_lock();
+	gp_find_adds_word();
 	(void)pthread_atfork(gp_atfork_prepare, gp_atfork_parent,
 	    kq_gotpatch_fork_child);
 }
@@ -795,20 +894,45 @@ counts_cb(struct dl_phdr_info *info, size_t size, void *arg)
 		c->adds = info->dlpi_adds;
 		c->subs = info->dlpi_subs;
 		c->have = true;
+		adds_word_check(info->dlpi_adds);
 	}
 	return 1;
 }
 
+/* One in this many kq_gotpatch_stale() calls of a thread asks the loader
+ * even when the count's word is known, and so checks the word. */
+#define GP_ADDS_RECHECK	1024u
+static _Thread_local unsigned gp_my_checks
+    __attribute__((tls_model("initial-exec")));
+
 /*
  * True if an object was loaded or unloaded since the last completed
- * kq_gotpatch_apply() (or none ran yet).  Costs one dl_iterate_phdr()
- * callback.
+ * kq_gotpatch_apply() (or none ran yet).  Costs one load of the loader's
+ * count of additions when it is known (gp_find_adds_word: an unload alone
+ * is then not news, and needs no patch), else one dl_iterate_phdr()
+ * callback.  An object whose dlopen() returned before this call began
+ * (on any thread, so long as that return happens before this call) is
+ * counted: the loader adds to the count under its list lock, before the
+ * object's dlopen() returns.
  */
 bool
 kq_gotpatch_stale(void)
 {
+	const unsigned long long *word = atomic_load_explicit(&gp_adds_word,
+	    memory_order_relaxed);
 	struct gp_counts c;
 
+	if (word != NULL && ++gp_my_checks % GP_ADDS_RECHECK != 0 &&
+	    !WALK_WANTED()) {
+		if (!atomic_load_explicit(&gp_done, memory_order_acquire))
+			return true;
+		if (__atomic_load_n(word, __ATOMIC_RELAXED) ==
+		    atomic_load_explicit(&gp_adds, memory_order_acquire))
+			return false;
+		/* a fork is being prepared (or the child's lock is stuck):
+		 * no walk now, as below */
+		return !atomic_load(&gp_gate_shut);
+	}
 	c.have = false;
 	if (!gp_walk_enter())
 		return false;	/* a fork is being prepared: ask next time */

@@ -956,6 +956,8 @@ struct kq_interpose {
 	void *fn;
 };
 void kq_gotpatch_apply(const struct kq_interpose *tab, size_t n);
+/* An object was added since the last completed apply: usually one load of
+ * the loader's own count (gotpatch.c), else a dl_iterate_phdr() call. */
 bool kq_gotpatch_stale(void);
 void kq_gotpatch_fork_child(void);	/* fork child: forget other threads' walks */
 /* filter_signal.c's interposers (dispositions, sigwait*, exec), for the

@@ -189,6 +189,36 @@ START_TEST(module_own_close_is_tracked)
 END_TEST
 
 /*
+ * An object loaded after the kqueue's last change, and after the walk that
+ * patched everything then, is patched by the next kevent() that watches a
+ * descriptor: here a module bound to libc's close() is loaded between two
+ * watches, and its close of the second descriptor must be seen.  (That
+ * kevent() knows of the load from the loader's count of additions, read
+ * without a walk where gotpatch.c found it.)
+ */
+START_TEST(module_loaded_between_watches_is_patched_by_the_next_kevent)
+{
+	int p[2], q[2], kq = setup(p);
+
+	void *h = dlopen(DLMOD_CLOSER_PATH, RTLD_NOW | RTLD_LOCAL);
+	ck_assert_msg(h != NULL, "dlopen: %s", dlerror());
+	int (*closer)(int) = (int (*)(int))dlsym(h, "dlmod_closer_close");
+	ck_assert_ptr_nonnull(closer);
+	ck_assert_int_eq(pipe2(q, O_NONBLOCK), 0);
+	ck_assert_int_eq(M.watch(kq, q[0], U(1)), 0);
+	ck_assert_int_eq(closer(q[0]), 0);
+	expect_free_close(kq, q[0], U(1));
+	expect_quiet(kq, 20);
+	ck_assert_int_eq(closer(p[0]), 0);
+	expect_free_close(kq, p[0], U(0));
+	close(q[1]);
+	close(p[1]);
+	close(keep);
+	close(kq);
+}
+END_TEST
+
+/*
  * Which object the program's GOT entry for close() points into.  Not inlined:
  * compilers take GOT entries for constants (clang reuses one load across the
  * dlopen that patches it), so each question must be a fresh read.
@@ -758,6 +788,7 @@ dlopen_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, program_close_reaches_module_kqueue);
 	tcase_add_test(tc, module_own_close_is_tracked);
+	tcase_add_test(tc, module_loaded_between_watches_is_patched_by_the_next_kevent);
 	tcase_add_test(tc, program_close_through_pointer_is_tracked);
 	tcase_add_test(tc, program_dup2_reaches_module_kqueue);
 	tcase_add_test(tc, program_dup3_reaches_module_kqueue);

@@ -9,7 +9,9 @@
  *                            go (a handler's close);
  *   kq_test_walk_window()    gotpatch.c's count of a loader walk, between
  *                            the thread's own count and the process's (a
- *                            handler's fork()).
+ *                            handler's fork()); while it is set, every
+ *                            staleness check walks (none reads the
+ *                            loader's count instead).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE

@@ -707,6 +707,10 @@ void kq_uring_commit(struct kq_kqueue *kq);
 void kq_uring_reap_quiet(struct kq_kqueue *kq);	/* CQEs that report nothing */
 bool kq_uring_post_wake(struct kq_kqueue *kq);	/* signal-safe */
 bool kq_uring_defuse(struct kq_kqueue *kq);
+/* filter_timer.c: its one deadline is a ring timeout, not a timerfd */
+int kq_uring_timer_open(struct kq_kqueue *kq, struct kq_poll *p,
+    void (*ready)(struct kq_kqueue *, struct kq_poll *, uint32_t));
+void kq_uring_timer_set(struct kq_kqueue *kq, int64_t at);
 #else	/* built without liburing: never called (KQ_URING is 0) */
 static inline int kq_uring_init(struct kq_kqueue *kq) { (void)kq; return ENOSYS; }
 static inline void kq_uring_close(struct kq_kqueue *kq) { (void)kq; }
@@ -726,6 +730,11 @@ static inline void kq_uring_commit(struct kq_kqueue *kq) { (void)kq; }
 static inline void kq_uring_reap_quiet(struct kq_kqueue *kq) { (void)kq; }
 static inline bool kq_uring_post_wake(struct kq_kqueue *kq) { (void)kq; return false; }
 static inline bool kq_uring_defuse(struct kq_kqueue *kq) { (void)kq; return false; }
+static inline int kq_uring_timer_open(struct kq_kqueue *kq, struct kq_poll *p,
+    void (*ready)(struct kq_kqueue *, struct kq_poll *, uint32_t))
+{ (void)kq, (void)p, (void)ready; return ENOSYS; }
+static inline void kq_uring_timer_set(struct kq_kqueue *kq, int64_t at)
+{ (void)kq, (void)at; }
 #endif
 /* "epoll" or "io_uring": the backend a kqueue runs on (tests, bench) */
 const char *kq_backend_name(const struct kq_kqueue *kq);
@@ -738,6 +747,7 @@ const char *kq_backend_name(const struct kq_kqueue *kq);
 #define KQ_URING_FAIL_OPCODE		3	/* POLL_ADD missing per the probe */
 #define KQ_URING_FAIL_EXT_ARG		4	/* no IORING_FEAT_EXT_ARG */
 #define KQ_URING_FAIL_SYNC_CANCEL	5	/* no IORING_REGISTER_SYNC_CANCEL */
+#define KQ_URING_FAIL_TIMEOUT		6	/* TIMEOUT(_REMOVE) missing per the probe */
 #ifdef KQ_STATS
 extern int kq_uring_test_fail;
 void kq_backend_test_reset(void);

@@ -5,7 +5,9 @@
  * CLOCK_MONOTONIC), programmed for the earliest deadline.  A million timers
  * therefore cost a million heap slots, not a million descriptors.  When it
  * fires, the timers due are expired by the scan as it has room for their
- * events (timer_ready, kq_timer_expire_due), not all at once.
+ * events (timer_ready, kq_timer_expire_due), not all at once.  On the
+ * io_uring backend the timerfd is a ring timeout instead (kq_uring_timer_*,
+ * internal.h BACKENDS): no descriptor, set in the wait's io_uring_enter.
  *
  * FreeBSD 14 semantics followed here:
  *  - data is in NOTE_SECONDS / NOTE_MSECONDS (default) / NOTE_USECONDS /

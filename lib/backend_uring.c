@@ -34,6 +34,13 @@ struct kq_uring {
 	unsigned sq_entries;
 	_Atomic unsigned reaps;		/* CQ reads so far (kq_uring_wait) */
 	bool msg_wake;			/* wake edges are CQEs sent to the ring */
+	bool timeout_live;		/* kq->timer's ring timeout is in the SQ
+					 * or the kernel, its CQE not reaped */
+	/* a timeout SQE's deadline, by the SQE's index: the kernel reads it
+	 * when it takes the SQE, maybe in another thread's enter, so each
+	 * stays as written until its SQE is taken (get_sqe reuses none
+	 * before) */
+	struct __kernel_timespec deadline[SQ_ENTRIES];
 };
 
 #ifndef IORING_REGISTER_SEND_MSG_RING
@@ -249,6 +256,11 @@ probe_kernel(struct kq_uring *u, const struct io_uring_params *p)
 	ops = io_uring_opcode_supported(pr, IORING_OP_POLL_ADD) &&
 	    io_uring_opcode_supported(pr, IORING_OP_POLL_REMOVE) &&
 	    fail != KQ_URING_FAIL_OPCODE;
+	/* EVFILT_TIMER's one ring timeout (kq_uring_timer_set); its
+	 * IORING_TIMEOUT_UPDATE (5.11) predates SYNC_CANCEL (6.0), below */
+	ops = ops && io_uring_opcode_supported(pr, IORING_OP_TIMEOUT) &&
+	    io_uring_opcode_supported(pr, IORING_OP_TIMEOUT_REMOVE) &&
+	    fail != KQ_URING_FAIL_TIMEOUT;
 	io_uring_free_probe(pr);
 	if (!ops)
 		return EOPNOTSUPP;
@@ -291,6 +303,10 @@ ring_setup(struct kq_uring *u, struct io_uring_params *p)
 	/* the kernel makes it O_CLOEXEC */
 	if ((fd = kq_fd_adopt(fd)) < 0)
 		return errno;
+	if (p->sq_entries > SQ_ENTRIES) {	/* a deadline per SQE */
+		kq_fd_close(fd);
+		return ENOMEM;
+	}
 	if ((err = -io_uring_queue_mmap(fd, p, &u->ring)) != 0) {
 		kq_fd_close(fd);
 		return err;
@@ -380,6 +396,87 @@ kq_uring_close(struct kq_kqueue *kq)
 	kq->uring = NULL;
 }
 
+/* ------------------------------------------------------------- timers */
+
+/*
+ * EVFILT_TIMER (filter_timer.c) has one deadline per kqueue to keep in the
+ * kernel, the earliest of its heap: here one ring timeout (IORING_OP_TIMEOUT,
+ * IORING_TIMEOUT_ABS on CLOCK_MONOTONIC, as the timerfd it replaces),
+ * whose user_data is kq->timer's handle.  A new deadline while it is live
+ * is an update in place (IORING_TIMEOUT_UPDATE), which keeps the handle;
+ * one after it completed is a new timeout with a new generation, so no CQE
+ * of an earlier one is taken for it.  The SQEs go in with the next enter,
+ * the wait's as a rule.  Its CQE (-ETIME) is a report like a poll's: the
+ * kqueue fd polls readable until it is reaped.
+ */
+
+/* The timer poll: no descriptor of its own.  Its fd is the ring's, so
+ * filter_timer.c sees it open; shared: kq_free does not close it. */
+int
+kq_uring_timer_open(struct kq_kqueue *kq, struct kq_poll *p,
+    void (*ready)(struct kq_kqueue *, struct kq_poll *, uint32_t))
+{
+	int err;
+
+	*p = (struct kq_poll){
+		.fd = kq->uring->fd,
+		.shared = true,
+		.ready = ready,
+		.owner = kq,
+	};
+	if ((err = kq_poll_register(kq, p)) != 0) {
+		p->fd = -1;
+		return err;
+	}
+	kq->uring->timeout_live = false;
+	return 0;
+}
+
+/* Under kq->lock: the timeout to the CLOCK_MONOTONIC time at (ns). */
+void
+kq_uring_timer_set(struct kq_kqueue *kq, int64_t at)
+{
+	struct kq_uring *u = kq->uring;
+	struct kq_poll *p = &kq->timer;
+	struct io_uring_sqe *sqe = get_sqe(u);
+	struct __kernel_timespec *ts = &u->deadline[sqe - u->ring.sq.sqes];
+
+	ts->tv_sec = at / 1000000000;
+	ts->tv_nsec = at % 1000000000;
+	if (u->timeout_live) {
+		/* -ENOENT or -EALREADY: it fired meanwhile, and its own
+		 * CQE (maybe after this one's) says so: ignored */
+		io_uring_prep_timeout_update(sqe, ts, handle_of(p),
+		    IORING_TIMEOUT_ABS);
+		sqe->user_data = 0;
+		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	} else {
+		p->gen = ++kq->slot_gen[p->slot];
+		io_uring_prep_timeout(sqe, ts, 0, IORING_TIMEOUT_ABS);
+		sqe->user_data = handle_of(p);
+		u->timeout_live = true;
+	}
+	publish(u);
+}
+
+/* The last timer is gone: so is the timeout (its -ECANCELED is stale: the
+ * caller unregisters p). */
+static void
+timeout_remove(struct kq_kqueue *kq, struct kq_poll *p)
+{
+	struct kq_uring *u = kq->uring;
+	struct io_uring_sqe *sqe;
+
+	if (!u->timeout_live)
+		return;
+	sqe = get_sqe(u);
+	io_uring_prep_timeout_remove(sqe, handle_of(p), 0);
+	sqe->user_data = 0;
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	u->timeout_live = false;
+	publish(u);
+}
+
 /* ------------------------------------------------------- registrations */
 
 int
@@ -413,6 +510,10 @@ kq_uring_attach(struct kq_kqueue *kq, struct kq_poll *p)
 void
 kq_uring_detach(struct kq_kqueue *kq, struct kq_poll *p)
 {
+	if (p == &kq->timer) {
+		timeout_remove(kq, p);
+		return;
+	}
 	if (p->dirty) {
 		TAILQ_REMOVE(&kq->dirty, p, dirty_link);
 		p->dirty = false;
@@ -568,6 +669,14 @@ complete(struct kq_kqueue *kq, const struct completion *c,
 	}
 	if ((p = kq_poll_lookup(kq, ud)) == NULL)
 		return;			/* an earlier arm's, or a dead poll's */
+	if (p == &kq->timer) {
+		/* the timeout is over: expired (-ETIME) or cancelled (its
+		 * submitter exited); either way the timer poll fired, which
+		 * may be early: the flush sets a new one if a timer is left */
+		kq->uring->timeout_live = false;
+		p->ready(kq, p, 0);
+		return;
+	}
 	if (c->res == -ECANCELED) {
 		/* the close path's cancel, or the kernel's: re-armed by the
 		 * flush if still wanted (never a closed fd) */

@@ -5,7 +5,9 @@
  * CLOCK_MONOTONIC), programmed for the earliest deadline.  A million timers
  * therefore cost a million heap slots, not a million descriptors.  When it
  * fires, the timers due are expired by the scan as it has room for their
- * events (timer_ready, kq_timer_expire_due), not all at once.
+ * events (timer_ready, kq_timer_expire_due), not all at once.  On the
+ * io_uring backend the timerfd is a ring timeout instead (kq_uring_timer_*,
+ * internal.h BACKENDS): no descriptor, set in the wait's io_uring_enter.
  *
  * FreeBSD 14 semantics followed here:
  *  - data is in NOTE_SECONDS / NOTE_MSECONDS (default) / NOTE_USECONDS /
@@ -122,6 +124,8 @@ timerfd_open(struct kq_kqueue *kq)
 
 	if (p->fd >= 0)
 		return 0;
+	if (KQ_URING(kq))	/* a ring timeout, no timerfd (BACKENDS) */
+		return kq_uring_timer_open(kq, p, timer_ready);
 	fd = kq_fd_own(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
 	if (fd < 0)
 		return errno;
@@ -155,7 +159,8 @@ timerfd_shut(struct kq_kqueue *kq)
 	/* A fork child: the core already closed our fd and the epoll fd. */
 	if (kq->pid == getpid()) {
 		kq_backend_detach(kq, p);
-		kq_fd_close(p->fd);
+		if (!p->shared)		/* io_uring: the ring's fd */
+			kq_fd_close(p->fd);
 	}
 	kq_poll_unregister(kq, p);
 	p->fd = -1;
@@ -187,6 +192,10 @@ kq_timer_flush_armed(struct kq_kqueue *kq)
 	kq->timer_armed = t;
 	if (t < 1)
 		t = 1;			/* {0, 0} would disarm it */
+	if (KQ_URING(kq)) {
+		kq_uring_timer_set(kq, t);
+		return;
+	}
 	its.it_value.tv_sec = t / 1000000000;
 	its.it_value.tv_nsec = t % 1000000000;
 	(void)timerfd_settime(kq->timer.fd, TFD_TIMER_ABSTIME, &its, NULL);
@@ -247,7 +256,8 @@ timer_ready(struct kq_kqueue *kq, struct kq_poll *p, uint32_t revents)
 	int64_t now;
 
 	(void)revents;
-	(void)!read(p->fd, &ticks, sizeof ticks);	/* level-triggered: drain */
+	if (!KQ_URING(kq))	/* level-triggered: drain (io_uring: a CQE) */
+		(void)!read(p->fd, &ticks, sizeof ticks);
 	kq->timer_armed = INT64_MAX;		/* it fired: set no more */
 	now = kq_now_ns(CLOCK_MONOTONIC);
 	if (now > kq->timer_due)

@@ -28,8 +28,8 @@
  *                     (isfd filters) or in the hash kq->khash (the others);
  *                     sized by its filter (KNOTE SIZES below).
  *   struct kq_poll    anything registered in the epoll set: a watched user fd
- *                     (inside struct kq_fdnode), the wake eventfd, the timerfd,
- *                     a pidfd...  epoll's data is a HANDLE (slot index and
+ *                     (inside struct kq_fdnode), the wake eventfd, the timerfd
+ *                     (io_uring: a ring timeout, no fd), a pidfd...  epoll's data is a HANDLE (slot index and
  *                     generation), never a pointer, so a stale epoll event that
  *                     another thread collected before a delete can never touch
  *                     freed memory: kq_poll_lookup() returns NULL for it.
@@ -56,8 +56,8 @@
  *   will not report again by itself (KN_REQUEUE: regular files, USER without
  *   EV_CLEAR, level knotes on an edge-triggered fd).  Level knotes on a
  *   level-triggered epoll registration are not requeued: epoll re-reports.
- *   Timers are the exception to activation by the source: the timerfd only
- *   says which are due (kq->timer_due), and the scan expires them into the
+ *   Timers are the exception to activation by the source: the timerfd (on
+ *   io_uring the ring timeout, BACKENDS) only says which are due (kq->timer_due), and the scan expires them into the
  *   queue as it has room (kq_timer_expire_due), so that a hundred thousand
  *   due timers are not queued, then walked again, knote by knote.
  *   While kq->active or kq->notices is non-empty, or a timer is due and not
@@ -93,8 +93,8 @@
  * DESCRIPTORS (who owns which number)
  *   The library acts only on descriptors it made, and never on a number the
  *   application may have reused.
- *   - Its own (epoll sets, wake eventfds, timerfds, inotify, pidfds, signal
- *     and netlink fds) are taken with kq_fd_own() (O_CLOEXEC, never 0-2) and
+ *   - Its own (epoll sets, wake eventfds, timerfds - epoll backend only -,
+ *     io_uring rings, inotify, pidfds, signal and netlink fds) are taken with kq_fd_own() (O_CLOEXEC, never 0-2) and
  *     given back with kq_fd_close().  The application's close family cannot
  *     touch them: close() says EBADF, close_range()/closefrom() step around
  *     them, dup2()/dup3() onto one fail with EBUSY (fdreg.c).  A change
@@ -599,8 +599,8 @@ int kq_backend_wait(struct kq_kqueue *kq, struct kq_ready *out, int max,
  * (secure_getenv, read once per process); default epoll.  io_uring is used
  * only if the kernel has everything it needs (io_uring_setup allowed - not
  * ENOSYS/EPERM from seccomp or kernel.io_uring_disabled -, EXT_ARG and
- * NODROP, the POLL_ADD/POLL_REMOVE opcodes, IORING_REGISTER_SYNC_CANCEL:
- * Linux 6.0), probed once per process; otherwise, and whenever a ring
+ * NODROP, the POLL_ADD/POLL_REMOVE and TIMEOUT/TIMEOUT_REMOVE opcodes,
+ * IORING_REGISTER_SYNC_CANCEL: Linux 6.0), probed once per process; otherwise, and whenever a ring
  * cannot be made, the kqueue silently runs on epoll.  The switch is one
  * predicted branch on kq->uring at the entry of the kq_backend_* calls that
  * differ (KQ_URING): the epoll path stays what it was.
@@ -681,6 +681,24 @@ int kq_backend_wait(struct kq_kqueue *kq, struct kq_ready *out, int max,
  *     set, and its CQE comes by task_work of the thread that armed it,
  *     maybe after the edge was defused: the kqueue fd may then poll
  *     readable once with nothing queued.
+ *   - EVFILT_TIMER has no timerfd: the heap's earliest deadline (the mark
+ *     filter_timer.c keeps in kq->timer_armed, set by kq_timer_flush only
+ *     when it moves earlier) is ONE ring timeout per kqueue,
+ *     IORING_OP_TIMEOUT with IORING_TIMEOUT_ABS on CLOCK_MONOTONIC (the
+ *     timerfd's clock: NOTE_ABSTIME is converted to it when armed), its
+ *     user_data kq->timer's handle (kq_uring_timer_set).  A new deadline
+ *     while it is live is an update in place (TIMEOUT_REMOVE with
+ *     IORING_TIMEOUT_UPDATE, user_data 0: its -ENOENT/-EALREADY, the
+ *     timeout fired meanwhile, is ignored since the timeout's own CQE
+ *     comes); once its CQE is reaped (-ETIME, or -ECANCELED when its
+ *     submitter exited) the next is a new timeout with a new generation,
+ *     so a CQE of an earlier one is dropped.  Either goes in with the next
+ *     enter: the wait's, or kq_backend_commit's.  The CQE is a report (the
+ *     kqueue fd polls readable until the scan reaps it), and calls
+ *     timer_ready as the timerfd's readiness did.  The last timer gone
+ *     removes the timeout.  Its kernel-read deadline lives per SQE slot
+ *     (struct kq_uring), untouched until the kernel has taken the SQE.
+ *     kq->timer's fd is the ring's (shared: never closed for it).
  *   - Fork: the ring's memory is MADV_DONTFORK, so a child (which forgets
  *     every kqueue: EBADF) cannot even read the parent's ring; closing its
  *     copy of the ring fd touches nothing of the parent's.
@@ -707,6 +725,10 @@ void kq_uring_commit(struct kq_kqueue *kq);
 void kq_uring_reap_quiet(struct kq_kqueue *kq);	/* CQEs that report nothing */
 bool kq_uring_post_wake(struct kq_kqueue *kq);	/* signal-safe */
 bool kq_uring_defuse(struct kq_kqueue *kq);
+/* filter_timer.c: its one deadline is a ring timeout, not a timerfd */
+int kq_uring_timer_open(struct kq_kqueue *kq, struct kq_poll *p,
+    void (*ready)(struct kq_kqueue *, struct kq_poll *, uint32_t));
+void kq_uring_timer_set(struct kq_kqueue *kq, int64_t at);
 #else	/* built without liburing: never called (KQ_URING is 0) */
 static inline int kq_uring_init(struct kq_kqueue *kq) { (void)kq; return ENOSYS; }
 static inline void kq_uring_close(struct kq_kqueue *kq) { (void)kq; }
@@ -726,6 +748,11 @@ static inline void kq_uring_commit(struct kq_kqueue *kq) { (void)kq; }
 static inline void kq_uring_reap_quiet(struct kq_kqueue *kq) { (void)kq; }
 static inline bool kq_uring_post_wake(struct kq_kqueue *kq) { (void)kq; return false; }
 static inline bool kq_uring_defuse(struct kq_kqueue *kq) { (void)kq; return false; }
+static inline int kq_uring_timer_open(struct kq_kqueue *kq, struct kq_poll *p,
+    void (*ready)(struct kq_kqueue *, struct kq_poll *, uint32_t))
+{ (void)kq, (void)p, (void)ready; return ENOSYS; }
+static inline void kq_uring_timer_set(struct kq_kqueue *kq, int64_t at)
+{ (void)kq, (void)at; }
 #endif
 /* "epoll" or "io_uring": the backend a kqueue runs on (tests, bench) */
 const char *kq_backend_name(const struct kq_kqueue *kq);
@@ -738,6 +765,7 @@ const char *kq_backend_name(const struct kq_kqueue *kq);
 #define KQ_URING_FAIL_OPCODE		3	/* POLL_ADD missing per the probe */
 #define KQ_URING_FAIL_EXT_ARG		4	/* no IORING_FEAT_EXT_ARG */
 #define KQ_URING_FAIL_SYNC_CANCEL	5	/* no IORING_REGISTER_SYNC_CANCEL */
+#define KQ_URING_FAIL_TIMEOUT		6	/* TIMEOUT(_REMOVE) missing per the probe */
 #ifdef KQ_STATS
 extern int kq_uring_test_fail;
 void kq_backend_test_reset(void);
@@ -1025,9 +1053,9 @@ struct kq_kqueue {
 	_Atomic unsigned wake_owed;	/* edges due, not yet written (+ KQ_WAKE_DEFUSE) */
 
 	/* mechanisms, created on first use, each one fd for the whole kqueue */
-	struct kq_poll timer;		/* timerfd, filter_timer.c */
+	struct kq_poll timer;		/* timerfd (io_uring: ring timeout), filter_timer.c */
 	struct kq_timer_heap theap;
-	int64_t timer_armed;		/* what the timerfd is set to (INT64_MAX: not) */
+	int64_t timer_armed;		/* what the timerfd / ring timeout is set to (INT64_MAX: not) */
 	int64_t timer_due;		/* timers due by then may not be expired yet */
 	int64_t change_now;		/* CLOCK_MONOTONIC for this call's changes, 0 = not read */
 	struct kq_ino_kq *ino;		/* inotify.c: its subscriptions' mail */
@@ -1208,9 +1236,10 @@ kq_fork_adopt(void)
 int64_t kq_pending_count(int fd);		/* queued events of kqueue fd, -1 if none */
 int64_t kq_now_ns(clockid_t clk);
 
-/* filter_timer.c: the timerfd is set once per call, not per change: after
- * the changelist and before every wait (kevent.c), to the earliest deadline
- * if that is earlier than what it is set to. */
+/* filter_timer.c: the timerfd (io_uring: the ring timeout) is set once per
+ * call, not per change: after the changelist and before every wait
+ * (kevent.c), to the earliest deadline if that is earlier than what it is
+ * set to. */
 void kq_timer_flush_armed(struct kq_kqueue *kq);
 /* Timers the timerfd found due are expired by the scan, as many as it has
  * room for: this queues due timers until `room` more knotes are queued (a

@@ -148,7 +148,44 @@ START_TEST(environment_selects_io_uring)
 }
 END_TEST
 
-/* Each way the kernel can refuse (KQ_URING_FAIL_*, 1..5): epoll, silently,
+/*
+ * EVFILT_TIMER on io_uring is a ring timeout, not a timerfd: a kqueue's
+ * timers take no descriptor, and still fire (the earliest one moved in
+ * place by a later, earlier one), deleted or not.
+ */
+START_TEST(io_uring_timers_take_no_descriptor)
+{
+	struct kevent ch[1000];
+	struct timespec ts = { 5, 0 };
+	struct kevent ev;
+	int kq = fresh_kqueue("io_uring", 0), before, i;
+
+	if (strcmp(backend_of(kq), "io_uring") != 0) {
+		close(kq);
+		return;			/* no ring here: nothing to show */
+	}
+	before = count_open_fds();
+	for (i = 0; i < 1000; i++)
+		EV_SET(&ch[i], i + 1, EVFILT_TIMER, EV_ADD, 0, 60000 + i, UD(i));
+	ck_assert_int_eq(kevent(kq, ch, 1000, NULL, 0, NULL), 0);
+	ck_assert_int_eq(count_open_fds(), before);
+	EV_SET(&ch[0], 5000, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 20, UD(3));
+	ck_assert_int_eq(kevent(kq, ch, 1, &ev, 1, &ts), 1);
+	ck_assert_int_eq(ev.ident, 5000);
+	ck_assert_int_eq(ev.filter, EVFILT_TIMER);
+	ck_assert_int_eq(ev.flags, EV_ONESHOT | EV_CLEAR);
+	ck_assert_int_eq(ev.data, 1);
+	ck_assert_ptr_eq(ev.udata, UD(3));
+	ck_assert_int_eq(count_open_fds(), before);
+	for (i = 0; i < 1000; i++)
+		EV_SET(&ch[i], i + 1, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	ck_assert_int_eq(kevent(kq, ch, 1000, NULL, 0, NULL), 0);
+	ck_assert_int_eq(count_open_fds(), before);
+	close(kq);
+}
+END_TEST
+
+/* Each way the kernel can refuse (KQ_URING_FAIL_*, 1..6): epoll, silently,
  * for this kqueue and the next (the probe is not repeated). */
 START_TEST(refused_io_uring_falls_back_to_epoll)
 {
@@ -222,7 +259,8 @@ backend_suite(void)
 
 	tcase_add_test(tc, default_is_epoll);
 	tcase_add_test(tc, environment_selects_io_uring);
-	tcase_add_loop_test(tc, refused_io_uring_falls_back_to_epoll, 1, 6);
+	tcase_add_test(tc, io_uring_timers_take_no_descriptor);
+	tcase_add_loop_test(tc, refused_io_uring_falls_back_to_epoll, 1, 7);
 	tcase_add_loop_test(tc, seccomp_refusal_falls_back_to_epoll, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;

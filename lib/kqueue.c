@@ -82,7 +82,7 @@ kick_later(struct kq_kqueue *kq)
 
 /* Something the close path, or another kqueue's inotify reader, left for
  * a kevent() to pick up. */
-static bool
+static inline bool
 closer_pending(struct kq_kqueue *kq)
 {
 	return atomic_load(&kq->closed) != NULL || atomic_load(&kq->suspect) ||
@@ -139,8 +139,10 @@ kq_update_wake(struct kq_kqueue *kq)
  * Write the edge kick_later() promised (no lock held).  If a kevent() found
  * the queue empty before it landed (it took the events without waiting), it
  * left the defusing to the last such writer: look again under the lock.
+ * Out of line: kq_unlock() runs twice per waiting kevent() and rarely
+ * writes; inlined, its registers cost every unlock a frame.
  */
-static void
+static void __attribute__((noinline, cold))
 wake_write(struct kq_kqueue *kq)
 {
 	bool again = true;
@@ -161,12 +163,14 @@ wake_write(struct kq_kqueue *kq)
 void
 kq_unlock(struct kq_kqueue *kq)
 {
-	bool due = kq->wake_due;
-
+	/* read under the lock; without an edge due, only the unlock */
+	if (__builtin_expect(!kq->wake_due, 1)) {
+		pthread_mutex_unlock(&kq->lock);
+		return;
+	}
 	kq->wake_due = false;
 	pthread_mutex_unlock(&kq->lock);
-	if (due)
-		wake_write(kq);
+	wake_write(kq);
 }
 
 /* The scan took the edge: the next kick must write again. */

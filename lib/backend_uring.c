@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -479,6 +480,28 @@ timeout_remove(struct kq_kqueue *kq, struct kq_poll *p)
 
 /* ------------------------------------------------------- registrations */
 
+/*
+ * A new user fd (under its slot lock, so fd is the number the caller
+ * means): an open socket, not an O_PATH one?  Then epoll would take it -
+ * every socket has a poll method, and the EBADF/EPERM/EINVAL/ELOOP that
+ * epoll_ctl ADD can give are for closed or O_PATH descriptors, files
+ * without poll and epoll sets - so the ADD/DEL pair that asks epoll (two
+ * calls, an epitem made and freed) is one getsockopt: it looks the
+ * descriptor up as epoll does (fdget: O_PATH is EBADF), and says ENOTSOCK
+ * for any other file, which epoll is then asked about.  (churn: 12 -> 11
+ * system calls per connection.)
+ */
+static bool
+is_socket(int fd)
+{
+	int type, e = errno;
+	socklen_t len = sizeof type;
+	bool yes = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
+
+	errno = e;
+	return yes;
+}
+
 int
 kq_uring_attach(struct kq_kqueue *kq, struct kq_poll *p)
 {
@@ -486,10 +509,13 @@ kq_uring_attach(struct kq_kqueue *kq, struct kq_poll *p)
 
 	if (p->userfd) {
 		/* epoll's answer classifies a new fd: EBADF, EPERM (no poll:
-		 * always ready), as on the epoll backend */
-		if (epoll_ctl(kq->fd, EPOLL_CTL_ADD, p->fd, &ev) < 0)
-			return errno;
-		(void)epoll_ctl(kq->fd, EPOLL_CTL_DEL, p->fd, &ev);
+		 * always ready), as on the epoll backend - but a socket needs
+		 * no asking (classify) */
+		if (!is_socket(p->fd)) {
+			if (epoll_ctl(kq->fd, EPOLL_CTL_ADD, p->fd, &ev) < 0)
+				return errno;
+			(void)epoll_ctl(kq->fd, EPOLL_CTL_DEL, p->fd, &ev);
+		}
 	} else if (p == &kq->wake) {
 		/* edges are messages to the ring: the eventfd is not used */
 		if (kq->uring->msg_wake)

@@ -656,7 +656,9 @@ int kq_backend_wait(struct kq_kqueue *kq, struct kq_ready *out, int max,
  *     submitted before kevent() returns (kq_backend_commit): after an
  *     EV_DELETE the application's close() really closes.
  *   - A new user fd is classified (EBADF, EPERM for files without poll) by
- *     an epoll_ctl ADD and DEL on kq->fd, as epoll's answer defines it.  A
+ *     an epoll_ctl ADD and DEL on kq->fd, as epoll's answer defines it; a
+ *     socket by one getsockopt(SO_TYPE) instead (it succeeds exactly for an
+ *     open, non-O_PATH socket, which epoll always takes).  A
  *     node whose poll is gone stays cached when its last knote goes
  *     (kq_fdnode_reap_idle), so re-adding costs no new probe.
  *   - What kevent() submitted itself (kq_backend_commit) is followed by a

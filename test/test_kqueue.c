@@ -26,6 +26,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -412,6 +413,34 @@ START_TEST(ident_minus_one_is_ebadf)
 	ck_assert_errno(kevent(kq, &ch, 1, NULL, 0, NULL), EBADF);
 	EV_SET(&ch, 900000, EVFILT_READ, EV_ADD, 0, 0, NULL);
 	ck_assert_errno(kevent(kq, &ch, 1, NULL, 0, NULL), EBADF);
+	close(kq);
+}
+END_TEST
+
+/*
+ * An O_PATH descriptor of a socket's inode is no socket to poll: EBADF,
+ * as epoll_ctl says (the io_uring backend classifies sockets by
+ * getsockopt, which must say the same).
+ */
+START_TEST(o_path_socket_is_ebadf)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int kq = xkqueue(), s, o;
+	struct kevent ch;
+
+	snprintf(sa.sun_path, sizeof sa.sun_path, "/tmp/kqfree-opath-%d",
+	    (int)getpid());
+	(void)unlink(sa.sun_path);
+	ck_assert_int_ge(s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), 0);
+	ck_assert_int_eq(bind(s, (struct sockaddr *)&sa, sizeof sa), 0);
+	ck_assert_int_ge(o = open(sa.sun_path, O_PATH | O_CLOEXEC), 0);
+	EV_SET(&ch, o, EVFILT_READ, EV_ADD, 0, 0, NULL);
+	ck_assert_errno(kevent(kq, &ch, 1, NULL, 0, NULL), EBADF);
+	EV_SET(&ch, s, EVFILT_READ, EV_ADD, 0, 0, NULL);
+	ck_assert_int_eq(kevent(kq, &ch, 1, NULL, 0, NULL), 0);
+	close(o);
+	close(s);
+	(void)unlink(sa.sun_path);
 	close(kq);
 }
 END_TEST
@@ -1454,6 +1483,7 @@ kqueue_suite(void)
 	tcase_add_test(tc, negative_counts_are_einval);
 	tcase_add_test(tc, null_lists_with_counts_are_efault);
 	tcase_add_test(tc, ident_minus_one_is_ebadf);
+	tcase_add_test(tc, o_path_socket_is_ebadf);
 	tcase_add_test(tc, add_of_unopened_huge_fd_is_ebadf_without_allocating);
 	tcase_add_test(tc, unknown_filter_is_einval);
 	tcase_add_test(tc, unsupported_filters_are_einval);

@@ -649,6 +649,7 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 	memset(ahead, 0xff, sizeof ahead);		/* UINT32_MAX: none */
 	ahead_mask = kq->khash.mask;
 	for (i = 0; i < nchanges; i++) {
+		const struct kq_filterops *fop;
 		struct kevent kev;
 		uint32_t bucket = ahead[i % PREFETCH_AHEAD];
 		int err;
@@ -674,6 +675,15 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 			 * it must not keep change i's bucket */
 			ahead[i % PREFETCH_AHEAD] = UINT32_MAX;
 		}
+		/* a timer's add or delete, mostly: kq_knote_change_hashed */
+		if ((fop = kq_filterops_lookup(changelist[i].filter)) != NULL &&
+		    !fop->isfd && (err = kq_knote_change_hashed(kq, fop,
+		    &changelist[i], bucket)) >= 0) {
+			if (err == 0)
+				continue;
+			kev = changelist[i];
+			goto failed;
+		}
 		if ((changelist[i].flags & EV_DELETE) && i + 1 < nchanges) {
 			int done = renew_knote(kq, &changelist[i],
 			    &changelist[i + 1]);
@@ -693,6 +703,7 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 		err = apply_change(kq, &kev, bucket);
 		if (err == 0 && !(kev.flags & EV_RECEIPT))
 			continue;
+failed:
 		if (nevents == 0) {
 			ret = err ? -err : 0;
 			goto out;

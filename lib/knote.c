@@ -496,6 +496,53 @@ kq_knote_delete_at(struct kq_kqueue *kq, struct kq_knote *kn,
 }
 
 /*
+ * The changes a changelist of timers (or signals, user events...) is made
+ * of, for a filter whose ident is not an fd: EV_ADD of a knote that does
+ * not exist, without EV_DISABLE, EV_FREEWATCH or EV_RECEIPT, and a bare
+ * EV_DELETE of one that does.  They mean here what apply_change() makes of
+ * them (kevent.c) - add_knote() then kq_knote_add_hashed(), or
+ * kq_knote_delete_at() - in one call that looks the knote up once and
+ * reads the change in place.  Callgrind, 100k timers: the general path's
+ * steps around the same work (the change copied, re-validated, looked up
+ * again and passed down three calls) were a third of an add.
+ * Returns -1 when kev is not such a change (nothing done: the general path
+ * takes it), else 0 or the errno of its EV_ERROR entry.  bucket: kev's in
+ * kq->khash as it is now, UINT32_MAX if not known.
+ */
+int
+kq_knote_change_hashed(struct kq_kqueue *kq, const struct kq_filterops *fop,
+    const struct kevent *kev, uint32_t bucket)
+{
+	struct kq_knote_hash *h = &kq->khash;
+	unsigned short flags = kev->flags;
+	struct kq_knote **link, *kn;
+	int err;
+
+	if (h->b == NULL)		/* no table yet: knote_insert makes it */
+		return -1;
+	if (bucket == UINT32_MAX)
+		bucket = kq_khash_bucket(h, kev->filter, kev->ident);
+	link = kq_khash_link(h, bucket, kev->filter, kev->ident);
+	if ((kn = *link) != NULL) {
+		if (flags != EV_DELETE)
+			return -1;
+		knote_release(kq, kn, NOTE_FREE_DELETE, NULL, link, h->gen);
+		return 0;
+	}
+	/* EV_SYSFLAGS: kevent() strips them from the change it passes on */
+	if ((flags & (EV_ADD | EV_DELETE | EV_DISABLE | EV_RECEIPT |
+	    EV_FREEWATCH | EV_SYSFLAGS)) != EV_ADD)
+		return -1;
+	if ((kn = knote_new_hashed(kq, fop, kev, link)) == NULL)
+		return ENOMEM;
+	if ((err = fop->attach(kq, kn, kev)) != 0) {
+		knote_unlink(kq, kn, NULL);
+		knote_free(kq, kn);
+	}
+	return err;
+}
+
+/*
  * Make note a free notice for kn's udata: note is kn's own memory (the
  * knote died), or - a reference handed back without the knote dying (udata
  * replaced) - memory the caller allocated beforehand (kq_knote_alloc(kq,

@@ -893,6 +893,162 @@ START_TEST(timer_million_timers_with_1024_fds)
 }
 END_TEST
 
+/*
+ * Changelists of plain timer adds and deletes take a shorter path than
+ * other changes (kq_knote_change_hashed): what they report must be the
+ * general path's.  A timer added first makes the hash table exist, which
+ * that path needs.
+ */
+static void
+expect_error_entry(const struct kevent *ev, uintptr_t ident,
+    unsigned fflags, int64_t err, void *udata)
+{
+	ck_assert_uint_eq(ev->ident, ident);
+	ck_assert_int_eq(ev->filter, EVFILT_TIMER);
+	ck_assert_uint_eq(ev->flags, EV_ERROR);
+	ck_assert_uint_eq(ev->fflags, fflags);
+	ck_assert_int_eq(ev->data, err);
+	ck_assert_ptr_eq(ev->udata, udata);
+}
+
+START_TEST(timer_changelist_add_delete_same_ident_then_enoent)
+{
+	int kq = xkqueue();
+	struct kevent ch[4], ev[4];
+
+	kev_ok(kq, 100, EVFILT_TIMER, EV_ADD, 0, 3600000, NULL);
+	EV_SET(&ch[0], 5, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 3600000, UD(1));
+	EV_SET(&ch[1], 5, EVFILT_TIMER, EV_DELETE, 0, 0, UD(2));
+	EV_SET(&ch[2], 5, EVFILT_TIMER, EV_DELETE, 0, 0, UD(3));
+	EV_SET(&ch[3], 5, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 0, UD(4));
+	memset(ev, 0xa5, sizeof ev);
+	ck_assert_int_eq(kevent(kq, ch, 4, ev, 4, NULL), 1);
+	expect_error_entry(&ev[0], 5, 0, ENOENT, UD(3));
+	/* the last add was applied after the error: it fires at once */
+	kev_expect(kq, 1000, 5, EVFILT_TIMER, EV_ONESHOT | EV_CLEAR, 0, 1, UD(4));
+	ck_assert_errno(kev_change(kq, 5, EVFILT_TIMER, EV_DELETE, 0, 0, NULL),
+	    ENOENT);
+	kev_ok(kq, 100, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	kev_expect_none(kq);
+	close(kq);
+}
+END_TEST
+
+START_TEST(timer_changelist_errors_in_the_middle_are_entries_in_order)
+{
+	int kq = xkqueue();
+	struct kevent ch[5], ev[5];
+
+	kev_ok(kq, 100, EVFILT_TIMER, EV_ADD, 0, 3600000, NULL);
+	EV_SET(&ch[0], 1, EVFILT_TIMER, EV_ADD, 0, 3600000, UD(1));
+	EV_SET(&ch[1], 2, EVFILT_TIMER, EV_ADD, NOTE_SECONDS | NOTE_USECONDS,
+	    10, UD(2));
+	EV_SET(&ch[2], 3, EVFILT_TIMER, EV_ADD, 0, -1, UD(3));
+	EV_SET(&ch[3], 99, EVFILT_TIMER, EV_DELETE, 0, 0, UD(99));
+	EV_SET(&ch[4], 4, EVFILT_TIMER, EV_ADD, NOTE_USECONDS, 3600000, UD(4));
+	memset(ev, 0xa5, sizeof ev);
+	ck_assert_int_eq(kevent(kq, ch, 5, ev, 5, NULL), 3);
+	expect_error_entry(&ev[0], 2, NOTE_SECONDS | NOTE_USECONDS, EINVAL,
+	    UD(2));
+	expect_error_entry(&ev[1], 3, 0, EINVAL, UD(3));
+	expect_error_entry(&ev[2], 99, 0, ENOENT, UD(99));
+	/* the failed adds left nothing, the good ones are there */
+	ck_assert_errno(kev_change(kq, 2, EVFILT_TIMER, EV_DELETE, 0, 0, NULL),
+	    ENOENT);
+	ck_assert_errno(kev_change(kq, 3, EVFILT_TIMER, EV_DELETE, 0, 0, NULL),
+	    ENOENT);
+	kev_ok(kq, 1, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	kev_ok(kq, 4, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	kev_ok(kq, 100, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	kev_expect_none(kq);
+	close(kq);
+}
+END_TEST
+
+START_TEST(timer_changelist_error_without_room_stops_the_changelist)
+{
+	int kq = xkqueue();
+	struct kevent ch[3];
+
+	kev_ok(kq, 100, EVFILT_TIMER, EV_ADD, 0, 3600000, NULL);
+	EV_SET(&ch[0], 1, EVFILT_TIMER, EV_ADD, 0, 3600000, NULL);
+	EV_SET(&ch[1], 42, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	EV_SET(&ch[2], 3, EVFILT_TIMER, EV_ADD, 0, 3600000, NULL);
+	ck_assert_errno(kevent(kq, ch, 3, NULL, 0, NULL), ENOENT);
+	kev_ok(kq, 1, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	ck_assert_errno(kev_change(kq, 3, EVFILT_TIMER, EV_DELETE, 0, 0, NULL),
+	    ENOENT);
+	kev_ok(kq, 100, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	close(kq);
+}
+END_TEST
+
+START_TEST(timer_changelist_receipt_answers_every_add_and_delete)
+{
+	int kq = xkqueue();
+	struct kevent ch[4], ev[4];
+
+	kev_ok(kq, 100, EVFILT_TIMER, EV_ADD, 0, 3600000, NULL);
+	EV_SET(&ch[0], 7, EVFILT_TIMER, EV_ADD | EV_RECEIPT, 0, 3600000, UD(1));
+	EV_SET(&ch[1], 8, EVFILT_TIMER, EV_ADD, 0, 3600000, UD(2));
+	EV_SET(&ch[2], 7, EVFILT_TIMER, EV_DELETE | EV_RECEIPT, 0, 0, UD(3));
+	EV_SET(&ch[3], 7, EVFILT_TIMER, EV_DELETE | EV_RECEIPT, 0, 0, UD(4));
+	memset(ev, 0xa5, sizeof ev);
+	ck_assert_int_eq(kevent(kq, ch, 4, ev, 4, NULL), 3);
+	expect_error_entry(&ev[0], 7, 0, 0, UD(1));
+	expect_error_entry(&ev[1], 7, 0, 0, UD(3));
+	expect_error_entry(&ev[2], 7, 0, ENOENT, UD(4));
+	kev_ok(kq, 8, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	kev_ok(kq, 100, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	close(kq);
+}
+END_TEST
+
+START_TEST(timer_changelist_readd_disable_and_sysflags_keep_their_meaning)
+{
+	int kq = xkqueue();
+	struct kevent ch[4];
+
+	kev_ok(kq, 100, EVFILT_TIMER, EV_ADD, 0, 3600000, NULL);
+	/* re-add in the same changelist: the second udata and timer win */
+	EV_SET(&ch[0], 5, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 3600000, UD(1));
+	EV_SET(&ch[1], 5, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 0, UD(2));
+	/* added disabled: fires, is held back */
+	EV_SET(&ch[2], 6, EVFILT_TIMER, EV_ADD | EV_DISABLE | EV_ONESHOT, 0, 0,
+	    UD(3));
+	/* the kernel's own bits in a change are ignored, not stored */
+	EV_SET(&ch[3], 7, EVFILT_TIMER, EV_ADD | EV_ONESHOT | EV_EOF | EV_FLAG1,
+	    0, 0, UD(4));
+	ck_assert_int_eq(kevent(kq, ch, 4, NULL, 0, NULL), 0);
+	kev_expect(kq, 1000, 5, EVFILT_TIMER, EV_ONESHOT | EV_CLEAR, 0, 1, UD(2));
+	kev_expect(kq, 1000, 7, EVFILT_TIMER, EV_ONESHOT | EV_CLEAR, 0, 1, UD(4));
+	kev_expect_none(kq);
+	kev_ok(kq, 6, EVFILT_TIMER, EV_ENABLE | EV_KEEPUDATA, 0, 0, NULL);
+	kev_expect(kq, 0, 6, EVFILT_TIMER, EV_ONESHOT | EV_CLEAR, 0, 1, UD(3));
+	kev_ok(kq, 100, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	kev_expect_none(kq);
+	close(kq);
+}
+END_TEST
+
+START_TEST(timer_changelist_delete_of_freewatch_timer_returns_udata)
+{
+	int kq = xkqueue();
+	struct kevent ch[2];
+
+	kev_ok(kq, 100, EVFILT_TIMER, EV_ADD, 0, 3600000, NULL);
+	EV_SET(&ch[0], 5, EVFILT_TIMER, EV_ADD | EV_FREEWATCH, 0, 3600000,
+	    UD(0x50));
+	EV_SET(&ch[1], 5, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	ck_assert_int_eq(kevent(kq, ch, 2, NULL, 0, NULL), 0);
+	kev_expect(kq, 0, 5, EVFILT_TIMER, EV_DELETE | EV_FREEWATCH,
+	    NOTE_FREE_DELETE, 0, UD(0x50));
+	kev_ok(kq, 100, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	kev_expect_none(kq);
+	close(kq);
+}
+END_TEST
+
 static Suite *
 timer_suite(void)
 {
@@ -927,6 +1083,16 @@ timer_suite(void)
 	tcase_add_test(tc, timer_huge_values_do_not_wrap);
 	tcase_add_test(tc, timer_wakes_thread_blocked_in_kevent);
 	tcase_add_test(tc, timer_fork_child_leaves_parent_timer_running);
+	tcase_add_test(tc, timer_changelist_add_delete_same_ident_then_enoent);
+	tcase_add_test(tc,
+	    timer_changelist_errors_in_the_middle_are_entries_in_order);
+	tcase_add_test(tc,
+	    timer_changelist_error_without_room_stops_the_changelist);
+	tcase_add_test(tc, timer_changelist_receipt_answers_every_add_and_delete);
+	tcase_add_test(tc,
+	    timer_changelist_readd_disable_and_sysflags_keep_their_meaning);
+	tcase_add_test(tc,
+	    timer_changelist_delete_of_freewatch_timer_returns_udata);
 	suite_add_tcase(s, tc);
 
 	tcase_set_timeout(big, 120);

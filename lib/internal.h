@@ -60,6 +60,10 @@
  *   says which are due (kq->timer_due), and the scan expires them into the
  *   queue as it has room (kq_timer_expire_due), so that a hundred thousand
  *   due timers are not queued, then walked again, knote by knote.
+ *   A scan that starts with something queued or due looks at epoll first,
+ *   so that what is ready there does not wait behind it; not when only
+ *   timers are due and nothing but the wake fd and the timerfd is
+ *   registered (kevent.c, backlog_alone): nothing could be ready there.
  *   While kq->active or kq->notices is non-empty, or a timer is due and not
  *   expired (kq_timer_backlog), the wake eventfd is kept
  *   readable, so the kqueue (epoll) fd polls readable; activations inside a
@@ -1009,6 +1013,7 @@ struct kq_kqueue {
 	struct kq_uring *uring;		/* NULL: epoll (BACKENDS) */
 	struct kq_poll **slots;
 	uint32_t nslots, slot_free;	/* free list threaded through NULL slots */
+	uint32_t npolls;		/* registered (kq_poll_register) */
 	uint32_t *slot_gen;
 	uint32_t *slot_next_free;
 	struct kq_poll_list dirty;

@@ -822,6 +822,50 @@ START_TEST(timer_backlog_keeps_kqueue_readable_until_taken)
 }
 END_TEST
 
+/*
+ * While due timers are taken a few per call, a socket that becomes readable
+ * is reported by the next call, not after the whole backlog: the scan looks
+ * at epoll before the backlog whenever something besides the library's own
+ * fds is registered (kevent.c, backlog_alone).
+ */
+START_TEST(timer_backlog_does_not_hold_back_a_socket)
+{
+	static struct kevent ch[NBACKLOG];
+	struct kevent ev[10];
+	int kq = xkqueue(), s[2], i, n, timers = 0;
+	bool seen = false;
+
+	xsocketpair(SOCK_STREAM, s);
+	kev_ok(kq, s[0], EVFILT_READ, EV_ADD, 0, 0, UD(0x50));
+	for (i = 0; i < NBACKLOG; i++)
+		EV_SET(&ch[i], i + 1, EVFILT_TIMER, EV_ADD | EV_ONESHOT,
+		    NOTE_USECONDS, 1, NULL);
+	ck_assert_int_eq(kevent(kq, ch, NBACKLOG, NULL, 0, NULL), 0);
+	sleep_ms(5);			/* all due */
+	ck_assert_int_eq(kev_wait(kq, ev, 10, 1000), 10);
+	ck_assert_int_eq(write(s[1], "x", 1), 1);
+	n = kev_wait(kq, ev, 10, 1000);
+	ck_assert_int_eq(n, 10);
+	for (i = 0; i < n; i++) {
+		if (ev[i].filter == EVFILT_TIMER) {
+			timers++;
+			continue;
+		}
+		ck_assert_int_eq(ev[i].filter, EVFILT_READ);
+		ck_assert_uint_eq(ev[i].ident, (uintptr_t)s[0]);
+		ck_assert_int_eq(ev[i].data, 1);
+		ck_assert_ptr_eq(ev[i].udata, UD(0x50));
+		seen = true;
+	}
+	ck_assert_msg(seen, "the readable socket waited behind %d timers",
+	    NBACKLOG - 10);
+	ck_assert_int_eq(timers, 9);
+	close(s[0]);
+	close(s[1]);
+	close(kq);
+}
+END_TEST
+
 START_TEST(timer_and_user_knotes_need_at_most_two_fds)
 {
 	static struct kevent ch[2000];
@@ -1101,6 +1145,7 @@ timer_suite(void)
 	tcase_add_test(big, timer_many_fire_in_deadline_order_after_deleting_most);
 	tcase_add_test(big, timer_many_fire_in_deadline_order_after_deleting_earliest);
 	tcase_add_test(big, timer_backlog_keeps_kqueue_readable_until_taken);
+	tcase_add_test(big, timer_backlog_does_not_hold_back_a_socket);
 	tcase_add_test(big, timer_and_user_knotes_need_at_most_two_fds);
 	tcase_add_test(big, timer_million_timers_with_1024_fds);
 	suite_add_tcase(s, big);

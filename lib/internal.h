@@ -498,12 +498,14 @@ int kq_knote_insert(struct kq_kqueue *kq, struct kq_knote *kn,
  * fop->attach (undone if it fails: its error), EV_FREEWATCH. */
 int kq_knote_add_hashed(struct kq_kqueue *kq, const struct kq_filterops *fop,
     const struct kevent *kev, struct kq_knote **link);
-/* The plain changes of a knote whose ident is not an fd (a new knote's
- * EV_ADD, a bare EV_DELETE) as apply_change() would apply them, the lookup
- * done once; -1 for any other change (nothing done), else 0 or errno.
- * bucket: the change's in kq->khash as it is now, or UINT32_MAX. */
-int kq_knote_change_hashed(struct kq_kqueue *kq, const struct kq_filterops *fop,
-    const struct kevent *kev, uint32_t bucket);
+/* The plain changes of knotes whose ident is not an fd (a new knote's
+ * EV_ADD, a bare EV_DELETE) from changelist[i] on, as apply_change() would
+ * apply them, each knote looked up once.  Returns the index of the first
+ * change it did not apply (nchanges: none), *err saying why: -1, not such
+ * a change (nothing done, the general path takes it), or the errno of its
+ * EV_ERROR entry (nothing done either). */
+int kq_knote_change_run(struct kq_kqueue *kq, const struct kevent *changelist,
+    int i, int nchanges, int *err);
 void kq_knote_free_unattached(struct kq_kqueue *kq, struct kq_knote *kn);
 /* kq_knote_activate: below struct kq_kqueue, inline */
 void kq_knote_deactivate(struct kq_kqueue *kq, struct kq_knote *kn);

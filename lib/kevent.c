@@ -674,8 +674,26 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 	for (i = 0; i < nchanges; i++) {
 		const struct kq_filterops *fop;
 		struct kevent kev;
-		uint32_t bucket = ahead[i % PREFETCH_AHEAD];
+		uint32_t bucket;
 		int err;
+
+		/* timers' adds and deletes, mostly: a run of them at once */
+		if ((fop = kq_filterops_lookup(changelist[i].filter)) != NULL &&
+		    !fop->isfd) {
+			int from = i;
+
+			i = kq_knote_change_run(kq, changelist, i, nchanges,
+			    &err);
+			if (i != from)	/* the buckets ahead were not kept */
+				memset(ahead, 0xff, sizeof ahead);
+			if (i == nchanges)
+				break;
+			if (err > 0) {
+				kev = changelist[i];
+				goto failed;
+			}
+		}
+		bucket = ahead[i % PREFETCH_AHEAD];
 
 		if (kq->khash.mask != ahead_mask) {
 			/* the table grew: the buckets ahead are the old one's */
@@ -697,15 +715,6 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 			/* nothing to prefetch, but the slot is change i + 8's:
 			 * it must not keep change i's bucket */
 			ahead[i % PREFETCH_AHEAD] = UINT32_MAX;
-		}
-		/* a timer's add or delete, mostly: kq_knote_change_hashed */
-		if ((fop = kq_filterops_lookup(changelist[i].filter)) != NULL &&
-		    !fop->isfd && (err = kq_knote_change_hashed(kq, fop,
-		    &changelist[i], bucket)) >= 0) {
-			if (err == 0)
-				continue;
-			kev = changelist[i];
-			goto failed;
 		}
 		if ((changelist[i].flags & EV_DELETE) && i + 1 < nchanges) {
 			int done = renew_knote(kq, &changelist[i],

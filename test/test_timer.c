@@ -1093,6 +1093,81 @@ START_TEST(timer_changelist_delete_of_freewatch_timer_returns_udata)
 }
 END_TEST
 
+/*
+ * Long changelists whose runs of timer changes are broken by other changes
+ * (an fd's, a user event's) and grow the hash table on the way: every
+ * change is applied to its own knote, and every error names its change.
+ */
+START_TEST(timer_changelist_runs_broken_by_other_changes)
+{
+	enum { NT = 300 };
+	static struct kevent ch[NT + 8], ev[NT + 8];
+	int kq = xkqueue(), p[2], i, n = 0;
+
+	ck_assert_int_eq(pipe(p), 0);
+	kev_ok(kq, 100000, EVFILT_TIMER, EV_ADD, 0, 3600000, NULL);
+	for (i = 0; i < NT; i++) {
+		if (i == 7 || i == 150)
+			EV_SET(&ch[n++], p[0], EVFILT_READ, EV_ADD, 0, 0, UD(-1));
+		if (i == 8 || i == 290)
+			EV_SET(&ch[n++], 5 + i, EVFILT_USER, EV_ADD, 0, 0, UD(-2));
+		EV_SET(&ch[n++], i, EVFILT_TIMER, EV_ADD, 0, 3600000, UD(i));
+	}
+	ck_assert_int_eq(kevent(kq, ch, n, NULL, 0, NULL), 0);
+	/* delete every other timer, with the other changes in between */
+	n = 0;
+	for (i = 0; i < NT; i += 2) {
+		if (i == 100)
+			EV_SET(&ch[n++], p[0], EVFILT_READ, EV_DELETE, 0, 0, NULL);
+		if (i == 200)
+			EV_SET(&ch[n++], 13, EVFILT_USER, EV_DELETE, 0, 0, NULL);
+		EV_SET(&ch[n++], i, EVFILT_TIMER, EV_DELETE, 0, 0, UD(i));
+	}
+	ck_assert_int_eq(kevent(kq, ch, n, NULL, 0, NULL), 0);
+	/* now every change of the list fails, each with its own entry */
+	memset(ev, 0xa5, sizeof ev);
+	ck_assert_int_eq(kevent(kq, ch, n, ev, n, NULL), n);
+	for (i = 0; i < n; i++) {
+		ck_assert_uint_eq(ev[i].ident, ch[i].ident);
+		ck_assert_int_eq(ev[i].filter, ch[i].filter);
+		ck_assert_uint_eq(ev[i].flags, EV_ERROR);
+		ck_assert_int_eq(ev[i].data, ENOENT);
+		ck_assert_ptr_eq(ev[i].udata, ch[i].udata);
+	}
+	/* a change the general path takes right after a run finds its own
+	 * knote (the re-add), not the one the bucket it had looked up ahead,
+	 * before the run, belongs to */
+	n = 0;
+	EV_SET(&ch[n++], p[0], EVFILT_READ, EV_ADD, 0, 0, NULL);
+	for (i = 0; i < 15; i++)
+		EV_SET(&ch[n++], 1000 + i, EVFILT_TIMER, EV_ADD, 0, 3600000,
+		    NULL);
+	EV_SET(&ch[n++], 1000, EVFILT_TIMER, EV_ADD, 0, 1, UD(7));
+	ck_assert_int_eq(kevent(kq, ch, n, NULL, 0, NULL), 0);
+	ck_assert_int_eq(kev_wait(kq, ev, 1, 1000), 1);
+	ck_assert_uint_eq(ev[0].ident, 1000);
+	ck_assert_ptr_eq(ev[0].udata, UD(7));
+	for (i = 0; i < 15; i++)
+		kev_ok(kq, 1000 + i, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	ck_assert_errno(kev_change(kq, 1000, EVFILT_TIMER, EV_DELETE, 0, 0,
+	    NULL), ENOENT);
+	sleep_ms(5);		/* a second timer 1000 would have fired */
+	kev_expect_none(kq);
+	kev_ok(kq, p[0], EVFILT_READ, EV_DELETE, 0, 0, NULL);
+	/* the odd ones are all there, the user event 295 too */
+	n = 0;
+	for (i = 1; i < NT; i += 2)
+		EV_SET(&ch[n++], i, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	EV_SET(&ch[n++], 295, EVFILT_USER, EV_DELETE, 0, 0, NULL);
+	EV_SET(&ch[n++], 100000, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	ck_assert_int_eq(kevent(kq, ch, n, NULL, 0, NULL), 0);
+	kev_expect_none(kq);
+	close(p[0]);
+	close(p[1]);
+	close(kq);
+}
+END_TEST
+
 static Suite *
 timer_suite(void)
 {
@@ -1137,6 +1212,7 @@ timer_suite(void)
 	    timer_changelist_readd_disable_and_sysflags_keep_their_meaning);
 	tcase_add_test(tc,
 	    timer_changelist_delete_of_freewatch_timer_returns_udata);
+	tcase_add_test(tc, timer_changelist_runs_broken_by_other_changes);
 	suite_add_tcase(s, tc);
 
 	tcase_set_timeout(big, 120);

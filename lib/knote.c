@@ -537,7 +537,7 @@ kq_knote_change_run(struct kq_kqueue *kq, const struct kevent *changelist,
 {
 	struct kq_knote_hash *h = &kq->khash;
 	uint32_t ahead[RUN_AHEAD];	/* buckets of changes ahead, or none */
-	uint32_t bucket, j;
+	uint32_t bucket, j, gen;
 	unsigned slot;
 	const struct kq_filterops *fop;
 	const struct kevent *kev;
@@ -545,45 +545,59 @@ kq_knote_change_run(struct kq_kqueue *kq, const struct kevent *changelist,
 
 	memset(ahead, 0xff, sizeof ahead);
 	for (; i < nchanges; i++) {
+		/* the table as it is now, in registers: the stores below
+		 * could alias it, for all the compiler knows */
+		struct kq_knote_hash t = *h;
+
 		kev = &changelist[i];
 		if ((fop = kq_filterops_lookup(kev->filter)) == NULL ||
-		    fop->isfd || h->b == NULL)
+		    fop->isfd || t.b == NULL)
 			break;
 		slot = (unsigned)i % RUN_AHEAD;
 		bucket = ahead[slot];
 		if (__builtin_expect(bucket == UINT32_MAX, 0))
-			bucket = kq_khash_bucket(h, kev->filter, kev->ident);
+			bucket = kq_khash_bucket(&t, kev->filter, kev->ident);
 		if ((j = ahead[(slot + RUN_AHEAD / 2) % RUN_AHEAD]) != UINT32_MAX &&
-		    h->b[j] != NULL)
-			__builtin_prefetch(h->b[j]);
+		    t.b[j] != NULL)
+			__builtin_prefetch(t.b[j]);
 		j = UINT32_MAX;
 		if (i + RUN_AHEAD < nchanges) {
 			const struct kevent *next = &changelist[i + RUN_AHEAD];
 			/* whatever its filter: asking costs more than the hash */
-			j = kq_khash_bucket(h, next->filter, next->ident);
-			__builtin_prefetch(&h->b[j]);
+			j = kq_khash_bucket(&t, next->filter, next->ident);
+			__builtin_prefetch(&t.b[j]);
 		}
 		ahead[slot] = j;
-		link = &h->b[bucket];
+		link = &t.b[bucket];
 		while ((kn = *link) != NULL &&
 		    (kn->ident != kev->ident || kn->filter != kev->filter))
 			link = &kn->next;
 		if (kn != NULL) {
 			if (kev->flags != EV_DELETE)
 				break;
-			knote_release(kq, kn, NOTE_FREE_DELETE, NULL, link,
-			    h->gen);
+			if (kn->status & (KN_QUEUED | KN_POLLED | KN_FREEWATCH |
+			    KN_WHOLE)) {
+				knote_release(kq, kn, NOTE_FREE_DELETE, NULL,
+				    link, t.gen);
+				continue;
+			}
+			/* knote_release() of a small knote that is on no
+			 * list and holds no reference */
+			gen = t.gen;
+			fop->detach(kq, kn);
+			if (h->gen != gen)	/* the detach moved links */
+				link = NULL;
+			knote_unlink(kq, kn, link);
+			slab_free(&kq->slab[0], kn);
 			continue;
 		}
 		if ((kev->flags & (EV_ADD | EV_DELETE | EV_DISABLE |
 		    EV_RECEIPT | EV_FREEWATCH | EV_SYSFLAGS)) != EV_ADD)
 			break;
 		if (!fop->small || kq->slab[0].size == 0 ||
-		    h->n >= 2 * ((size_t)h->mask + 1)) {
-			uint32_t mask = h->mask;
-
+		    t.n >= 2 * ((size_t)t.mask + 1)) {
 			*err = run_add_slow(kq, fop, kev, link);
-			if (h->mask != mask)	/* the buckets ahead are stale */
+			if (h->mask != t.mask)	/* the buckets ahead are stale */
 				memset(ahead, 0xff, sizeof ahead);
 			if (*err != 0)
 				return i;
@@ -604,8 +618,8 @@ kq_knote_change_run(struct kq_kqueue *kq, const struct kevent *changelist,
 		kn->data = 0;
 		memset(&kn->s, 0, sizeof kn->s);
 		*link = kn;
-		h->n++;
-		h->gen++;
+		h->n = t.n + 1;
+		h->gen = t.gen + 1;
 		kq->nknotes++;
 		if ((*err = fop->attach(kq, kn, kev)) != 0) {
 			knote_unlink(kq, kn, NULL);

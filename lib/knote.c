@@ -579,10 +579,13 @@ kq_knote_change_run(struct kq_kqueue *kq, const struct kevent *changelist,
 			    KN_WHOLE)) {
 				knote_release(kq, kn, NOTE_FREE_DELETE, NULL,
 				    link, t.gen);
+				if (h->mask != t.mask)	/* as below */
+					memset(ahead, 0xff, sizeof ahead);
 				continue;
 			}
 			/* knote_release() of a small knote that is on no
-			 * list and holds no reference */
+			 * list and holds no reference (the small filters'
+			 * attach and detach add no knote: the table stays) */
 			gen = t.gen;
 			fop->detach(kq, kn);
 			if (h->gen != gen)	/* the detach moved links */
@@ -597,7 +600,9 @@ kq_knote_change_run(struct kq_kqueue *kq, const struct kevent *changelist,
 		if (!fop->small || kq->slab[0].size == 0 ||
 		    t.n >= 2 * ((size_t)t.mask + 1)) {
 			*err = run_add_slow(kq, fop, kev, link);
-			if (h->mask != t.mask)	/* the buckets ahead are stale */
+			/* the table grew (for this knote, or one its attach
+			 * added): the buckets ahead are the old table's */
+			if (h->mask != t.mask)
 				memset(ahead, 0xff, sizeof ahead);
 			if (*err != 0)
 				return i;

@@ -154,39 +154,31 @@ static void
 pop_root(struct kq_timer_heap *h)
 {
 	struct kq_theap_entry *v = &ENTRY(h, 0), last = v[--h->n];
-	uint32_t i = 0, n = h->n, first, best, c;
+	size_t i = 0, n = h->n, full, best, c;
 
 	if (n == 0)
 		return;
-	for (;;) {
-		const struct kq_theap_entry *kids;
+	/* the nodes whose four children all exist (4i + 4 < n) come first;
+	 * their loop has no other bound to check */
+	full = n > 4 ? (n - 5) / 4 + 1 : 0;
+	while (i < full) {
+		const struct kq_theap_entry *kids = &v[4 * i + 1];
+		const char *below = (const char *)&v[16 * i + 5];
+		int64_t a0 = kids[0].at, a1 = kids[1].at;
+		int64_t a2 = kids[2].at, a3 = kids[3].at, m01, m23;
+		size_t o01, o23;
 
-		first = 4 * i + 1;
-		kids = &v[first];
-		if (first + 3 < n) {
-			const char *below = (const char *)&v[4 * first + 1];
-			uint32_t a, b;
-
-			__builtin_prefetch(below);
-			__builtin_prefetch(below + 64);
-			__builtin_prefetch(below + 128);
-			__builtin_prefetch(below + 192);
-			uint32_t later;
-
-			/* without branches: which child is earliest is
-			 * anybody's guess, a mispredicted branch per level */
-			a = kids[1].at < kids[0].at;
-			b = 2 + (kids[3].at < kids[2].at);
-			later = -(uint32_t)(kids[b].at < kids[a].at);
-			best = first + ((a & ~later) | (b & later));
-		} else if (first < n) {
-			best = first;
-			for (c = first + 1; c < n; c++)
-				if (v[c].at < v[best].at)
-					best = c;
-		} else {
-			break;
-		}
+		__builtin_prefetch(below);
+		__builtin_prefetch(below + 64);
+		__builtin_prefetch(below + 128);
+		__builtin_prefetch(below + 192);
+		/* without branches: which child is earliest is anybody's
+		 * guess, a mispredicted branch per level */
+		o01 = a1 < a0;
+		m01 = a1 < a0 ? a1 : a0;
+		o23 = 2 + (a3 < a2);
+		m23 = a3 < a2 ? a3 : a2;
+		best = 4 * i + 1 + o01 + ((o23 - o01) & -(size_t)(m23 < m01));
 		/* moving up: its knote is not told (timerheap.h); but the
 		 * ones rising to the root and into the level below it fire
 		 * next: their knotes are fetched now, ahead of the expiry
@@ -196,7 +188,15 @@ pop_root(struct kq_timer_heap *h)
 		v[i] = v[best];
 		i = best;
 	}
-	sift_up(h, i, last);
+	if (4 * i + 1 < n) {
+		best = 4 * i + 1;
+		for (c = best + 1; c < n; c++)
+			if (v[c].at < v[best].at)
+				best = c;
+		v[i] = v[best];
+		i = best;
+	}
+	sift_up(h, (uint32_t)i, last);
 }
 
 void

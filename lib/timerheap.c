@@ -158,6 +158,10 @@ pop_root(struct kq_timer_heap *h)
 
 	if (n == 0)
 		return;
+	/* the last entry lands where the hole ends, and its knote is told
+	 * then: a knote nothing else touched lately */
+	if (last.kn != NULL)
+		__builtin_prefetch(last.kn, 1);
 	/* the nodes whose four children all exist (4i + 4 < n) come first;
 	 * their loop has no other bound to check */
 	full = n > 4 ? (n - 5) / 4 + 1 : 0;
@@ -196,7 +200,12 @@ pop_root(struct kq_timer_heap *h)
 		v[i] = v[best];
 		i = best;
 	}
-	sift_up(h, (uint32_t)i, last);
+	/* mostly it stays there: among the latest deadlines, it came from
+	 * the bottom */
+	if (i == 0 || v[(i - 1) / 4].at <= last.at)
+		place(h, (uint32_t)i, last);
+	else
+		sift_up(h, (uint32_t)i, last);
 }
 
 void

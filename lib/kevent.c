@@ -2,7 +2,10 @@
 /*
  * kevent(): apply the changelist with FreeBSD's error reporting, then scan.
  *
- * Changes: every change goes through apply_change(); a failure (or
+ * Changes: every change goes through apply_change(), but for the plain
+ * adds and deletes of knotes whose ident is not an fd (timers, mostly),
+ * which knote.c applies a run at a time (kq_knote_change_run) with the
+ * same meaning; a failure (or
  * EV_RECEIPT) becomes an EV_ERROR entry while the eventlist has room, and
  * once any entry was produced kevent() returns them at once, as FreeBSD's
  * kqueue_kevent() does.  No room left: -1 with that errno, and the rest of

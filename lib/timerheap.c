@@ -187,8 +187,13 @@ pop_root(struct kq_timer_heap *h)
 		 * ones rising to the root and into the level below it fire
 		 * next: their knotes are fetched now, ahead of the expiry
 		 * that writes them */
-		if (i <= 4)
+		if (i <= 4) {
+			/* both its lines: a small knote from a slab spans
+			 * two, and the timer's state is at its end */
 			__builtin_prefetch(v[best].kn, 1);
+			__builtin_prefetch((char *)v[best].kn +
+			    KQ_KNOTE_SMALL - 1, 1);
+		}
 		v[i] = v[best];
 		i = best;
 	}

@@ -142,6 +142,7 @@ kq_poll_register(struct kq_kqueue *kq, struct kq_poll *p)
 	kq->slots[i] = p;
 	p->slot = i;
 	p->gen = ++kq->slot_gen[i];
+	kq->npolls++;
 	p->in_backend = false;
 	p->dirty = false;
 	p->armed = 0;
@@ -159,6 +160,7 @@ kq_poll_unregister(struct kq_kqueue *kq, struct kq_poll *p)
 	}
 	kq->slots[p->slot] = NULL;
 	kq->slot_gen[p->slot]++;
+	kq->npolls--;
 	kq->slot_next_free[p->slot] = kq->slot_free;
 	kq->slot_free = p->slot;
 	p->slot = 0;

@@ -60,6 +60,10 @@
  *   io_uring the ring timeout, BACKENDS) only says which are due (kq->timer_due), and the scan expires them into the
  *   queue as it has room (kq_timer_expire_due), so that a hundred thousand
  *   due timers are not queued, then walked again, knote by knote.
+ *   A scan that starts with something queued or due looks at epoll first,
+ *   so that what is ready there does not wait behind it; not when only
+ *   timers are due and nothing but the wake fd and the timerfd is
+ *   registered (kevent.c, backlog_alone): nothing could be ready there.
  *   While kq->active or kq->notices is non-empty, or a timer is due and not
  *   expired (kq_timer_backlog), the wake eventfd is kept
  *   readable, so the kqueue (epoll) fd polls readable; activations inside a
@@ -494,6 +498,14 @@ int kq_knote_insert(struct kq_kqueue *kq, struct kq_knote *kn,
  * fop->attach (undone if it fails: its error), EV_FREEWATCH. */
 int kq_knote_add_hashed(struct kq_kqueue *kq, const struct kq_filterops *fop,
     const struct kevent *kev, struct kq_knote **link);
+/* The plain changes of knotes whose ident is not an fd (a new knote's
+ * EV_ADD, a bare EV_DELETE) from changelist[i] on, as apply_change() would
+ * apply them, each knote looked up once.  Returns the index of the first
+ * change it did not apply (nchanges: none), *err saying why: -1, not such
+ * a change (nothing done, the general path takes it), or the errno of its
+ * EV_ERROR entry (nothing done either). */
+int kq_knote_change_run(struct kq_kqueue *kq, const struct kevent *changelist,
+    int i, int nchanges, int *err);
 void kq_knote_free_unattached(struct kq_kqueue *kq, struct kq_knote *kn);
 /* kq_knote_activate: below struct kq_kqueue, inline */
 void kq_knote_deactivate(struct kq_kqueue *kq, struct kq_knote *kn);
@@ -1035,6 +1047,7 @@ struct kq_kqueue {
 	struct kq_uring *uring;		/* NULL: epoll (BACKENDS) */
 	struct kq_poll **slots;
 	uint32_t nslots, slot_free;	/* free list threaded through NULL slots */
+	uint32_t npolls;		/* registered (kq_poll_register) */
 	uint32_t *slot_gen;
 	uint32_t *slot_next_free;
 	struct kq_poll_list dirty;

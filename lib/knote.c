@@ -496,6 +496,147 @@ kq_knote_delete_at(struct kq_kqueue *kq, struct kq_knote *kn,
 }
 
 /*
+ * The changes a changelist of timers (or signals, user events...) is made
+ * of, for filters whose ident is not an fd: EV_ADD of a knote that does not
+ * exist, without EV_DISABLE, EV_FREEWATCH, EV_RECEIPT or a kernel bit
+ * (EV_SYSFLAGS, which kevent() would strip), and a bare EV_DELETE of one
+ * that does.  They mean here what apply_change() makes of them (kevent.c:
+ * add_knote() then kq_knote_add_hashed(), or kq_knote_delete_at()), applied
+ * in one loop that looks each knote up once and reads the change in place.
+ * Callgrind, 100k timers: the general path's steps around the same work
+ * (the change copied, re-validated, looked up again and passed down three
+ * calls, each saving its registers) were a third of an add or a delete.
+ *
+ * Like kevent()'s loop (PREFETCH_AHEAD there), it loads the bucket of the
+ * change 8 on and the first knote of the one 4 on while it works: at a
+ * million timers a lookup is otherwise two or three misses to memory.
+ */
+#define RUN_AHEAD	8
+
+/* A new hashed knote when the quick one below cannot be had: the first
+ * knote of the table, a table to grow, a whole knote's filter. */
+static int __attribute__((noinline))
+run_add_slow(struct kq_kqueue *kq, const struct kq_filterops *fop,
+    const struct kevent *kev, struct kq_knote **link)
+{
+	struct kq_knote *kn = knote_new_hashed(kq, fop, kev, link);
+	int err;
+
+	if (kn == NULL)
+		return ENOMEM;
+	if ((err = fop->attach(kq, kn, kev)) != 0) {
+		knote_unlink(kq, kn, NULL);
+		knote_free(kq, kn);
+	}
+	return err;
+}
+
+int
+kq_knote_change_run(struct kq_kqueue *kq, const struct kevent *changelist,
+    int i, int nchanges, int *err)
+{
+	struct kq_knote_hash *h = &kq->khash;
+	uint32_t ahead[RUN_AHEAD];	/* buckets of changes ahead, or none */
+	uint32_t bucket, j, gen;
+	unsigned slot;
+	const struct kq_filterops *fop;
+	const struct kevent *kev;
+	struct kq_knote **link, *kn;
+
+	memset(ahead, 0xff, sizeof ahead);
+	for (; i < nchanges; i++) {
+		/* the table as it is now, in registers: the stores below
+		 * could alias it, for all the compiler knows */
+		struct kq_knote_hash t = *h;
+
+		kev = &changelist[i];
+		if ((fop = kq_filterops_lookup(kev->filter)) == NULL ||
+		    fop->isfd || t.b == NULL)
+			break;
+		slot = (unsigned)i % RUN_AHEAD;
+		bucket = ahead[slot];
+		if (__builtin_expect(bucket == UINT32_MAX, 0))
+			bucket = kq_khash_bucket(&t, kev->filter, kev->ident);
+		if ((j = ahead[(slot + RUN_AHEAD / 2) % RUN_AHEAD]) != UINT32_MAX &&
+		    t.b[j] != NULL)
+			__builtin_prefetch(t.b[j]);
+		j = UINT32_MAX;
+		if (i + RUN_AHEAD < nchanges) {
+			const struct kevent *next = &changelist[i + RUN_AHEAD];
+			/* whatever its filter: asking costs more than the hash */
+			j = kq_khash_bucket(&t, next->filter, next->ident);
+			__builtin_prefetch(&t.b[j]);
+		}
+		ahead[slot] = j;
+		link = &t.b[bucket];
+		while ((kn = *link) != NULL &&
+		    (kn->ident != kev->ident || kn->filter != kev->filter))
+			link = &kn->next;
+		if (kn != NULL) {
+			if (kev->flags != EV_DELETE)
+				break;
+			if (kn->status & (KN_QUEUED | KN_POLLED | KN_FREEWATCH |
+			    KN_WHOLE)) {
+				knote_release(kq, kn, NOTE_FREE_DELETE, NULL,
+				    link, t.gen);
+				if (h->mask != t.mask)	/* as below */
+					memset(ahead, 0xff, sizeof ahead);
+				continue;
+			}
+			/* knote_release() of a small knote that is on no
+			 * list and holds no reference (the small filters'
+			 * attach and detach add no knote: the table stays) */
+			gen = t.gen;
+			fop->detach(kq, kn);
+			if (h->gen != gen)	/* the detach moved links */
+				link = NULL;
+			knote_unlink(kq, kn, link);
+			slab_free(&kq->slab[0], kn);
+			continue;
+		}
+		if ((kev->flags & (EV_ADD | EV_DELETE | EV_DISABLE |
+		    EV_RECEIPT | EV_FREEWATCH | EV_SYSFLAGS)) != EV_ADD)
+			break;
+		if (!fop->small || kq->slab[0].size == 0 ||
+		    t.n >= 2 * ((size_t)t.mask + 1)) {
+			*err = run_add_slow(kq, fop, kev, link);
+			/* the table grew (for this knote, or one its attach
+			 * added): the buckets ahead are the old table's */
+			if (h->mask != t.mask)
+				memset(ahead, 0xff, sizeof ahead);
+			if (*err != 0)
+				return i;
+			continue;
+		}
+		if ((kn = slab_alloc(&kq->slab[0])) == NULL) {
+			*err = ENOMEM;
+			return i;
+		}
+		/* as knote_new_hashed() leaves a small knote */
+		memset(&kn->link, 0, sizeof kn->link);
+		kn->next = NULL;
+		kn->ident = kev->ident;
+		kn->udata = kev->udata;
+		kn->filter = kev->filter;
+		kn->flags = kev->flags & KN_STORED_FLAGS_MASK;
+		kn->status = 0;
+		kn->data = 0;
+		memset(&kn->s, 0, sizeof kn->s);
+		*link = kn;
+		h->n = t.n + 1;
+		h->gen = t.gen + 1;
+		kq->nknotes++;
+		if ((*err = fop->attach(kq, kn, kev)) != 0) {
+			knote_unlink(kq, kn, NULL);
+			knote_free(kq, kn);
+			return i;
+		}
+	}
+	*err = -1;
+	return i;
+}
+
+/*
  * Make note a free notice for kn's udata: note is kn's own memory (the
  * knote died), or - a reference handed back without the knote dying (udata
  * replaced) - memory the caller allocated beforehand (kq_knote_alloc(kq,

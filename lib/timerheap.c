@@ -154,49 +154,63 @@ static void
 pop_root(struct kq_timer_heap *h)
 {
 	struct kq_theap_entry *v = &ENTRY(h, 0), last = v[--h->n];
-	uint32_t i = 0, n = h->n, first, best, c;
+	size_t i = 0, n = h->n, full, best, c;
 
 	if (n == 0)
 		return;
-	for (;;) {
-		const struct kq_theap_entry *kids;
+	/* the last entry lands where the hole ends, and its knote is told
+	 * then: a knote nothing else touched lately */
+	if (last.kn != NULL)
+		__builtin_prefetch(last.kn, 1);
+	/* the nodes whose four children all exist (4i + 4 < n) come first;
+	 * their loop has no other bound to check */
+	full = n > 4 ? (n - 5) / 4 + 1 : 0;
+	while (i < full) {
+		const struct kq_theap_entry *kids = &v[4 * i + 1];
+		const char *below = (const char *)&v[16 * i + 5];
+		int64_t a0 = kids[0].at, a1 = kids[1].at;
+		int64_t a2 = kids[2].at, a3 = kids[3].at, m01, m23;
+		size_t o01, o23;
 
-		first = 4 * i + 1;
-		kids = &v[first];
-		if (first + 3 < n) {
-			const char *below = (const char *)&v[4 * first + 1];
-			uint32_t a, b;
-
-			__builtin_prefetch(below);
-			__builtin_prefetch(below + 64);
-			__builtin_prefetch(below + 128);
-			__builtin_prefetch(below + 192);
-			uint32_t later;
-
-			/* without branches: which child is earliest is
-			 * anybody's guess, a mispredicted branch per level */
-			a = kids[1].at < kids[0].at;
-			b = 2 + (kids[3].at < kids[2].at);
-			later = -(uint32_t)(kids[b].at < kids[a].at);
-			best = first + ((a & ~later) | (b & later));
-		} else if (first < n) {
-			best = first;
-			for (c = first + 1; c < n; c++)
-				if (v[c].at < v[best].at)
-					best = c;
-		} else {
-			break;
-		}
+		__builtin_prefetch(below);
+		__builtin_prefetch(below + 64);
+		__builtin_prefetch(below + 128);
+		__builtin_prefetch(below + 192);
+		/* without branches: which child is earliest is anybody's
+		 * guess, a mispredicted branch per level */
+		o01 = a1 < a0;
+		m01 = a1 < a0 ? a1 : a0;
+		o23 = 2 + (a3 < a2);
+		m23 = a3 < a2 ? a3 : a2;
+		best = 4 * i + 1 + o01 + ((o23 - o01) & -(size_t)(m23 < m01));
 		/* moving up: its knote is not told (timerheap.h); but the
 		 * ones rising to the root and into the level below it fire
 		 * next: their knotes are fetched now, ahead of the expiry
 		 * that writes them */
-		if (i <= 4)
+		if (i <= 4) {
+			/* both its lines: a small knote from a slab spans
+			 * two, and the timer's state is at its end */
 			__builtin_prefetch(v[best].kn, 1);
+			__builtin_prefetch((char *)v[best].kn +
+			    KQ_KNOTE_SMALL - 1, 1);
+		}
 		v[i] = v[best];
 		i = best;
 	}
-	sift_up(h, i, last);
+	if (4 * i + 1 < n) {
+		best = 4 * i + 1;
+		for (c = best + 1; c < n; c++)
+			if (v[c].at < v[best].at)
+				best = c;
+		v[i] = v[best];
+		i = best;
+	}
+	/* mostly it stays there: among the latest deadlines, it came from
+	 * the bottom */
+	if (i == 0 || v[(i - 1) / 4].at <= last.at)
+		place(h, (uint32_t)i, last);
+	else
+		sift_up(h, (uint32_t)i, last);
 }
 
 void

@@ -848,6 +848,50 @@ START_TEST(timer_backlog_keeps_kqueue_readable_until_taken)
 }
 END_TEST
 
+/*
+ * While due timers are taken a few per call, a socket that becomes readable
+ * is reported by the next call, not after the whole backlog: the scan looks
+ * at epoll before the backlog whenever something besides the library's own
+ * fds is registered (kevent.c, backlog_alone).
+ */
+START_TEST(timer_backlog_does_not_hold_back_a_socket)
+{
+	static struct kevent ch[NBACKLOG];
+	struct kevent ev[10];
+	int kq = xkqueue(), s[2], i, n, timers = 0;
+	bool seen = false;
+
+	xsocketpair(SOCK_STREAM, s);
+	kev_ok(kq, s[0], EVFILT_READ, EV_ADD, 0, 0, UD(0x50));
+	for (i = 0; i < NBACKLOG; i++)
+		EV_SET(&ch[i], i + 1, EVFILT_TIMER, EV_ADD | EV_ONESHOT,
+		    NOTE_USECONDS, 1, NULL);
+	ck_assert_int_eq(kevent(kq, ch, NBACKLOG, NULL, 0, NULL), 0);
+	sleep_ms(5);			/* all due */
+	ck_assert_int_eq(kev_wait(kq, ev, 10, 1000), 10);
+	ck_assert_int_eq(write(s[1], "x", 1), 1);
+	n = kev_wait(kq, ev, 10, 1000);
+	ck_assert_int_eq(n, 10);
+	for (i = 0; i < n; i++) {
+		if (ev[i].filter == EVFILT_TIMER) {
+			timers++;
+			continue;
+		}
+		ck_assert_int_eq(ev[i].filter, EVFILT_READ);
+		ck_assert_uint_eq(ev[i].ident, (uintptr_t)s[0]);
+		ck_assert_int_eq(ev[i].data, 1);
+		ck_assert_ptr_eq(ev[i].udata, UD(0x50));
+		seen = true;
+	}
+	ck_assert_msg(seen, "the readable socket waited behind %d timers",
+	    NBACKLOG - 10);
+	ck_assert_int_eq(timers, 9);
+	close(s[0]);
+	close(s[1]);
+	close(kq);
+}
+END_TEST
+
 START_TEST(timer_and_user_knotes_need_at_most_two_fds)
 {
 	static struct kevent ch[2000];
@@ -919,6 +963,237 @@ START_TEST(timer_million_timers_with_1024_fds)
 }
 END_TEST
 
+/*
+ * Changelists of plain timer adds and deletes take a shorter path than
+ * other changes (kq_knote_change_hashed): what they report must be the
+ * general path's.  A timer added first makes the hash table exist, which
+ * that path needs.
+ */
+static void
+expect_error_entry(const struct kevent *ev, uintptr_t ident,
+    unsigned fflags, int64_t err, void *udata)
+{
+	ck_assert_uint_eq(ev->ident, ident);
+	ck_assert_int_eq(ev->filter, EVFILT_TIMER);
+	ck_assert_uint_eq(ev->flags, EV_ERROR);
+	ck_assert_uint_eq(ev->fflags, fflags);
+	ck_assert_int_eq(ev->data, err);
+	ck_assert_ptr_eq(ev->udata, udata);
+}
+
+START_TEST(timer_changelist_add_delete_same_ident_then_enoent)
+{
+	int kq = xkqueue();
+	struct kevent ch[4], ev[4];
+
+	kev_ok(kq, 100, EVFILT_TIMER, EV_ADD, 0, 3600000, NULL);
+	EV_SET(&ch[0], 5, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 3600000, UD(1));
+	EV_SET(&ch[1], 5, EVFILT_TIMER, EV_DELETE, 0, 0, UD(2));
+	EV_SET(&ch[2], 5, EVFILT_TIMER, EV_DELETE, 0, 0, UD(3));
+	EV_SET(&ch[3], 5, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 0, UD(4));
+	memset(ev, 0xa5, sizeof ev);
+	ck_assert_int_eq(kevent(kq, ch, 4, ev, 4, NULL), 1);
+	expect_error_entry(&ev[0], 5, 0, ENOENT, UD(3));
+	/* the last add was applied after the error: it fires at once */
+	kev_expect(kq, 1000, 5, EVFILT_TIMER, EV_ONESHOT | EV_CLEAR, 0, 1, UD(4));
+	ck_assert_errno(kev_change(kq, 5, EVFILT_TIMER, EV_DELETE, 0, 0, NULL),
+	    ENOENT);
+	kev_ok(kq, 100, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	kev_expect_none(kq);
+	close(kq);
+}
+END_TEST
+
+START_TEST(timer_changelist_errors_in_the_middle_are_entries_in_order)
+{
+	int kq = xkqueue();
+	struct kevent ch[5], ev[5];
+
+	kev_ok(kq, 100, EVFILT_TIMER, EV_ADD, 0, 3600000, NULL);
+	EV_SET(&ch[0], 1, EVFILT_TIMER, EV_ADD, 0, 3600000, UD(1));
+	EV_SET(&ch[1], 2, EVFILT_TIMER, EV_ADD, NOTE_SECONDS | NOTE_USECONDS,
+	    10, UD(2));
+	EV_SET(&ch[2], 3, EVFILT_TIMER, EV_ADD, 0, -1, UD(3));
+	EV_SET(&ch[3], 99, EVFILT_TIMER, EV_DELETE, 0, 0, UD(99));
+	EV_SET(&ch[4], 4, EVFILT_TIMER, EV_ADD, NOTE_USECONDS, 3600000, UD(4));
+	memset(ev, 0xa5, sizeof ev);
+	ck_assert_int_eq(kevent(kq, ch, 5, ev, 5, NULL), 3);
+	expect_error_entry(&ev[0], 2, NOTE_SECONDS | NOTE_USECONDS, EINVAL,
+	    UD(2));
+	expect_error_entry(&ev[1], 3, 0, EINVAL, UD(3));
+	expect_error_entry(&ev[2], 99, 0, ENOENT, UD(99));
+	/* the failed adds left nothing, the good ones are there */
+	ck_assert_errno(kev_change(kq, 2, EVFILT_TIMER, EV_DELETE, 0, 0, NULL),
+	    ENOENT);
+	ck_assert_errno(kev_change(kq, 3, EVFILT_TIMER, EV_DELETE, 0, 0, NULL),
+	    ENOENT);
+	kev_ok(kq, 1, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	kev_ok(kq, 4, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	kev_ok(kq, 100, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	kev_expect_none(kq);
+	close(kq);
+}
+END_TEST
+
+START_TEST(timer_changelist_error_without_room_stops_the_changelist)
+{
+	int kq = xkqueue();
+	struct kevent ch[3];
+
+	kev_ok(kq, 100, EVFILT_TIMER, EV_ADD, 0, 3600000, NULL);
+	EV_SET(&ch[0], 1, EVFILT_TIMER, EV_ADD, 0, 3600000, NULL);
+	EV_SET(&ch[1], 42, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	EV_SET(&ch[2], 3, EVFILT_TIMER, EV_ADD, 0, 3600000, NULL);
+	ck_assert_errno(kevent(kq, ch, 3, NULL, 0, NULL), ENOENT);
+	kev_ok(kq, 1, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	ck_assert_errno(kev_change(kq, 3, EVFILT_TIMER, EV_DELETE, 0, 0, NULL),
+	    ENOENT);
+	kev_ok(kq, 100, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	close(kq);
+}
+END_TEST
+
+START_TEST(timer_changelist_receipt_answers_every_add_and_delete)
+{
+	int kq = xkqueue();
+	struct kevent ch[4], ev[4];
+
+	kev_ok(kq, 100, EVFILT_TIMER, EV_ADD, 0, 3600000, NULL);
+	EV_SET(&ch[0], 7, EVFILT_TIMER, EV_ADD | EV_RECEIPT, 0, 3600000, UD(1));
+	EV_SET(&ch[1], 8, EVFILT_TIMER, EV_ADD, 0, 3600000, UD(2));
+	EV_SET(&ch[2], 7, EVFILT_TIMER, EV_DELETE | EV_RECEIPT, 0, 0, UD(3));
+	EV_SET(&ch[3], 7, EVFILT_TIMER, EV_DELETE | EV_RECEIPT, 0, 0, UD(4));
+	memset(ev, 0xa5, sizeof ev);
+	ck_assert_int_eq(kevent(kq, ch, 4, ev, 4, NULL), 3);
+	expect_error_entry(&ev[0], 7, 0, 0, UD(1));
+	expect_error_entry(&ev[1], 7, 0, 0, UD(3));
+	expect_error_entry(&ev[2], 7, 0, ENOENT, UD(4));
+	kev_ok(kq, 8, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	kev_ok(kq, 100, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	close(kq);
+}
+END_TEST
+
+START_TEST(timer_changelist_readd_disable_and_sysflags_keep_their_meaning)
+{
+	int kq = xkqueue();
+	struct kevent ch[4];
+
+	kev_ok(kq, 100, EVFILT_TIMER, EV_ADD, 0, 3600000, NULL);
+	/* re-add in the same changelist: the second udata and timer win */
+	EV_SET(&ch[0], 5, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 3600000, UD(1));
+	EV_SET(&ch[1], 5, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, 0, UD(2));
+	/* added disabled: fires, is held back */
+	EV_SET(&ch[2], 6, EVFILT_TIMER, EV_ADD | EV_DISABLE | EV_ONESHOT, 0, 0,
+	    UD(3));
+	/* the kernel's own bits in a change are ignored, not stored */
+	EV_SET(&ch[3], 7, EVFILT_TIMER, EV_ADD | EV_ONESHOT | EV_EOF | EV_FLAG1,
+	    0, 0, UD(4));
+	ck_assert_int_eq(kevent(kq, ch, 4, NULL, 0, NULL), 0);
+	kev_expect(kq, 1000, 5, EVFILT_TIMER, EV_ONESHOT | EV_CLEAR, 0, 1, UD(2));
+	kev_expect(kq, 1000, 7, EVFILT_TIMER, EV_ONESHOT | EV_CLEAR, 0, 1, UD(4));
+	kev_expect_none(kq);
+	kev_ok(kq, 6, EVFILT_TIMER, EV_ENABLE | EV_KEEPUDATA, 0, 0, NULL);
+	kev_expect(kq, 0, 6, EVFILT_TIMER, EV_ONESHOT | EV_CLEAR, 0, 1, UD(3));
+	kev_ok(kq, 100, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	kev_expect_none(kq);
+	close(kq);
+}
+END_TEST
+
+START_TEST(timer_changelist_delete_of_freewatch_timer_returns_udata)
+{
+	int kq = xkqueue();
+	struct kevent ch[2];
+
+	kev_ok(kq, 100, EVFILT_TIMER, EV_ADD, 0, 3600000, NULL);
+	EV_SET(&ch[0], 5, EVFILT_TIMER, EV_ADD | EV_FREEWATCH, 0, 3600000,
+	    UD(0x50));
+	EV_SET(&ch[1], 5, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	ck_assert_int_eq(kevent(kq, ch, 2, NULL, 0, NULL), 0);
+	kev_expect(kq, 0, 5, EVFILT_TIMER, EV_DELETE | EV_FREEWATCH,
+	    NOTE_FREE_DELETE, 0, UD(0x50));
+	kev_ok(kq, 100, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	kev_expect_none(kq);
+	close(kq);
+}
+END_TEST
+
+/*
+ * Long changelists whose runs of timer changes are broken by other changes
+ * (an fd's, a user event's) and grow the hash table on the way: every
+ * change is applied to its own knote, and every error names its change.
+ */
+START_TEST(timer_changelist_runs_broken_by_other_changes)
+{
+	enum { NT = 300 };
+	static struct kevent ch[NT + 8], ev[NT + 8];
+	int kq = xkqueue(), p[2], i, n = 0;
+
+	ck_assert_int_eq(pipe(p), 0);
+	kev_ok(kq, 100000, EVFILT_TIMER, EV_ADD, 0, 3600000, NULL);
+	for (i = 0; i < NT; i++) {
+		if (i == 7 || i == 150)
+			EV_SET(&ch[n++], p[0], EVFILT_READ, EV_ADD, 0, 0, UD(-1));
+		if (i == 8 || i == 290)
+			EV_SET(&ch[n++], 5 + i, EVFILT_USER, EV_ADD, 0, 0, UD(-2));
+		EV_SET(&ch[n++], i, EVFILT_TIMER, EV_ADD, 0, 3600000, UD(i));
+	}
+	ck_assert_int_eq(kevent(kq, ch, n, NULL, 0, NULL), 0);
+	/* delete every other timer, with the other changes in between */
+	n = 0;
+	for (i = 0; i < NT; i += 2) {
+		if (i == 100)
+			EV_SET(&ch[n++], p[0], EVFILT_READ, EV_DELETE, 0, 0, NULL);
+		if (i == 200)
+			EV_SET(&ch[n++], 13, EVFILT_USER, EV_DELETE, 0, 0, NULL);
+		EV_SET(&ch[n++], i, EVFILT_TIMER, EV_DELETE, 0, 0, UD(i));
+	}
+	ck_assert_int_eq(kevent(kq, ch, n, NULL, 0, NULL), 0);
+	/* now every change of the list fails, each with its own entry */
+	memset(ev, 0xa5, sizeof ev);
+	ck_assert_int_eq(kevent(kq, ch, n, ev, n, NULL), n);
+	for (i = 0; i < n; i++) {
+		ck_assert_uint_eq(ev[i].ident, ch[i].ident);
+		ck_assert_int_eq(ev[i].filter, ch[i].filter);
+		ck_assert_uint_eq(ev[i].flags, EV_ERROR);
+		ck_assert_int_eq(ev[i].data, ENOENT);
+		ck_assert_ptr_eq(ev[i].udata, ch[i].udata);
+	}
+	/* a change the general path takes right after a run finds its own
+	 * knote (the re-add), not the one the bucket it had looked up ahead,
+	 * before the run, belongs to */
+	n = 0;
+	EV_SET(&ch[n++], p[0], EVFILT_READ, EV_ADD, 0, 0, NULL);
+	for (i = 0; i < 15; i++)
+		EV_SET(&ch[n++], 1000 + i, EVFILT_TIMER, EV_ADD, 0, 3600000,
+		    NULL);
+	EV_SET(&ch[n++], 1000, EVFILT_TIMER, EV_ADD, 0, 1, UD(7));
+	ck_assert_int_eq(kevent(kq, ch, n, NULL, 0, NULL), 0);
+	ck_assert_int_eq(kev_wait(kq, ev, 1, 1000), 1);
+	ck_assert_uint_eq(ev[0].ident, 1000);
+	ck_assert_ptr_eq(ev[0].udata, UD(7));
+	for (i = 0; i < 15; i++)
+		kev_ok(kq, 1000 + i, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	ck_assert_errno(kev_change(kq, 1000, EVFILT_TIMER, EV_DELETE, 0, 0,
+	    NULL), ENOENT);
+	sleep_ms(5);		/* a second timer 1000 would have fired */
+	kev_expect_none(kq);
+	kev_ok(kq, p[0], EVFILT_READ, EV_DELETE, 0, 0, NULL);
+	/* the odd ones are all there, the user event 295 too */
+	n = 0;
+	for (i = 1; i < NT; i += 2)
+		EV_SET(&ch[n++], i, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	EV_SET(&ch[n++], 295, EVFILT_USER, EV_DELETE, 0, 0, NULL);
+	EV_SET(&ch[n++], 100000, EVFILT_TIMER, EV_DELETE, 0, 0, NULL);
+	ck_assert_int_eq(kevent(kq, ch, n, NULL, 0, NULL), 0);
+	kev_expect_none(kq);
+	close(p[0]);
+	close(p[1]);
+	close(kq);
+}
+END_TEST
+
 static Suite *
 timer_suite(void)
 {
@@ -953,6 +1228,17 @@ timer_suite(void)
 	tcase_add_test(tc, timer_huge_values_do_not_wrap);
 	tcase_add_test(tc, timer_wakes_thread_blocked_in_kevent);
 	tcase_add_test(tc, timer_fork_child_leaves_parent_timer_running);
+	tcase_add_test(tc, timer_changelist_add_delete_same_ident_then_enoent);
+	tcase_add_test(tc,
+	    timer_changelist_errors_in_the_middle_are_entries_in_order);
+	tcase_add_test(tc,
+	    timer_changelist_error_without_room_stops_the_changelist);
+	tcase_add_test(tc, timer_changelist_receipt_answers_every_add_and_delete);
+	tcase_add_test(tc,
+	    timer_changelist_readd_disable_and_sysflags_keep_their_meaning);
+	tcase_add_test(tc,
+	    timer_changelist_delete_of_freewatch_timer_returns_udata);
+	tcase_add_test(tc, timer_changelist_runs_broken_by_other_changes);
 	suite_add_tcase(s, tc);
 
 	tcase_set_timeout(big, 120);
@@ -961,6 +1247,7 @@ timer_suite(void)
 	tcase_add_test(big, timer_many_fire_in_deadline_order_after_deleting_most);
 	tcase_add_test(big, timer_many_fire_in_deadline_order_after_deleting_earliest);
 	tcase_add_test(big, timer_backlog_keeps_kqueue_readable_until_taken);
+	tcase_add_test(big, timer_backlog_does_not_hold_back_a_socket);
 	tcase_add_test(big, timer_and_user_knotes_need_at_most_two_fds);
 	tcase_add_test(big, timer_million_timers_with_1024_fds);
 	suite_add_tcase(s, big);

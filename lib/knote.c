@@ -383,7 +383,10 @@ knote_unlink(struct kq_kqueue *kq, struct kq_knote *kn, struct kq_knote **link)
 	h->gen++;
 }
 
-int
+/* Also the run's way (below) when its quick knote cannot be had - the first
+ * knote of the table, a table to grow, a whole knote's filter -, kept out
+ * of line so that the run's loop saves no registers for it. */
+int __attribute__((noinline))
 kq_knote_add_hashed(struct kq_kqueue *kq, const struct kq_filterops *fop,
     const struct kevent *kev, struct kq_knote **link)
 {
@@ -513,24 +516,6 @@ kq_knote_delete_at(struct kq_kqueue *kq, struct kq_knote *kn,
  */
 #define RUN_AHEAD	8
 
-/* A new hashed knote when the quick one below cannot be had: the first
- * knote of the table, a table to grow, a whole knote's filter. */
-static int __attribute__((noinline))
-run_add_slow(struct kq_kqueue *kq, const struct kq_filterops *fop,
-    const struct kevent *kev, struct kq_knote **link)
-{
-	struct kq_knote *kn = knote_new_hashed(kq, fop, kev, link);
-	int err;
-
-	if (kn == NULL)
-		return ENOMEM;
-	if ((err = fop->attach(kq, kn, kev)) != 0) {
-		knote_unlink(kq, kn, NULL);
-		knote_free(kq, kn);
-	}
-	return err;
-}
-
 int
 kq_knote_change_run(struct kq_kqueue *kq, const struct kevent *changelist,
     int i, int nchanges, int *err)
@@ -599,7 +584,7 @@ kq_knote_change_run(struct kq_kqueue *kq, const struct kevent *changelist,
 			break;
 		if (!fop->small || kq->slab[0].size == 0 ||
 		    t.n >= 2 * ((size_t)t.mask + 1)) {
-			*err = run_add_slow(kq, fop, kev, link);
+			*err = kq_knote_add_hashed(kq, fop, kev, link);
 			/* the table grew (for this knote, or one its attach
 			 * added): the buckets ahead are the old table's */
 			if (h->mask != t.mask)

@@ -692,6 +692,10 @@ kevent(int fd, const struct kevent *changelist, int nchanges,
 			if (i == nchanges)
 				break;
 			if (err > 0) {
+				/* refused as the run's first change: its slot
+				 * still holds its own bucket, and is change
+				 * i + PREFETCH_AHEAD's, which must not take it */
+				ahead[i % PREFETCH_AHEAD] = UINT32_MAX;
 				kev = changelist[i];
 				goto failed;
 			}

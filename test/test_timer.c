@@ -1194,6 +1194,58 @@ START_TEST(timer_changelist_runs_broken_by_other_changes)
 }
 END_TEST
 
+/*
+ * A change the run refuses (a new timer's EINVAL) leaves its slot of the
+ * general path's look-ahead ring holding its own bucket: the general
+ * change 8 on must not take that bucket for its own.  Around it, changes
+ * the general path takes (EV_DISABLE), so the ring is not forgotten.
+ * Each round's victim lands in another bucket than the refused timer but
+ * for a 1/16 chance, so some round sees it.
+ */
+START_TEST(timer_changelist_refused_add_keeps_next_changes_buckets)
+{
+	struct kevent ch[17], ev[4];
+	int kq = xkqueue(), round, i, n;
+
+	kev_ok(kq, 1, EVFILT_USER, EV_ADD, 0, 0, NULL);
+	for (round = 0; round < 8; round++) {
+		uintptr_t victim = 500 + 37 * round;
+
+		n = 0;
+		for (i = 0; i < 8; i++)
+			EV_SET(&ch[n++], 100 + i, EVFILT_USER,
+			    EV_ADD | EV_DISABLE, 0, 0, NULL);
+		/* two units: EINVAL, from the run */
+		EV_SET(&ch[n++], 50 + round, EVFILT_TIMER, EV_ADD,
+		    NOTE_SECONDS | NOTE_MSECONDS, 1000, UD(50));
+		for (i = 0; i < 7; i++)
+			EV_SET(&ch[n++], 200 + i, EVFILT_USER,
+			    EV_ADD | EV_DISABLE, 0, 0, NULL);
+		EV_SET(&ch[n++], victim, EVFILT_USER, EV_ADD | EV_DISABLE, 0,
+		    0, UD(victim));
+		memset(ev, 0xa5, sizeof ev);
+		ck_assert_int_eq(kevent(kq, ch, n, ev, 4, NULL), 1);
+		ck_assert_uint_eq(ev[0].ident, 50 + round);
+		ck_assert_uint_eq(ev[0].flags, EV_ERROR);
+		ck_assert_int_eq(ev[0].data, EINVAL);
+		/* the victim is found where a lookup looks for it */
+		kev_ok(kq, victim, EVFILT_USER, EV_ENABLE, NOTE_TRIGGER, 0,
+		    UD(victim));
+		kev_expect(kq, 0, victim, EVFILT_USER, 0, 0, 0, UD(victim));
+		ck_assert_msg(kev_change(kq, victim, EVFILT_USER, EV_DELETE, 0,
+		    0, NULL) == 0, "round %d: victim %lu not found: %s", round,
+		    (unsigned long)victim, strerror(errno));
+		for (i = 0; i < 8; i++)
+			kev_ok(kq, 100 + i, EVFILT_USER, EV_DELETE, 0, 0, NULL);
+		for (i = 0; i < 7; i++)
+			kev_ok(kq, 200 + i, EVFILT_USER, EV_DELETE, 0, 0, NULL);
+	}
+	kev_ok(kq, 1, EVFILT_USER, EV_DELETE, 0, 0, NULL);
+	kev_expect_none(kq);
+	close(kq);
+}
+END_TEST
+
 static Suite *
 timer_suite(void)
 {
@@ -1239,6 +1291,8 @@ timer_suite(void)
 	tcase_add_test(tc,
 	    timer_changelist_delete_of_freewatch_timer_returns_udata);
 	tcase_add_test(tc, timer_changelist_runs_broken_by_other_changes);
+	tcase_add_test(tc,
+	    timer_changelist_refused_add_keeps_next_changes_buckets);
 	suite_add_tcase(s, tc);
 
 	tcase_set_timeout(big, 120);

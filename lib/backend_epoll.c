@@ -263,18 +263,35 @@ flush_one(struct kq_kqueue *kq, struct kq_poll *p)
 		kq_fdreg_unlock(p->fd);
 }
 
-void
-kq_backend_flush_dirty(struct kq_kqueue *kq)
+/* A registration whose single-shot ring poll reported and is to be armed
+ * the same again: at kevent()'s exit left dirty, for the next call's wait
+ * to arm (BACKENDS, deferred re-arms). */
+static inline bool
+rearm_deferrable(const struct kq_poll *p)
 {
+	return p->userfd && !p->in_backend && p->want == p->armed &&
+	    p->want != 0 && (p->want & (KQ_POLLET | KQ_POLLONESHOT)) != KQ_POLLET;
+}
+
+void
+kq_backend_flush_dirty(struct kq_kqueue *kq, bool at_exit)
+{
+	struct kq_poll_list later = TAILQ_HEAD_INITIALIZER(later);
 	struct kq_poll *p;
 
 	while ((p = TAILQ_FIRST(&kq->dirty)) != NULL) {
 		TAILQ_REMOVE(&kq->dirty, p, dirty_link);
+		if (at_exit && KQ_URING(kq) && rearm_deferrable(p)) {
+			TAILQ_INSERT_TAIL(&later, p, dirty_link);
+			continue;	/* still p->dirty */
+		}
 		p->dirty = false;
 		flush_one(kq, p);
 	}
-	if (KQ_URING(kq))
+	if (KQ_URING(kq)) {
+		TAILQ_CONCAT(&kq->dirty, &later, dirty_link);
 		kq_uring_publish(kq);
+	}
 }
 
 _Static_assert(sizeof(struct kq_ready) == sizeof(struct epoll_event) &&

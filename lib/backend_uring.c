@@ -16,7 +16,6 @@
 
 #ifdef HAVE_LIBURING	/* built without it: internal.h's stubs */
 #include <liburing.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -35,6 +34,10 @@ struct kq_uring {
 	unsigned sq_entries;
 	_Atomic unsigned reaps;		/* CQ reads so far (kq_uring_wait) */
 	bool msg_wake;			/* wake edges are CQEs sent to the ring */
+	/* the CQE at the CQ head is taken already, left there so that the
+	 * ring (the kqueue fd) polls readable while level re-arms wait for
+	 * the next kevent() (kq_uring_commit); every read skips it */
+	_Atomic bool token;
 	bool timeout_live;		/* kq->timer's ring timeout is in the SQ
 					 * or the kernel, its CQE not reaped */
 	/* a timeout SQE's deadline, by the SQE's index: the kernel reads it
@@ -119,6 +122,33 @@ cq_unreaped(const struct kq_uring *u)
 {
 	return __atomic_load_n(u->ring.cq.ktail, __ATOMIC_ACQUIRE) -
 	    __atomic_load_n(u->ring.cq.khead, __ATOMIC_ACQUIRE);
+}
+
+/* Under kq->lock: the first CQE not taken yet (past the token, if kept). */
+static inline unsigned
+cq_first(const struct kq_uring *u)
+{
+	return *u->ring.cq.khead + atomic_load_explicit(&u->token,
+	    memory_order_relaxed);
+}
+
+/* Under kq->lock: the CQEs before end are taken.  keep: the last of them
+ * (the token, if nothing new was) stays in the CQ as the token. */
+static void
+cq_taken(struct kq_uring *u, unsigned end, bool keep)
+{
+	unsigned head = *u->ring.cq.khead;
+	bool token = keep && end != head;
+
+	atomic_store_explicit(&u->token, token, memory_order_relaxed);
+	__atomic_store_n(u->ring.cq.khead, token ? end - 1 : end,
+	    __ATOMIC_RELEASE);
+}
+
+static inline struct io_uring_cqe *
+cq_at(struct kq_uring *u, unsigned i)
+{
+	return &u->ring.cq.cqes[i & u->ring.cq.ring_mask];
 }
 
 /* Under kq->lock: the SQEs written so far become visible to the kernel. */
@@ -628,7 +658,8 @@ kq_uring_wait(struct kq_kqueue *kq, const struct timespec *ts)
 	memset(&arg, 0, sizeof arg);
 	if (ts != NULL && ts->tv_sec == 0 && ts->tv_nsec == 0) {
 		/* nothing to submit and something to reap: no call */
-		if (n == 0 && cq_unreaped(u) != 0)
+		if (n == 0 && cq_unreaped(u) > atomic_load_explicit(&u->token,
+		    memory_order_relaxed))
 			return 0;
 		min = 0;
 	} else if (ts != NULL) {
@@ -670,12 +701,10 @@ struct completion {
 	uint64_t ud;
 	int32_t res;
 	uint32_t flags;
-	int refresh;			/* index in the reap's pollfd array, -1 */
 };
 
 static void
-complete(struct kq_kqueue *kq, const struct completion *c,
-    const struct pollfd *now)
+complete(struct kq_kqueue *kq, const struct completion *c)
 {
 	struct kq_poll *p;
 	uint64_t ud = c->ud;
@@ -716,8 +745,6 @@ complete(struct kq_kqueue *kq, const struct completion *c,
 	/* an error stays armed (as it is: re-arming would fail again) and
 	 * is told as one */
 	revents = c->res >= 0 ? (uint32_t)c->res : KQ_POLLERR;
-	if (c->refresh >= 0 && now[c->refresh].revents >= 0)
-		revents = (uint32_t)(uint16_t)now[c->refresh].revents;
 	p->ready(kq, p, revents);
 	if (c->res < 0 || (c->flags & IORING_CQE_F_MORE))
 		return;
@@ -729,6 +756,14 @@ complete(struct kq_kqueue *kq, const struct completion *c,
 		p->in_backend = false;
 		kq_backend_update(kq, p);
 	}
+}
+
+static inline void
+completion_of(struct completion *c, const struct io_uring_cqe *cqe)
+{
+	c->ud = cqe->user_data;
+	c->res = cqe->res;
+	c->flags = cqe->flags;
 }
 
 /* A CQE that reports readiness of a live poll. */
@@ -750,88 +785,144 @@ is_report(struct kq_kqueue *kq, const struct io_uring_cqe *cqe)
  * take the completions that report nothing of the application's (a
  * removed poll's -ECANCELED, stale CQEs, failed updates, the wake edge),
  * up to the first report.  Reports stay in the CQ, so the kqueue fd polls
- * readable, and are read (their file asked again) by the next scan: a
- * report taken now would be stale by then.
+ * readable, and the next scan has their polls armed again
+ * (kq_uring_reap_stale): a report taken now would be stale by then.  A
+ * token kept stays kept (moved to the last CQE taken).
  */
 void
 kq_uring_reap_quiet(struct kq_kqueue *kq)
 {
 	struct kq_uring *u = kq->uring;
+	unsigned i = cq_first(u);
+	bool keep = atomic_load_explicit(&u->token, memory_order_relaxed);
 	struct io_uring_cqe *cqe;
 	struct completion c;
 
-	while (io_uring_peek_cqe(&u->ring, &cqe) == 0 && cqe != NULL &&
-	    !is_report(kq, cqe)) {
-		c.ud = cqe->user_data;
-		c.res = cqe->res;
-		c.flags = cqe->flags;
-		c.refresh = -1;
-		io_uring_cq_advance(&u->ring, 1);
+	while (i != __atomic_load_n(u->ring.cq.ktail, __ATOMIC_ACQUIRE) &&
+	    !is_report(kq, cqe = cq_at(u, i))) {
+		completion_of(&c, cqe);
+		cq_taken(u, ++i, keep);
 		atomic_fetch_add_explicit(&u->reaps, 1, memory_order_release);
-		complete(kq, &c, NULL);
+		complete(kq, &c);
 	}
 }
 
 /*
- * A single-shot poll woken by its file reports the wake-up's events only (a
- * write says IN, not the HUP of a close after it), and what was true then:
- * a level report must say what the file is now, as epoll_wait's does.  So
- * the user fds of such CQEs are asked again, all in one poll(), when the
- * CQEs are taken.  (Under kq->lock, not the fds' slot locks: a number
- * closed meanwhile is dropped by the scan, fdn->closed, whatever this
- * says.)  Multishot (edge) reports are taken as they are.
+ * Under kq->lock, before anything of a scan's pass is collected: the CQEs
+ * posted before it.  A single-shot poll woken by its file reports the
+ * wake-up's events only (a write says IN, not the HUP of a close after it),
+ * and what was true then, maybe long ago: a level report must say what the
+ * file is now, as epoll_wait's does.  So such a report of a user fd is not
+ * taken: its poll is marked done and dirty, and the flush arms it again
+ * before the wait, in the wait's own io_uring_enter; a poll armed on a
+ * ready file completes at once with the file's events as they are
+ * (vfs_poll), and its CQE, posted during this call, is fresh.  Edge
+ * (multishot) reports, timeouts and the rest are taken as they are.  The
+ * last CQE taken is kept as the token (kq_uring_commit).
+ */
+void
+kq_uring_reap_stale(struct kq_kqueue *kq)
+{
+	struct kq_uring *u = kq->uring;
+	unsigned i = cq_first(u);
+	unsigned tail = __atomic_load_n(u->ring.cq.ktail, __ATOMIC_ACQUIRE);
+	struct io_uring_cqe *cqe;
+	struct completion c;
+	struct kq_poll *p;
+
+	if (i == tail)
+		return;
+	for (; i != tail; i++) {
+		cqe = cq_at(u, i);
+		completion_of(&c, cqe);
+		if (c.res >= 0 && !(c.flags & IORING_CQE_F_MORE) && c.ud != 0 &&
+		    !((uint32_t)c.ud & KQ_URING_UPDATE) &&
+		    (p = kq_poll_lookup(kq, c.ud)) != NULL && p->userfd &&
+		    p->in_backend) {
+			p->in_backend = false;
+			kq_backend_update(kq, p);
+			continue;
+		}
+		complete(kq, &c);
+	}
+	cq_taken(u, tail, true);
+	atomic_fetch_add_explicit(&u->reaps, 1, memory_order_release);
+}
+
+/*
+ * After a wait: every CQE in the CQ was posted during this kevent() call
+ * (the pass's kq_uring_reap_stale took the older ones, and made stale
+ * level reports re-arms that this wait's enter armed), so each is taken as
+ * it is, with no poll() to ask the files again.  (A wake-up's CQE says the
+ * events of that wake-up, during this call: a HUP right after a write may
+ * be told by the next report only - the level poll is armed again.)  The
+ * last CQE taken is kept as the token (kq_uring_commit).
  */
 void
 kq_uring_reap(struct kq_kqueue *kq)
 {
 	struct kq_uring *u = kq->uring;
-	struct completion batch[REAP_MAX];
-	struct pollfd now[REAP_MAX];
-	struct io_uring_cqe *cqe;
-	struct kq_poll *p;
-	unsigned head, n = 0, i;
-	int nnow = 0;
+	unsigned i = cq_first(u);
+	unsigned tail = __atomic_load_n(u->ring.cq.ktail, __ATOMIC_ACQUIRE);
+	struct completion c;
 
-	io_uring_for_each_cqe(&u->ring, head, cqe) {
-		if (n == REAP_MAX)
-			break;
-		batch[n].ud = cqe->user_data;
-		batch[n].res = cqe->res;
-		batch[n].flags = cqe->flags;
-		batch[n].refresh = -1;
-		if (cqe->res >= 0 && !(cqe->flags & IORING_CQE_F_MORE) &&
-		    cqe->user_data != 0 &&
-		    !((uint32_t)cqe->user_data & KQ_URING_UPDATE) &&
-		    (p = kq_poll_lookup(kq, cqe->user_data)) != NULL &&
-		    p->userfd) {
-			now[nnow].fd = p->fd;
-			now[nnow].events = (short)poll_mask(p->armed);
-			now[nnow].revents = 0;
-			batch[n].refresh = nnow++;
-		}
-		n++;
+	if (i == tail)
+		return;
+	for (; i != tail; i++) {
+		completion_of(&c, cq_at(u, i));
+		complete(kq, &c);
 	}
-	io_uring_cq_advance(&u->ring, n);
+	cq_taken(u, tail, true);
 	atomic_fetch_add_explicit(&u->reaps, 1, memory_order_release);
-	if (nnow > 0 && poll(now, (nfds_t)nnow, 0) < 0)
-		for (i = 0; i < (unsigned)nnow; i++)
-			now[i].revents = -1;	/* keep what the CQEs said */
-	for (i = 0; i < n; i++)
-		complete(kq, &batch[i], now);
 }
 
+/* Under kq->lock, just before the scan lets it go to wait: the thread is a
+ * sleeper (no kevent() returning meanwhile defers a re-arm), and the token
+ * goes (the flush armed what it stood for; kept, it would end the wait at
+ * once). */
+void
+kq_uring_wait_begin(struct kq_kqueue *kq)
+{
+	struct kq_uring *u = kq->uring;
+
+	atomic_fetch_add_explicit(&kq->sleepers, 1, memory_order_relaxed);
+	if (atomic_load_explicit(&u->token, memory_order_relaxed))
+		cq_taken(u, cq_first(u), false);
+}
+
+/*
+ * Before kevent() returns.  Level re-arms (single-shot polls that
+ * reported, or whose stale report was not taken) are left dirty by the
+ * exit's flush (kq_backend_flush_exit): the next call's wait arms them in
+ * its own enter, so this call makes no system call for them, and their
+ * reports come fresh.  While they wait, nothing in the kernel polls their
+ * files, so the kqueue fd is kept readable by the token, an already taken
+ * CQE left at the CQ head: as FreeBSD's kqueue polls readable after a scan
+ * that left a level knote queued, until the next scan.  With no token, or a
+ * thread asleep in a wait (it must be woken when such a file becomes
+ * ready: only an armed poll can), they are armed and submitted now.  What
+ * else is in the SQ (removals, changes, timeouts) goes in now, and the
+ * completions that report nothing are reaped.
+ */
 void
 kq_uring_commit(struct kq_kqueue *kq)
 {
 	struct kq_uring *u = kq->uring;
+	bool deferred = !TAILQ_EMPTY(&kq->dirty);
 
-	if (u->ring.sq.sqe_tail == __atomic_load_n(u->ring.sq.khead,
-	    __ATOMIC_ACQUIRE))
-		return;
-	submit_now(u);
-	kq_uring_reap_quiet(kq);
+	if (deferred && (!atomic_load_explicit(&u->token, memory_order_relaxed) ||
+	    atomic_load_explicit(&kq->sleepers, memory_order_relaxed) != 0)) {
+		kq_backend_flush_dirty(kq, false);
+		deferred = false;
+	}
+	if (u->ring.sq.sqe_tail != __atomic_load_n(u->ring.sq.khead,
+	    __ATOMIC_ACQUIRE)) {
+		submit_now(u);
+		kq_uring_reap_quiet(kq);
+	}
+	if (!deferred && atomic_load_explicit(&u->token, memory_order_relaxed))
+		cq_taken(u, cq_first(u), false);
 }
-
 
 /* A wake edge (kq_kick, kq_unlock): true if sent as a message to the ring,
  * false if the caller writes the wake eventfd (kernels before 6.13). */

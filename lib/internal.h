@@ -602,7 +602,7 @@ void kq_backend_forget(struct kq_kqueue *kq, struct kq_poll *p);
 /* Apply pending updates; at most one epoll_ctl per dirty registration.
  * kq_backend_flush() (inline, below struct kq_kqueue) calls it when there
  * are any. */
-void kq_backend_flush_dirty(struct kq_kqueue *kq);
+void kq_backend_flush_dirty(struct kq_kqueue *kq, bool at_exit);
 /* Wait (called WITHOUT kq->lock).  ts NULL = forever.  Returns count or -errno. */
 int kq_backend_wait(struct kq_kqueue *kq, struct kq_ready *out, int max,
     const struct timespec *ts);
@@ -638,11 +638,34 @@ int kq_backend_wait(struct kq_kqueue *kq, struct kq_ready *out, int max,
  *     check readiness when armed: a single-shot CQE (no IORING_CQE_F_MORE)
  *     leaves the poll unarmed and dirty, so the flush before the next wait
  *     re-arms it if a knote still wants it - a level fd is reported again
- *     by every wait, as epoll does.  A CQE of a single-shot poll woken by
- *     its file says only that wake-up's events, as they were then (a write
- *     says IN, not the HUP of a close after it): the reap asks every such
- *     user fd again, all in one poll() (kq_uring_reap), so a level report
- *     says what the file is now, as epoll_wait's does.  Multishot reports
+ *     by every wait, as epoll does.  Deferred re-arms: kevent()'s exit
+ *     flush (kq_backend_flush_exit) leaves such a same-again re-arm of a
+ *     user fd dirty, unsubmitted; the next call's wait arms it in its own
+ *     io_uring_enter (it completes there at once if the fd is still ready).
+ *     Freshness: a CQE of a single-shot poll woken by its file says only
+ *     that wake-up's events, as they were then (a write says IN, not the
+ *     HUP of a close after it), and a level report must say what the file
+ *     is now, as epoll_wait's does.  So each pass of the scan starts by
+ *     taking what was posted before it (kq_uring_reap_stale): such a
+ *     report of a user fd is not taken but made a re-arm, which that
+ *     pass's wait arms (vfs_poll: the events as they are); edge, timer
+ *     and other CQEs are taken as they are.  The CQEs the reap finds after
+ *     the wait (kq_uring_reap) were all posted during this call, and are
+ *     taken as they are, with no system call to ask the files again (a
+ *     HUP right after a write during the wait may come with the next
+ *     report only).  The kqueue fd must poll readable while a deferred
+ *     re-arm waits (FreeBSD's kqueue does until the next scan after one
+ *     reporting a level knote): the reaps leave the last CQE they take at
+ *     the CQ head as a token (u->token; every read skips it), which
+ *     kq_uring_commit keeps while deferred re-arms exist and drops
+ *     otherwise; with no token to keep, or a thread counted asleep in a
+ *     wait (kq->sleepers, counted under kq->lock before the scan lets it
+ *     go: only an armed poll wakes it), the re-arms are armed and
+ *     submitted before kevent() returns instead.  kq_uring_wait_begin
+ *     drops the token before a wait (it would end the wait at once; the
+ *     flush just armed what it stood for).  A deferred re-arm is just a
+ *     dirty poll: EV_DELETE/EV_DISABLE, a close (kq_drain_closed detaches
+ *     it) or the kqueue's end drop it like any other.  Multishot reports
  *     are taken as they are (edge knotes ask their filter anyway).  A change of events keeps the same mode
  *     and is made in place (POLL_REMOVE with IORING_POLL_UPDATE_EVENTS; the
  *     kernel cannot change the mode of a live poll); a change of mode is a
@@ -677,7 +700,7 @@ int kq_backend_wait(struct kq_kqueue *kq, struct kq_ready *out, int max,
  *     reap of the completions that report nothing (kq_uring_reap_quiet:
  *     a removed poll's -ECANCELED, stale CQEs, the wake edge), up to the
  *     first report, which stays in the CQ (the kqueue fd polls readable)
- *     to be read, and its file asked, by the next scan.
+ *     to be re-armed, as stale, by the next scan.
  *   - kevent()'s wait is a cancellation point: the io_uring_enter runs
  *     with asynchronous cancellation, as glibc's cancellable calls do.  A
  *     wait that also submitted returns the count submitted, not EINTR:
@@ -735,6 +758,8 @@ void kq_uring_apply(struct kq_kqueue *kq, struct kq_poll *p, uint32_t want);
 void kq_uring_publish(struct kq_kqueue *kq);
 int kq_uring_wait(struct kq_kqueue *kq, const struct timespec *ts);
 void kq_uring_reap(struct kq_kqueue *kq);
+void kq_uring_reap_stale(struct kq_kqueue *kq);
+void kq_uring_wait_begin(struct kq_kqueue *kq);	/* sleeper count, token */
 void kq_uring_commit(struct kq_kqueue *kq);
 void kq_uring_reap_quiet(struct kq_kqueue *kq);	/* CQEs that report nothing */
 bool kq_uring_post_wake(struct kq_kqueue *kq);	/* signal-safe */
@@ -758,6 +783,8 @@ static inline void kq_uring_publish(struct kq_kqueue *kq) { (void)kq; }
 static inline int kq_uring_wait(struct kq_kqueue *kq, const struct timespec *ts)
 { (void)kq, (void)ts; return -ENOSYS; }
 static inline void kq_uring_reap(struct kq_kqueue *kq) { (void)kq; }
+static inline void kq_uring_reap_stale(struct kq_kqueue *kq) { (void)kq; }
+static inline void kq_uring_wait_begin(struct kq_kqueue *kq) { (void)kq; }
 static inline void kq_uring_commit(struct kq_kqueue *kq) { (void)kq; }
 static inline void kq_uring_reap_quiet(struct kq_kqueue *kq) { (void)kq; }
 static inline bool kq_uring_post_wake(struct kq_kqueue *kq) { (void)kq; return false; }
@@ -1045,6 +1072,9 @@ struct kq_kqueue {
 
 	/* backend */
 	struct kq_uring *uring;		/* NULL: epoll (BACKENDS) */
+	/* threads between the scan's unlock before its wait and the relock
+	 * after it (io_uring: no level re-arm is deferred while one sleeps) */
+	_Atomic int sleepers;
 	struct kq_poll **slots;
 	uint32_t nslots, slot_free;	/* free list threaded through NULL slots */
 	uint32_t npolls;		/* registered (kq_poll_register) */
@@ -1115,7 +1145,27 @@ static inline void
 kq_backend_flush(struct kq_kqueue *kq)
 {
 	if (!TAILQ_EMPTY(&kq->dirty))
-		kq_backend_flush_dirty(kq);
+		kq_backend_flush_dirty(kq, false);
+}
+
+/* The flush as kevent() returns: io_uring leaves level re-arms queued for
+ * the next call's wait (BACKENDS, deferred re-arms). */
+static inline void
+kq_backend_flush_exit(struct kq_kqueue *kq)
+{
+	if (!TAILQ_EMPTY(&kq->dirty))
+		kq_backend_flush_dirty(kq, true);
+}
+
+/* Under kq->lock, at the top of each pass of the scan, before anything is
+ * collected (io_uring): what the kernel said before this pass.  A level
+ * report among it is stale, and becomes a re-arm that the next wait's
+ * enter makes, so the report it gives is fresh. */
+static inline void
+kq_backend_reap_stale(struct kq_kqueue *kq)
+{
+	if (KQ_URING(kq))
+		kq_uring_reap_stale(kq);
 }
 
 /* After a wait, under kq->lock: what the io_uring backend's kernel said
@@ -1130,7 +1180,9 @@ kq_backend_reap(struct kq_kqueue *kq)
 /* Before kevent() returns (io_uring): what is still in the SQ reaches the
  * kernel now - a new poll, so the kqueue fd polls readable when its fd is;
  * a removal, so the application's next close() is a real one - and what
- * that made the kernel say is reaped. */
+ * that made the kernel say is reaped.  Deferred level re-arms stay queued
+ * if a processed CQE can be left in the CQ to keep the kqueue fd readable
+ * and no thread sleeps in a wait; else they go in now too. */
 static inline void
 kq_backend_commit(struct kq_kqueue *kq)
 {

@@ -431,8 +431,13 @@ poll_due(struct kq_kqueue *kq)
 
 /* A thread cancelled in its wait holds only its reference (CANCELLATION). */
 static void
-wait_cancelled(void *kq)
+wait_cancelled(void *arg)
 {
+	struct kq_kqueue *kq = arg;
+
+	if (KQ_URING(kq))
+		atomic_fetch_sub_explicit(&kq->sleepers, 1,
+		    memory_order_relaxed);
 	kq_put(kq);
 }
 
@@ -504,6 +509,7 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 	}
 	/* Something left from before: pick up what epoll has too, so
 	 * always-ready knotes cannot starve sockets. */
+	kq_backend_reap_stale(kq);
 	if (!TAILQ_EMPTY(&kq->active) || kq_timer_backlog(kq)) {
 		kq_backend_flush(kq);
 		kq_timer_flush(kq);
@@ -516,6 +522,7 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 	}
 	for (;;) {
 		kq_drain_closed(kq);
+		kq_backend_reap_stale(kq);
 		poll_due(kq);
 		/* the calls only when there is something to take: this runs
 		 * before and after every wait */
@@ -552,6 +559,10 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 		kq_fdnode_reap(kq);
 		kq_update_wake(kq);
 		intr = kq_signal_intr_snapshot();
+		/* counted under the lock: a kevent() returning meanwhile
+		 * sees this sleeper and defers no re-arm (BACKENDS) */
+		if (KQ_URING(kq))
+			kq_uring_wait_begin(kq);
 		kq_unlock(kq);
 		/* A wait that cannot block is no wait to be cancelled in: a
 		 * cancel pending at entry was acted on there, and one sent
@@ -564,6 +575,9 @@ scan(struct kq_kqueue *kq, struct kevent *out, int max,
 		if (atomic_load_explicit(&kq->suspect, memory_order_relaxed))
 			kq_reap_suspects();
 		pthread_mutex_lock(&kq->lock);
+		if (KQ_URING(kq))
+			atomic_fetch_sub_explicit(&kq->sleepers, 1,
+			    memory_order_relaxed);
 		if (kq->dead) {
 			/* the edge kq_kill() wrote woke one sleeper: pass
 			 * it on to the next */
@@ -758,7 +772,7 @@ failed:
 	}
 	ret = scan(kq, eventlist, nevents, timeout, cs == PTHREAD_CANCEL_ENABLE);
 out:
-	kq_backend_flush(kq);
+	kq_backend_flush_exit(kq);
 	kq_timer_flush(kq);
 	kq_fdnode_reap(kq);
 	kq_backend_commit(kq);

@@ -985,7 +985,7 @@ kqfree_release(int fd)
 	if (!kq->dead) {
 		kq_drain_closed(kq);
 		kq_release_all(kq, NOTE_FREE_RELEASE, true);
-		kq_backend_flush(kq);
+		kq_backend_flush_exit(kq);
 		kq_fdnode_reap(kq);
 		kq_backend_commit(kq);
 		kq_update_wake(kq);

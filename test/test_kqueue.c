@@ -97,6 +97,39 @@ START_TEST(kqueue_fd_readable_while_fd_event_pending)
 }
 END_TEST
 
+/* FreeBSD keeps a reported level knote queued: the kqueue fd polls readable
+ * until the next scan, which finds it still ready (a partial read) or drops
+ * it.  (io_uring: the level re-arm waits for the next kevent(), and the
+ * ring keeps a taken completion so the kqueue fd stays readable.) */
+START_TEST(kqueue_fd_readable_after_partial_read)
+{
+	int kq = xkqueue(), p[2];
+	struct pollfd pfd = { .fd = kq, .events = POLLIN };
+
+	xpipe(p);
+	kev_ok(kq, p[0], EVFILT_READ, EV_ADD, 0, 0, NULL);
+	xwrite(p[1], 4);
+	kev_expect(kq, 0, p[0], EVFILT_READ, 0, 0, 4, NULL);
+	xread(p[0], 2);
+	ck_assert_int_eq(poll(&pfd, 1, 2000), 1);
+	ck_assert(pfd.revents & POLLIN);
+	kev_expect(kq, 0, p[0], EVFILT_READ, 0, 0, 2, NULL);
+	/* drained after a report, then new data with no kevent() between:
+	 * readable again, and reported */
+	xread(p[0], 2);
+	xwrite(p[1], 1);
+	ck_assert_int_eq(poll(&pfd, 1, 2000), 1);
+	ck_assert(pfd.revents & POLLIN);
+	kev_expect(kq, 0, p[0], EVFILT_READ, 0, 0, 1, NULL);
+	xread(p[0], 1);
+	kev_expect_none(kq);
+	ck_assert_int_eq(poll(&pfd, 1, 50), 0);
+	close(p[0]);
+	close(p[1]);
+	close(kq);
+}
+END_TEST
+
 START_TEST(kqueue_fd_readable_for_user_trigger)
 {
 	int kq = xkqueue();
@@ -1459,6 +1492,7 @@ kqueue_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, kqueue_fd_not_readable_when_idle);
 	tcase_add_test(tc, kqueue_fd_readable_while_fd_event_pending);
+	tcase_add_test(tc, kqueue_fd_readable_after_partial_read);
 	tcase_add_test(tc, kqueue_fd_readable_for_user_trigger);
 	tcase_add_test(tc, kqueue_fd_readable_for_regular_file);
 	tcase_add_test(tc, kqueue_fd_nests_in_epoll);

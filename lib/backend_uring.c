@@ -657,9 +657,14 @@ kq_uring_wait(struct kq_kqueue *kq, const struct timespec *ts)
 
 	memset(&arg, 0, sizeof arg);
 	if (ts != NULL && ts->tv_sec == 0 && ts->tv_nsec == 0) {
-		/* nothing to submit and something to reap: no call */
-		if (n == 0 && cq_unreaped(u) > atomic_load_explicit(&u->token,
-		    memory_order_relaxed))
+		/* nothing to submit: no call.  The CQ is in our memory, and
+		 * this thread's task work (the completions of what it armed)
+		 * ran when it last came back from the kernel; only CQEs the
+		 * kernel kept aside (the CQ was full) need an enter to come */
+		if (n == 0 && (cq_unreaped(u) > atomic_load_explicit(&u->token,
+		    memory_order_relaxed) ||
+		    !(__atomic_load_n(u->ring.sq.kflags, __ATOMIC_ACQUIRE) &
+		    IORING_SQ_CQ_OVERFLOW)))
 			return 0;
 		min = 0;
 	} else if (ts != NULL) {

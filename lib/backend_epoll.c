@@ -227,17 +227,6 @@ kq_backend_forget(struct kq_kqueue *kq, struct kq_poll *p)
 	ctl(kq, EPOLL_CTL_DEL, p->fd, 0, 0);
 }
 
-/* The same events again: epoll finds the item by (file, number), so a
- * number now closed (EBADF) or naming another file (ENOENT) fails.  io_uring
- * resolves the number only when it submits: no answer. */
-bool
-kq_backend_still_attached(struct kq_kqueue *kq, struct kq_poll *p)
-{
-	if (KQ_URING(kq) || !p->in_backend)
-		return false;
-	return ctl(kq, EPOLL_CTL_MOD, p->fd, p->armed, handle_of(p)) == 0;
-}
-
 /* One registration: bring the backend to p->want, with at most one
  * epoll_ctl (kq_uring_apply: one SQE, two for a change of mode). */
 static void

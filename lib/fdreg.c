@@ -63,11 +63,6 @@ static void resolve_real(void);
 #define SLOT_OWNED	0x1u	/* one of the library's own descriptors */
 #define SLOT_PENDING	0x2u	/* closed by a signal handler while held */
 #define SLOT_RANGE	0x4u	/* held by close_range() across the real call */
-/* Closes of the number in flight that found nothing to tell: a count, from
- * the closer's look at the slot until its real call returned (CLOSE
- * TRACKING in internal.h). */
-#define SLOT_CLOSING_ONE	0x100u
-#define SLOT_CLOSING_MASK	(~0xffu)
 
 struct fdslot {
 	_Atomic uintptr_t owner;		/* spinlock: thread_id() of holder */
@@ -147,34 +142,6 @@ slot_busy(struct fdslot *s)
 	    atomic_load_explicit(&s->sockerr, memory_order_relaxed) != 0;
 }
 
-/*
- * The close family's look at a slot it may close without its lock: count
- * this close in flight (seq_cst, before the look), then nothing linked, no
- * flag, no error kept?  Then true, and the caller runs the real call and
- * closing_done().  An EV_ADD that links a watch meanwhile either is seen
- * here or sees the count (kq_fdreg_close_raced).  One locked instruction
- * each way on a close of a number nobody watches.
- */
-static inline __attribute__((always_inline)) bool
-closing_unwatched(struct fdslot *s)
-{
-	unsigned old = atomic_fetch_add(&s->flags, SLOT_CLOSING_ONE);
-
-	if ((old & ~SLOT_CLOSING_MASK) == 0 &&
-	    atomic_load(&s->head) == NULL && atomic_load(&s->sockerr) == 0)
-		return true;
-	atomic_fetch_sub_explicit(&s->flags, SLOT_CLOSING_ONE,
-	    memory_order_release);
-	return false;
-}
-
-static inline __attribute__((always_inline)) void
-closing_done(struct fdslot *s)
-{
-	atomic_fetch_sub_explicit(&s->flags, SLOT_CLOSING_ONE,
-	    memory_order_release);
-}
-
 int
 kq_fdreg_reserve(int fd)
 {
@@ -244,11 +211,6 @@ static inline void tell_watchers(struct fdslot *s, int fd);
 #ifdef KQ_STATS
 /* Tests: called between the SLOT_PENDING check and the release. */
 void (*kq_test_unlock_window)(int fd);
-/* Tests: the close path, between its look at the slot and the real close. */
-void (*kq_test_close_window)(int fd);
-/* Tests: an EV_ADD that found a close of its number in flight, before it
- * waits for it. */
-void (*kq_test_closing_wait)(int fd);
 #endif
 
 static void
@@ -346,35 +308,6 @@ kq_fdreg_unwatch(int fd, struct kq_fdwatch *w)
 			prev->next = p->next;
 		break;
 	}
-}
-
-/*
- * Under fd's slot lock, after a watch was linked and the file registered:
- * did a close that saw no watcher run meanwhile?  Then wait for its real
- * call to return (it takes no slot lock) and say so: the registration may
- * be of the file that close ended.  The seq_cst fence pairs with
- * closing_unwatched()'s count: either that closer saw our watch (and told
- * it, under the lock we hold) or we see its count.
- */
-bool
-kq_fdreg_close_raced(int fd)
-{
-	struct fdslot *s = slot_peek(fd);
-
-	if (s == NULL)
-		return false;
-	atomic_thread_fence(memory_order_seq_cst);
-	if (!(atomic_load_explicit(&s->flags, memory_order_relaxed) &
-	    SLOT_CLOSING_MASK))
-		return false;
-#ifdef KQ_STATS
-	if (kq_test_closing_wait != NULL)
-		kq_test_closing_wait(fd);
-#endif
-	while (atomic_load_explicit(&s->flags, memory_order_acquire) &
-	    SLOT_CLOSING_MASK)
-		sched_yield();	/* a close(): microseconds */
-	return true;
 }
 
 struct kq_fdwatch *
@@ -678,14 +611,9 @@ refused(int fd)
  * still locked.  cancel: the real call is a cancellation point. */
 #define CLOSING(fd, call, cancel) ({						\
 	int cs_;								\
-	struct fdslot *s_ = kq_close_tracking ? slot_peek(fd) : NULL;		\
-	bool quiet_ = s_ != NULL && closing_unwatched(s_);			\
-	struct fdslot *held_ = quiet_ ? NULL :					\
-	    closing_slot(s_, (fd), (cancel) ? &cs_ : NULL);			\
+	struct fdslot *held_ = closing(fd, (cancel) ? &cs_ : NULL);		\
 	__typeof__(call) r_ = (call);						\
 	int e_ = errno;								\
-	if (quiet_)								\
-		closing_done(s_);						\
 	if (held_ != NULL) {							\
 		slot_unlock(held_, (fd));					\
 		if (cancel)							\
@@ -758,19 +686,8 @@ close(int fd)
 	int r, err, cs;
 
 	/* nothing watches the number and it is not ours: libc's close */
-	if (s == NULL)
+	if (s == NULL || !slot_busy(s))
 		return REAL(close)(fd);
-	if (closing_unwatched(s)) {
-#ifdef KQ_STATS
-		if (kq_test_close_window != NULL)
-			kq_test_close_window(fd);
-#endif
-		r = REAL(close)(fd);
-		err = errno;
-		closing_done(s);
-		errno = err;
-		return r;
-	}
 	if ((atomic_load_explicit(&s->flags, memory_order_relaxed) &
 	    SLOT_OWNED) && own_table()) {
 		errno = EBADF;

@@ -153,24 +153,6 @@
  *   a child with a copy of our memory that fork()'s handler did not start
  *   afresh (_Fork, clone without CLONE_VM, a raw fork): a page the kernel
  *   wipes in every such child (MADV_WIPEONFORK) makes it ask too.
- *   A close that finds the slot empty (no watcher, no flag) runs the real
- *   call without the lock; it counts itself in the slot's flags (a seq_cst
- *   RMW) before that look and uncounts after the real call.  An EV_ADD
- *   that links its watch and registers the file under the slot lock in
- *   between is then unseen: so the probe, still under the lock, fences
- *   (seq_cst) and looks at the count (kq_fdreg_close_raced): either the
- *   closer saw the watch or the adder sees the count.  Seeing it, the
- *   adder waits for the count to drop (fast closers take no slot lock),
- *   then asks the backend whether its registration is still of the file
- *   the number names (kq_backend_still_attached: epoll_ctl MOD, which
- *   fails for a closed number or another file); if not, or if the
- *   backend cannot tell (io_uring), it tells its own watcher as the
- *   closer would have (the knote dies with NOTE_FREE_CLOSE).  It touches
- *   no other watcher: the number may name a new file by then.  Not
- *   covered: a number whose registry chunk did not exist at the closer's
- *   look (the first watch in a fresh block of 1024 numbers), a watch
- *   linked without a probe (kq_fdnode_get for filters that do not probe
- *   first, aliases), and close_range()/closefrom() gaps.
  *   Any epoll_ctl on a user fd runs under that fd's slot lock, so a
  *   registration is never re-added after close.  No event reports a file
  *   that reused the number: fop->event() of an fd's knote runs under that
@@ -617,10 +599,6 @@ void kq_backend_detach(struct kq_kqueue *kq, struct kq_poll *p);
  * closed) without touching kq state: no kq->lock, async-signal-safe, under
  * the fd's slot lock. */
 void kq_backend_forget(struct kq_kqueue *kq, struct kq_poll *p);
-/* Under the user fd's slot lock, after a close raced with its attach: does
- * the backend still hold this registration for the file the number names
- * now?  false when it cannot tell (io_uring). */
-bool kq_backend_still_attached(struct kq_kqueue *kq, struct kq_poll *p);
 /* Apply pending updates; at most one epoll_ctl per dirty registration.
  * kq_backend_flush() (inline, below struct kq_kqueue) calls it when there
  * are any. */
@@ -967,10 +945,6 @@ void kq_fdreg_unlock(int fd);
 void kq_fdreg_pass(int fd);
 int kq_fdreg_watch(int fd, struct kq_fdwatch *w);	/* under kq_fdreg_lock(fd) */
 void kq_fdreg_unwatch(int fd, struct kq_fdwatch *w);	/* under kq_fdreg_lock(fd) */
-/* Under kq_fdreg_lock(fd), after a watch was linked and the file registered:
- * true if a close that saw no watcher overlapped (waited out: it has
- * returned).  CLOSE TRACKING. */
-bool kq_fdreg_close_raced(int fd);
 /* First watcher of fd with these ops, hold() called on it under the lock. */
 struct kq_fdwatch *kq_fdreg_find(int fd, const struct kq_fdwatch_ops *ops,
     void (*hold)(struct kq_fdwatch *));

@@ -374,19 +374,6 @@ kq_fdnode_probe(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 		}
 		err = kq_backend_attach(kq, &fdn->poll);
 		bool settled = kq_fd_settled(gen);
-		/* a close that saw no watcher ran meanwhile: if the file it
-		 * ended is what we registered, our watch dies with it
-		 * (internal.h, CLOSE TRACKING) */
-		if (err == 0 && kq_fdreg_close_raced(fdn->fd) &&
-		    !kq_backend_still_attached(kq, &fdn->poll)) {
-			kq_fdreg_unwatch(fdn->fd, &fdn->watch);
-			fdnode_closed(&fdn->watch, fdn->fd);
-			fdn->poll.in_backend = false;
-			fdn->poll.armed = 0;
-			kq_fdreg_unlock(fdn->fd);
-			fdn->kind = KQ_FD_POLL;	/* drained as closed */
-			return 0;
-		}
 		/* registered with no events epoll still reports HUP/ERR */
 		if (err == 0 && (!settled || fdn->poll.want == 0))
 			kq_backend_detach(kq, &fdn->poll);

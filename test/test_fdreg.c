@@ -16,14 +16,8 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include <errno.h>
-#include <pthread.h>
-#include <sched.h>
 #include <signal.h>
-#include <stdatomic.h>
-#include <stdbool.h>
 #include <stdint.h>
-#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,8 +26,6 @@
 /* lib/fdreg.c, tests' build */
 extern void (*kq_test_unlock_window)(int fd);
 extern void (*kq_test_walk_window)(void);
-extern void (*kq_test_close_window)(int fd);
-extern void (*kq_test_closing_wait)(int fd);
 
 static volatile sig_atomic_t victim = -1;
 
@@ -132,85 +124,6 @@ START_TEST(fork_in_handler_while_counting_a_loader_walk_returns)
 }
 END_TEST
 
-
-/*
- * A close of an unwatched number looks at its slot, then closes.  An EV_ADD
- * on another thread that links its watch and registers the file in between
- * is not seen by that look: it must find the close in flight itself, and
- * its knote must die with the file (NOTE_FREE_CLOSE), not outlive it.
- */
-static struct {
-	int kq, fd;
-	pthread_t adder;
-	int add_result;
-	_Atomic bool go, added, waiting;
-} race;
-
-static void *
-race_adder(void *arg)
-{
-	(void)arg;
-	while (!atomic_load(&race.go))
-		sched_yield();
-	race.add_result = kev_change(race.kq, race.fd, EVFILT_READ,
-	    EV_ADD | EV_FREEWATCH, 0, 0, UD(1)) == 0 ? 0 : errno;
-	atomic_store(&race.added, true);
-	return NULL;
-}
-
-/* The closer, between its look at the slot and the real close: the whole
- * first EV_ADD runs (or reaches its wait for this close). */
-static void
-add_in_close_window(int fd)
-{
-	if (fd != race.fd || atomic_load(&race.go))
-		return;
-	atomic_store(&race.go, true);
-	for (int ms = 0; ms < 10000; ms++) {
-		if (atomic_load(&race.added) || atomic_load(&race.waiting))
-			return;
-		usleep(1000);
-	}
-	ck_abort_msg("the EV_ADD neither finished nor waited for the close");
-}
-
-static void
-adder_sees_close(int fd)
-{
-	if (fd == race.fd)
-		atomic_store(&race.waiting, true);
-}
-
-START_TEST(add_between_closers_slot_check_and_close_dies_with_file)
-{
-	int p[2];
-
-	memset(&race, 0, sizeof race);
-	race.kq = xkqueue();
-	xpipe(p);
-	race.fd = p[0];
-	ck_assert_int_eq(pthread_create(&race.adder, NULL, race_adder, NULL), 0);
-	kq_test_close_window = add_in_close_window;
-	kq_test_closing_wait = adder_sees_close;
-	ck_assert_int_eq(close(p[0]), 0);
-	kq_test_close_window = NULL;
-	join_bounded(race.adder, 10000);
-	kq_test_closing_wait = NULL;
-	/* it overlapped the close: it may have succeeded */
-	ck_assert_int_eq(race.add_result, 0);
-	/* one that starts after close() returned finds no file, no knote */
-	errno = 0;
-	ck_assert_int_eq(kev_change(race.kq, p[0], EVFILT_READ, EV_ADD, 0, 0,
-	    UD(2)), -1);
-	ck_assert_int_eq(errno, EBADF);
-	kev_expect(race.kq, 0, p[0], EVFILT_READ, EV_FREEWATCH | EV_DELETE,
-	    NOTE_FREE_CLOSE, 0, UD(1));
-	kev_expect_none(race.kq);
-	close(p[1]);
-	close(race.kq);
-}
-END_TEST
-
 static Suite *
 fdreg_suite(void)
 {
@@ -218,7 +131,6 @@ fdreg_suite(void)
 	TCase *tc = tcase_create("slots");
 
 	tcase_add_test(tc, close_in_handler_between_pending_check_and_release_is_told);
-	tcase_add_test(tc, add_between_closers_slot_check_and_close_dies_with_file);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("loader");

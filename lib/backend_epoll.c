@@ -227,6 +227,18 @@ kq_backend_forget(struct kq_kqueue *kq, struct kq_poll *p)
 	ctl(kq, EPOLL_CTL_DEL, p->fd, 0, 0);
 }
 
+/* Under the user fd's slot lock: does epoll still hold p's item, the file
+ * it registered at this number?  The same events again (EPOLL_CTL_MOD)
+ * fail for a closed number (EBADF) or another file there (ENOENT).
+ * io_uring's poll holds its file: true (it cannot tell). */
+bool
+kq_backend_still_attached(struct kq_kqueue *kq, struct kq_poll *p)
+{
+	if (KQ_URING(kq) || !p->in_backend)
+		return true;
+	return ctl(kq, EPOLL_CTL_MOD, p->fd, p->armed, handle_of(p)) == 0;
+}
+
 /* One registration: bring the backend to p->want, with at most one
  * epoll_ctl (kq_uring_apply: one SQE, two for a change of mode). */
 static void

@@ -211,6 +211,9 @@ static inline void tell_watchers(struct fdslot *s, int fd);
 #ifdef KQ_STATS
 /* Tests: called between the SLOT_PENDING check and the release. */
 void (*kq_test_unlock_window)(int fd);
+/* Tests: close() of a number whose slot it found empty, before the real
+ * call. */
+void (*kq_test_close_window)(int fd);
 #endif
 
 static void
@@ -600,6 +603,55 @@ closing(int fd, int *cs)
 	return closing_slot(slot_peek(fd), fd, cs);
 }
 
+/*
+ * After a close that found nothing to tell (CLOSE TRACKING in internal.h):
+ * an EV_ADD on another thread may have linked its watch and registered the
+ * file between that look and the real call.  The adder fences between its
+ * link and its registration, and the real call orders the file's end
+ * before this look: so a watch that registered the ended file is in the
+ * chain now.  Under the lock (a watch is linked and registered within one
+ * hold), each watch says whether it was of that file (ops->raced: epoll no
+ * longer has it at this number) and only those are told; one of a new file
+ * that reused the number is left alone.
+ */
+static void __attribute__((noinline, cold))
+close_raced(struct fdslot *s, int fd)
+{
+	struct kq_fdwatch *w, *next, *prev = NULL;
+
+	if (!own_table() || !slot_trylock_closing(s))
+		return;		/* a vfork child's; a handler's on the holder */
+	w = atomic_load_explicit(&s->head, memory_order_relaxed);
+	for (; w != NULL; w = next) {
+		next = w->next;
+		if (w->ops->raced == NULL || !w->ops->raced(w, fd)) {
+			prev = w;
+			continue;
+		}
+		if (prev == NULL)
+			atomic_store_explicit(&s->head, next,
+			    memory_order_release);
+		else
+			prev->next = next;
+		w->next = NULL;
+		w->ops->closed(w, fd);
+	}
+	slot_unlock(s, fd);
+}
+
+/* The same, from the number: after a close-family call that held no slot. */
+static inline void
+closed_quietly(int fd)
+{
+	struct fdslot *s = kq_close_tracking ? slot_peek(fd) : NULL;
+
+	if (s != NULL && slot_busy(s)) {
+		int e = errno;
+		close_raced(s, fd);
+		errno = e;
+	}
+}
+
 /* Is fd one of ours, as the application's close family sees it? */
 static bool
 refused(int fd)
@@ -618,6 +670,8 @@ refused(int fd)
 		slot_unlock(held_, (fd));					\
 		if (cancel)							\
 			pthread_setcancelstate(cs_, NULL);			\
+	} else {								\
+		closed_quietly(fd);						\
 	}									\
 	errno = e_;								\
 	r_;									\
@@ -686,8 +740,21 @@ close(int fd)
 	int r, err, cs;
 
 	/* nothing watches the number and it is not ours: libc's close */
-	if (s == NULL || !slot_busy(s))
+	if (s == NULL)
 		return REAL(close)(fd);
+	if (!slot_busy(s)) {
+#ifdef KQ_STATS
+		if (kq_test_close_window != NULL)
+			kq_test_close_window(fd);
+#endif
+		r = REAL(close)(fd);
+		if (__builtin_expect(slot_busy(s), 0)) {
+			err = errno;
+			close_raced(s, fd);
+			errno = err;
+		}
+		return r;
+	}
 	if ((atomic_load_explicit(&s->flags, memory_order_relaxed) &
 	    SLOT_OWNED) && own_table()) {
 		errno = EBADF;

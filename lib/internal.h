@@ -153,6 +153,18 @@
  *   a child with a copy of our memory that fork()'s handler did not start
  *   afresh (_Fork, clone without CLONE_VM, a raw fork): a page the kernel
  *   wipes in every such child (MADV_WIPEONFORK) makes it ask too.
+ *   A close that finds the slot empty takes no lock, so an EV_ADD on
+ *   another thread may link its watch and register the file between that
+ *   look and the real call.  The adder fences (seq_cst) between its link
+ *   and its epoll_ctl ADD, and the kernel's close orders the file's end
+ *   before the closer's next load, so either epoll refused the number or
+ *   the closer, looking again after the real call, finds the watch: then
+ *   (close_raced, under the slot lock: a watch is linked and registered
+ *   within one hold) each watch says whether it was of the ended file
+ *   (ops->raced: epoll's item at this number is gone, EPOLL_CTL_MOD
+ *   fails), and only those are told.  A watch of a new file that reused
+ *   the number is left alone.  io_uring cannot tell (its poll holds the
+ *   file): there the race stays.
  *   Any epoll_ctl on a user fd runs under that fd's slot lock, so a
  *   registration is never re-added after close.  No event reports a file
  *   that reused the number: fop->event() of an fd's knote runs under that
@@ -274,6 +286,9 @@ struct kq_alias;
 struct kq_fdwatch;
 struct kq_fdwatch_ops {
 	void (*closed)(struct kq_fdwatch *w, int fd);
+	/* After a close that saw no watcher (fdreg.c, close_raced), under the
+	 * slot lock: was this watch of the file that close ended?  NULL: no. */
+	bool (*raced)(struct kq_fdwatch *w, int fd);
 };
 struct kq_fdwatch {
 	struct kq_fdwatch *next;	/* the slot's chain, under its lock */
@@ -599,6 +614,9 @@ void kq_backend_detach(struct kq_kqueue *kq, struct kq_poll *p);
  * closed) without touching kq state: no kq->lock, async-signal-safe, under
  * the fd's slot lock. */
 void kq_backend_forget(struct kq_kqueue *kq, struct kq_poll *p);
+/* Under the user fd's slot lock: does the backend still hold p for the
+ * file the number names?  (true when it cannot tell: io_uring) */
+bool kq_backend_still_attached(struct kq_kqueue *kq, struct kq_poll *p);
 /* Apply pending updates; at most one epoll_ctl per dirty registration.
  * kq_backend_flush() (inline, below struct kq_kqueue) calls it when there
  * are any. */

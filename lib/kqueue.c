@@ -220,7 +220,25 @@ fdnode_closed(struct kq_fdwatch *w, int fd)
 		kq_kick(kq);
 }
 
-static const struct kq_fdwatch_ops fdnode_watch_ops = { .closed = fdnode_closed };
+/* After a close that saw no watcher (fdreg.c, close_raced): epoll holds an
+ * item per (file, number), so the same events again at this number fail
+ * once the file this node registered is no longer there.  io_uring cannot
+ * tell (its poll holds the file): no. */
+static bool
+fdnode_raced(struct kq_fdwatch *w, int fd)
+{
+	struct kq_fdnode *fdn = (struct kq_fdnode *)((char *)w -
+	    offsetof(struct kq_fdnode, watch));
+
+	(void)fd;
+	return !atomic_load(&fdn->closed) &&
+	    !kq_backend_still_attached(fdn->kq, &fdn->poll);
+}
+
+static const struct kq_fdwatch_ops fdnode_watch_ops = {
+	.closed = fdnode_closed,
+	.raced = fdnode_raced,
+};
 
 /* Freed nodes kept per kqueue for reuse (kq->fdnode_cache): a connection's
  * watch-and-close cycle then costs no calloc (glibc's bypasses its thread
@@ -372,6 +390,9 @@ kq_fdnode_probe(struct kq_kqueue *kq, struct kq_fdnode *fdn)
 			kq_fdreg_watch(fdn->fd, &fdn->watch);
 			fdn->watch_deferred = false;
 		}
+		/* the watch is seen before epoll looks the number up: a close
+		 * that missed it finds it after (fdreg.c, close_raced) */
+		atomic_thread_fence(memory_order_seq_cst);
 		err = kq_backend_attach(kq, &fdn->poll);
 		bool settled = kq_fd_settled(gen);
 		/* registered with no events epoll still reports HUP/ERR */

@@ -16,8 +16,14 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +32,11 @@
 /* lib/fdreg.c, tests' build */
 extern void (*kq_test_unlock_window)(int fd);
 extern void (*kq_test_walk_window)(void);
+extern void (*kq_test_close_window)(int fd);
+struct kq_kqueue;
+struct kq_kqueue *kq_lookup(int fd, bool search);
+void kq_put(struct kq_kqueue *kq);
+const char *kq_backend_name(const struct kq_kqueue *kq);
 
 static volatile sig_atomic_t victim = -1;
 
@@ -124,6 +135,81 @@ START_TEST(fork_in_handler_while_counting_a_loader_walk_returns)
 }
 END_TEST
 
+/*
+ * A close that found the number's slot empty closes without its lock.  An
+ * EV_ADD on another thread that links its watch and registers the file in
+ * between (here: the whole add runs there) must not leave a knote that
+ * outlives the file: it dies with it (NOTE_FREE_CLOSE), and an EV_ADD
+ * after close() returned finds no file.
+ */
+static struct {
+	int kq, fd;
+	int add_err;
+	_Atomic bool go, added;
+} race;
+
+static void *
+race_adder(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&race.go))
+		sched_yield();
+	race.add_err = kev_change(race.kq, race.fd, EVFILT_READ,
+	    EV_ADD | EV_FREEWATCH, 0, 0, UD(1)) == 0 ? 0 : errno;
+	atomic_store(&race.added, true);
+	return NULL;
+}
+
+static void
+add_in_close_window(int fd)
+{
+	if (fd != race.fd || atomic_load(&race.go))
+		return;
+	atomic_store(&race.go, true);
+	for (int ms = 0; ms < 10000 && !atomic_load(&race.added); ms++)
+		usleep(1000);
+}
+
+START_TEST(add_between_closers_look_and_close_dies_with_the_file)
+{
+	pthread_t t;
+	int p[2];
+
+	memset(&race, 0, sizeof race);
+	race.kq = xkqueue();
+	/* io_uring's poll holds the file: the race stays there (internal.h,
+	 * CLOSE TRACKING) */
+	struct kq_kqueue *kq = kq_lookup(race.kq, true);
+	bool uring = strcmp(kq_backend_name(kq), "io_uring") == 0;
+	kq_put(kq);
+	if (uring) {
+		close(race.kq);
+		return;
+	}
+	xpipe(p);
+	race.fd = p[0];
+	/* the number's slot exists and is empty again */
+	kev_ok(race.kq, p[0], EVFILT_READ, EV_ADD, 0, 0, UD(0));
+	kev_ok(race.kq, p[0], EVFILT_READ, EV_DELETE, 0, 0, NULL);
+	kev_expect_none(race.kq);
+	ck_assert_int_eq(pthread_create(&t, NULL, race_adder, NULL), 0);
+	kq_test_close_window = add_in_close_window;
+	ck_assert_int_eq(close(p[0]), 0);
+	kq_test_close_window = NULL;
+	join_bounded(t, 10000);
+	ck_assert(atomic_load(&race.added));
+	ck_assert_int_eq(race.add_err, 0);
+	/* the knote went with the file, and nothing reopened the number */
+	ck_assert_errno(kev_change(race.kq, p[0], EVFILT_READ, EV_ADD, 0, 0,
+	    UD(2)), EBADF);
+	kev_expect(race.kq, 0, p[0], EVFILT_READ, EV_FREEWATCH | EV_DELETE,
+	    NOTE_FREE_CLOSE, 0, UD(1));
+	kev_expect_none(race.kq);
+	close(p[1]);
+	close(race.kq);
+}
+END_TEST
+
 static Suite *
 fdreg_suite(void)
 {
@@ -136,6 +222,7 @@ fdreg_suite(void)
 	tc = tcase_create("loader");
 	tcase_set_timeout(tc, 10);
 	tcase_add_test(tc, fork_in_handler_while_counting_a_loader_walk_returns);
+	tcase_add_test(tc, add_between_closers_look_and_close_dies_with_the_file);
 	suite_add_tcase(s, tc);
 	return s;
 }

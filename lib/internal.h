@@ -162,9 +162,10 @@
  *   (close_raced, under the slot lock: a watch is linked and registered
  *   within one hold) each watch says whether it was of the ended file
  *   (ops->raced: epoll's item at this number is gone, EPOLL_CTL_MOD
- *   fails), and only those are told.  A watch of a new file that reused
- *   the number is left alone.  io_uring cannot tell (its poll holds the
- *   file): there the race stays.
+ *   fails; an empty number: every watch there), and only those are told.
+ *   A watch of a new file that reused the number is left alone.  io_uring,
+ *   and a node epoll does not hold (disabled, a regular file), can tell
+ *   only the empty number: after a reuse the race stays there.
  *   Any epoll_ctl on a user fd runs under that fd's slot lock, so a
  *   registration is never re-added after close.  No event reports a file
  *   that reused the number: fop->event() of an fd's knote runs under that

@@ -220,19 +220,31 @@ fdnode_closed(struct kq_fdwatch *w, int fd)
 		kq_kick(kq);
 }
 
-/* After a close that saw no watcher (fdreg.c, close_raced): epoll holds an
- * item per (file, number), so the same events again at this number fail
- * once the file this node registered is no longer there.  io_uring cannot
- * tell (its poll holds the file): no. */
+/* After a close that saw no watcher (fdreg.c, close_raced): an empty number
+ * says yes; otherwise epoll holds an item per (file, number), so the same
+ * events again at this number fail once the file this node registered is no
+ * longer there.  io_uring cannot tell a reused number (its poll holds the
+ * file): no. */
 static bool
 fdnode_raced(struct kq_fdwatch *w, int fd)
 {
 	struct kq_fdnode *fdn = (struct kq_fdnode *)((char *)w -
 	    offsetof(struct kq_fdnode, watch));
 
-	(void)fd;
-	return !atomic_load(&fdn->closed) &&
-	    !kq_backend_still_attached(fdn->kq, &fdn->poll);
+	if (atomic_load(&fdn->closed))
+		return false;
+	/* Nothing at the number: this watch was of the file the close
+	 * ended (a watch of a later file there was told when that one was
+	 * closed, or raced its close like this one).  Asked first: a node
+	 * epoll does not hold (added disabled, a regular file) and io_uring
+	 * have no other answer. */
+	if (fcntl(fd, F_GETFD) < 0 && errno == EBADF)
+		return true;
+	/* another file there; one of the library's own may be registered in
+	 * this very set at this number: never MOD it */
+	if (kq_fd_owned(fd))
+		return false;
+	return !kq_backend_still_attached(fdn->kq, &fdn->poll);
 }
 
 static const struct kq_fdwatch_ops fdnode_watch_ops = {

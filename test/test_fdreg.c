@@ -144,6 +144,8 @@ END_TEST
  */
 static struct {
 	int kq, fd;
+	unsigned short add_flags;	/* beside EV_ADD | EV_FREEWATCH */
+	short filter;
 	int add_err;
 	_Atomic bool go, added;
 } race;
@@ -154,8 +156,10 @@ race_adder(void *arg)
 	(void)arg;
 	while (!atomic_load(&race.go))
 		sched_yield();
-	race.add_err = kev_change(race.kq, race.fd, EVFILT_READ,
-	    EV_ADD | EV_FREEWATCH, 0, 0, UD(1)) == 0 ? 0 : errno;
+	race.add_err = kev_change(race.kq, race.fd,
+	    race.filter != 0 ? race.filter : EVFILT_READ,
+	    EV_ADD | EV_FREEWATCH | race.add_flags, 0, 0, UD(1)) == 0 ? 0 :
+	    errno;
 	atomic_store(&race.added, true);
 	return NULL;
 }
@@ -210,6 +214,62 @@ START_TEST(add_between_closers_look_and_close_dies_with_the_file)
 }
 END_TEST
 
+/*
+ * The same with a watch whose file epoll does not hold: one added disabled
+ * (probed, then taken out of epoll: nothing to ask epoll about) and one of
+ * a regular file (epoll refuses it).  The number is empty after the close:
+ * whatever watches it watched the file that close ended.  Before the fix
+ * both knotes outlived the file (the disabled one would register whatever
+ * file next took the number on EV_ENABLE).  On io_uring too.
+ */
+static void
+add_raced_with_close(int fd, int other_end, short filter, unsigned short flags)
+{
+	pthread_t t;
+
+	memset(&race, 0, sizeof race);
+	race.kq = xkqueue();
+	race.fd = fd;
+	race.filter = filter;
+	race.add_flags = flags;
+	/* the kqueue's own number made the slots of its neighbours: fd's
+	 * exists, empty (a watched-then-deleted one may stay busy on
+	 * io_uring, which keeps the node) */
+	ck_assert_int_lt(fd, 1024);
+	ck_assert_int_eq(pthread_create(&t, NULL, race_adder, NULL), 0);
+	kq_test_close_window = add_in_close_window;
+	ck_assert_int_eq(close(fd), 0);
+	kq_test_close_window = NULL;
+	bool quiet = atomic_exchange(&race.go, true);
+	join_bounded(t, 10000);
+	ck_assert_msg(quiet, "close() did not find the slot empty");
+	ck_assert(atomic_load(&race.added));
+	ck_assert_int_eq(race.add_err, 0);
+	ck_assert_errno(kev_change(race.kq, fd, filter, EV_ADD, 0, 0, UD(2)),
+	    EBADF);
+	kev_expect(race.kq, 0, fd, filter, EV_FREEWATCH | EV_DELETE,
+	    NOTE_FREE_CLOSE, 0, UD(1));
+	kev_expect_none(race.kq);
+	if (other_end >= 0)
+		close(other_end);
+	close(race.kq);
+}
+
+START_TEST(disabled_add_between_closers_look_and_close_dies_with_the_file)
+{
+	int p[2];
+
+	xpipe(p);
+	add_raced_with_close(p[0], p[1], EVFILT_READ, EV_DISABLE);
+}
+END_TEST
+
+START_TEST(regular_file_add_between_closers_look_and_close_dies_with_it)
+{
+	add_raced_with_close(make_regular_file(16), -1, EVFILT_READ, 0);
+}
+END_TEST
+
 static Suite *
 fdreg_suite(void)
 {
@@ -223,6 +283,8 @@ fdreg_suite(void)
 	tcase_set_timeout(tc, 10);
 	tcase_add_test(tc, fork_in_handler_while_counting_a_loader_walk_returns);
 	tcase_add_test(tc, add_between_closers_look_and_close_dies_with_the_file);
+	tcase_add_test(tc, disabled_add_between_closers_look_and_close_dies_with_the_file);
+	tcase_add_test(tc, regular_file_add_between_closers_look_and_close_dies_with_it);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -181,8 +181,9 @@ START_TEST(add_between_closers_look_and_close_dies_with_the_file)
 
 	memset(&race, 0, sizeof race);
 	race.kq = xkqueue();
-	/* io_uring's poll holds the file: the race stays there (internal.h,
-	 * CLOSE TRACKING) */
+	/* io_uring keeps a node whose knotes went (a new knote needs no new
+	 * probe), so the slot is not empty and the close takes the lock: no
+	 * window to run the add in */
 	struct kq_kqueue *kq = kq_lookup(race.kq, true);
 	bool uring = strcmp(kq_backend_name(kq), "io_uring") == 0;
 	kq_put(kq);

@@ -190,9 +190,13 @@ pop_root(struct kq_timer_heap *h)
 		if (i <= 4) {
 			/* both its lines: a small knote from a slab spans
 			 * two, and the timer's state is at its end */
-			__builtin_prefetch(v[best].kn, 1);
-			__builtin_prefetch((char *)v[best].kn +
-			    KQ_KNOTE_SMALL - 1, 1);
+			uintptr_t kn = (uintptr_t)v[best].kn;
+
+			/* a dead entry's is NULL: address arithmetic on
+			 * an integer (a prefetch never faults) */
+			__builtin_prefetch((const void *)kn, 1);
+			__builtin_prefetch((const void *)(kn +
+			    KQ_KNOTE_SMALL - 1), 1);
 		}
 		v[i] = v[best];
 		i = best;

@@ -639,13 +639,12 @@ close_raced(struct fdslot *s, int fd)
 	slot_unlock(s, fd);
 }
 
-/* The same, from the number: after a close-family call that held no slot. */
+/* After a close-family call that held no slot: a watch there now may have
+ * raced it.  errno is the call's. */
 static inline void
-closed_quietly(int fd)
+closed_quietly(struct fdslot *s, int fd)
 {
-	struct fdslot *s = kq_close_tracking ? slot_peek(fd) : NULL;
-
-	if (s != NULL && slot_busy(s)) {
+	if (s != NULL && __builtin_expect(slot_busy(s), 0)) {
 		int e = errno;
 		close_raced(s, fd);
 		errno = e;
@@ -670,8 +669,8 @@ refused(int fd)
 		slot_unlock(held_, (fd));					\
 		if (cancel)							\
 			pthread_setcancelstate(cs_, NULL);			\
-	} else {								\
-		closed_quietly(fd);						\
+	} else if (kq_close_tracking) {						\
+		closed_quietly(slot_peek(fd), (fd));				\
 	}									\
 	errno = e_;								\
 	r_;									\
@@ -748,11 +747,7 @@ close(int fd)
 			kq_test_close_window(fd);
 #endif
 		r = REAL(close)(fd);
-		if (__builtin_expect(slot_busy(s), 0)) {
-			err = errno;
-			close_raced(s, fd);
-			errno = err;
-		}
+		closed_quietly(s, fd);
 		return r;
 	}
 	if ((atomic_load_explicit(&s->flags, memory_order_relaxed) &

@@ -329,6 +329,21 @@ kq_knote_insert(struct kq_kqueue *kq, struct kq_knote *kn,
 	return knote_insert(kq, kn, link);
 }
 
+/* A small knote from the slab, as kq_knote_alloc()'s zeroing and
+ * kq_knote_set() would leave it, written once (next excepted). */
+static inline __attribute__((always_inline)) void
+small_knote_set(struct kq_knote *kn, const struct kevent *kev)
+{
+	memset(&kn->link, 0, sizeof kn->link);
+	kn->ident = kev->ident;
+	kn->udata = kev->udata;
+	kn->filter = kev->filter;
+	kn->flags = kev->flags & KN_STORED_FLAGS_MASK;
+	kn->status = (kev->flags & EV_DISABLE) ? KN_DISABLED : 0;
+	kn->data = 0;
+	memset(&kn->s, 0, sizeof kn->s);
+}
+
 /* kq_knote_alloc, kq_knote_set and kq_knote_insert(link) at once */
 static inline __attribute__((always_inline)) struct kq_knote *
 knote_new_hashed(struct kq_kqueue *kq, const struct kq_filterops *fop,
@@ -344,16 +359,7 @@ knote_new_hashed(struct kq_kqueue *kq, const struct kq_filterops *fop,
 	if (kn == NULL)
 		return NULL;
 	if (fop->small) {
-		/* what kq_knote_alloc()'s zeroing and kq_knote_set() would
-		 * leave, written once (insert sets next) */
-		memset(&kn->link, 0, sizeof kn->link);
-		kn->ident = kev->ident;
-		kn->udata = kev->udata;
-		kn->filter = kev->filter;
-		kn->flags = kev->flags & KN_STORED_FLAGS_MASK;
-		kn->status = (kev->flags & EV_DISABLE) ? KN_DISABLED : 0;
-		kn->data = 0;
-		memset(&kn->s, 0, sizeof kn->s);
+		small_knote_set(kn, kev);	/* insert sets next */
 	} else {
 		kq_knote_set(kn, kev);
 	}
@@ -597,16 +603,8 @@ kq_knote_change_run(struct kq_kqueue *kq, const struct kevent *changelist,
 			*err = ENOMEM;
 			return i;
 		}
-		/* as knote_new_hashed() leaves a small knote */
-		memset(&kn->link, 0, sizeof kn->link);
+		small_knote_set(kn, kev);	/* no EV_DISABLE in a run */
 		kn->next = NULL;
-		kn->ident = kev->ident;
-		kn->udata = kev->udata;
-		kn->filter = kev->filter;
-		kn->flags = kev->flags & KN_STORED_FLAGS_MASK;
-		kn->status = 0;
-		kn->data = 0;
-		memset(&kn->s, 0, sizeof kn->s);
 		*link = kn;
 		h->n = t.n + 1;
 		h->gen = t.gen + 1;
